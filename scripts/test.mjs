@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// Runs the checks and the same test files under Deno, Bun and Node, then prints
+// one summary line `N passed, N failed` summed over the runtimes.
+// Usage: node scripts/test.mjs [--only deno|bun|node] [--skip-checks]
+import { spawn } from "node:child_process";
+import { readdirSync } from "node:fs";
+
+const args = process.argv.slice(2);
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+const skipChecks = args.includes("--skip-checks");
+const bin = (name) => `node_modules/.bin/${name}`;
+const testFiles = readdirSync("tests").filter((f) => f.endsWith(".test.ts")).sort()
+  .map((f) => `tests/${f}`);
+
+/** Runs a command, streaming its output, and resolves with exit code and output text. */
+function run(label, command, commandArgs, env = {}) {
+  console.log(`\n=== ${label}: ${command} ${commandArgs.join(" ")}`);
+  return new Promise((resolve) => {
+    const child = spawn(command, commandArgs, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0", ...env },
+    });
+    let output = "";
+    const tee = (stream, sink) =>
+      stream.on("data", (chunk) => {
+        output += chunk;
+        sink.write(chunk);
+      });
+    tee(child.stdout, process.stdout);
+    tee(child.stderr, process.stderr);
+    child.on("close", (code) => resolve({ code: code ?? 1, output }));
+  });
+}
+
+/** Reads the last occurrence of a count in a runner's output. */
+function lastCount(output, pattern) {
+  const matches = [...output.matchAll(pattern)];
+  return matches.length ? Number(matches[matches.length - 1][1]) : undefined;
+}
+
+const runtimes = {
+  node: {
+    command: process.execPath,
+    args: ["--import", "tsx", "--test", "--test-reporter=spec", ...testFiles],
+    passed: /^ℹ pass (\d+)/gm,
+    failed: /^ℹ fail (\d+)/gm,
+  },
+  deno: {
+    command: bin("deno"),
+    args: ["test", "-A", "--no-check", "tests/"],
+    passed: /(\d+) passed/g,
+    failed: /(\d+) failed/g,
+  },
+  bun: {
+    command: bin("bun"),
+    args: ["test", "--timeout", "120000", "./tests/"],
+    passed: /^\s*(\d+) pass$/gm,
+    failed: /^\s*(\d+) fail$/gm,
+  },
+};
+
+let failures = 0;
+if (!skipChecks && !only) {
+  const checks = [
+    ["tsc", bin("tsc"), ["--noEmit", "-p", "tsconfig.json"]],
+    ["deno check", bin("deno"), ["check", "mod.ts", "src/", "tests/", "bench/", "scripts/"]],
+    ["deno lint", bin("deno"), ["lint"]],
+  ];
+  for (const [label, command, commandArgs] of checks) {
+    const { code } = await run(label, command, commandArgs);
+    if (code !== 0) {
+      console.log(`\n${label} failed (exit ${code})`);
+      failures++;
+    }
+  }
+}
+
+let passed = 0;
+let failed = 0;
+const rows = [];
+for (const [name, runtime] of Object.entries(runtimes)) {
+  if (only && only !== name) continue;
+  const { code, output } = await run(name, runtime.command, runtime.args);
+  const p = lastCount(output, runtime.passed);
+  const f = lastCount(output, runtime.failed) ?? 0;
+  // A runner that crashed before reporting counts as one failure.
+  const runFailed = p === undefined || (code !== 0 && f === 0) ? 1 : f;
+  passed += p ?? 0;
+  failed += runFailed;
+  rows.push(`${name}: ${p ?? 0} passed, ${runFailed} failed (exit ${code})`);
+}
+
+console.log("\n=== summary");
+for (const row of rows) console.log(row);
+if (failures) console.log(`${failures} check(s) failed`);
+console.log(`${passed} passed, ${failed + failures} failed`);
+process.exit(failed + failures === 0 ? 0 : 1);

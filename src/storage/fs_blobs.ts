@@ -1,0 +1,107 @@
+/**
+ * Blobs on the file system: one file per key below `<root>/`.
+ *
+ * Durability: `put` writes a temp file in the target directory, fsyncs it,
+ * renames it over the key and fsyncs the directory, so a blob is either wholly
+ * there or not there at all; an oversized or failed upload leaves nothing.
+ *
+ * @module
+ */
+import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { createSha256 } from "../integrity/sha256.ts";
+import { StorageError } from "./errors.ts";
+import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writeFully } from "./fs_paths.ts";
+import { assertValidKey, assertValidPrefix } from "./keys.ts";
+import { pageKeys } from "./page_keys.ts";
+import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "./types.ts";
+
+/** Creates the blob store rooted at `root` (a directory it may create). */
+export function createFsBlobStore(root: string, ensureOpen: () => void): BlobStore {
+  const pathOf = (key: string) => {
+    ensureOpen();
+    assertValidKey(key);
+    return join(root, key);
+  };
+
+  return {
+    async put(key: string, source: ReadableStream<Uint8Array> | Uint8Array, options: PutBlobOptions = {}): Promise<BlobInfo> {
+      const path = pathOf(key);
+      const dir = dirname(path);
+      await mkdir(dir, { recursive: true });
+      const temp = tempPathIn(dir);
+      const hash = createSha256();
+      let bytes = 0;
+      const handle = await open(temp, "w");
+      let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+      try {
+        const take = async (chunk: Uint8Array) => {
+          bytes += chunk.length;
+          if (options.maxBytes !== undefined && bytes > options.maxBytes) {
+            throw new StorageError("too_large", `blob ${key} exceeds ${options.maxBytes} bytes`, { key });
+          }
+          hash.update(chunk);
+          await writeFully(handle, chunk);
+        };
+        if (source instanceof Uint8Array) {
+          await take(source);
+        } else {
+          reader = source.getReader();
+          for (let r = await reader.read(); !r.done; r = await reader.read()) await take(r.value);
+        }
+        await handle.sync();
+        await handle.close();
+        await rename(temp, path);
+        await syncDirectory(dir);
+        return { key, bytes, sha256: hash.hexDigest() };
+      } catch (error) {
+        await reader?.cancel().catch(() => {});
+        await handle.close().catch(() => {});
+        await unlink(temp).catch(() => {});
+        if (error instanceof StorageError) throw error;
+        throw ioError(`cannot write blob ${key}`, error, key);
+      }
+    },
+
+    async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+      const path = pathOf(key);
+      const size = await statSize(path, key);
+      if (size === null) throw new StorageError("not_found", `no blob ${key}`, { key });
+      const start = Math.min(range?.start ?? 0, size);
+      const end = Math.min(range?.end ?? size, size);
+      return fileStream(path, start, Math.max(start, end));
+    },
+
+    async stat(key: string): Promise<BlobStat | null> {
+      const size = await statSize(pathOf(key), key);
+      return size === null ? null : { key, bytes: size };
+    },
+
+    async delete(key: string): Promise<boolean> {
+      const path = pathOf(key);
+      try {
+        await unlink(path);
+        return true;
+      } catch (error) {
+        if (errnoCode(error) === "ENOENT") return false;
+        throw ioError(`cannot delete blob ${key}`, error, key);
+      }
+    },
+
+    async list(prefix: string, options?: ListOptions): Promise<KeyPage> {
+      ensureOpen();
+      assertValidPrefix(prefix);
+      return pageKeys(await listKeysUnder(root, prefix), prefix, options);
+    },
+  };
+}
+
+async function statSize(path: string, key: string): Promise<number | null> {
+  try {
+    const info = await stat(path);
+    return info.isFile() ? info.size : null;
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") return null;
+    throw ioError(`cannot stat ${key}`, error, key);
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Low-level file helpers for the fs adapter: atomic replace, directory fsync,
+ * ranged file streams, recursive key listing and leftover temp cleanup.
+ *
+ * Temp files are named `.tmp-…`; keys can never start with a dot, so temp files
+ * are never listed and never collide with a key.
+ *
+ * @module
+ */
+import { mkdir, open, readdir, rename, rm, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { StorageError } from "./errors.ts";
+
+const TEMP_PREFIX = ".tmp-";
+const READ_CHUNK = 256 * 1024;
+
+/** Error codes that mean "this platform cannot fsync a directory"; nothing to do then. */
+const DIR_SYNC_UNSUPPORTED = new Set(["EISDIR", "EINVAL", "EPERM", "EBADF", "ENOTSUP"]);
+
+/** The `code` of a Node-style system error, if any. */
+export function errnoCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** Wraps an unexpected file-system error into a `StorageError("io")`. */
+export function ioError(message: string, cause: unknown, key?: string): StorageError {
+  return new StorageError("io", `${message}: ${(cause as Error)?.message ?? cause}`, { key, cause });
+}
+
+/** A fresh temp file path in `dir`. */
+export function tempPathIn(dir: string): string {
+  return join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
+}
+
+/**
+ * Makes a rename or create in `dir` durable by fsyncing the directory itself.
+ * Platforms that cannot open a directory for syncing are skipped.
+ */
+export async function syncDirectory(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, "r");
+    await handle.sync();
+  } catch (error) {
+    if (!DIR_SYNC_UNSUPPORTED.has(errnoCode(error) ?? "")) throw error;
+  } finally {
+    await handle?.close();
+  }
+}
+
+/**
+ * Atomically replaces `path` with `data`: temp file in the same directory,
+ * write, fsync, rename over the target, fsync of the directory. A crash at any
+ * point leaves either the old content or the new one, never a mix.
+ */
+export async function replaceFileAtomically(path: string, dir: string, data: Uint8Array): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const temp = tempPathIn(dir);
+  try {
+    const handle = await open(temp, "w");
+    try {
+      await writeFully(handle, data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await unlink(temp).catch(() => {});
+    throw error;
+  }
+  await syncDirectory(dir);
+}
+
+/** Writes every byte of `data` at the handle's position (or appends in append mode). */
+export async function writeFully(
+  handle: { write(buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> },
+  data: Uint8Array,
+): Promise<void> {
+  let written = 0;
+  while (written < data.length) {
+    const { bytesWritten } = await handle.write(data, written, data.length - written);
+    written += bytesWritten;
+  }
+}
+
+/**
+ * Streams bytes `[start, end)` of a file. The file is opened on the first pull
+ * and closed when the stream ends or is cancelled.
+ */
+export function fileStream(path: string, start: number, end: number): ReadableStream<Uint8Array> {
+  let position = start;
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  const closeHandle = async () => {
+    const h = handle;
+    handle = undefined;
+    await h?.close();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const want = Math.min(READ_CHUNK, end - position);
+        if (want <= 0) {
+          await closeHandle();
+          controller.close();
+          return;
+        }
+        handle ??= await open(path, "r");
+        const buffer = new Uint8Array(want);
+        const { bytesRead } = await handle.read(buffer, 0, want, position);
+        if (bytesRead === 0) {
+          await closeHandle();
+          controller.close();
+          return;
+        }
+        position += bytesRead;
+        controller.enqueue(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+      } catch (error) {
+        await closeHandle().catch(() => {});
+        controller.error(ioError(`cannot read ${path}`, error));
+      }
+    },
+    cancel: closeHandle,
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Lists the keys of the files below `root` that start with `prefix`, sorted.
+ * `suffix` (e.g. `.json`) is stripped from file names; hidden entries are skipped.
+ */
+export async function listKeysUnder(root: string, prefix: string, suffix = ""): Promise<string[]> {
+  const slash = prefix.lastIndexOf("/");
+  const baseKey = slash >= 0 ? prefix.slice(0, slash) : "";
+  const keys: string[] = [];
+  const walk = async (dir: string, keyPrefix: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") return;
+      throw ioError(`cannot list ${dir}`, error);
+    }
+    for (const entry of entries) {
+      if (entry.name.startsWith(".")) continue;
+      const key = keyPrefix ? `${keyPrefix}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        if (prefix.startsWith(key + "/") || (key + "/").startsWith(prefix) || key.startsWith(prefix)) {
+          await walk(join(dir, entry.name), key);
+        }
+      } else if (entry.name.endsWith(suffix)) {
+        const fileKey = suffix ? key.slice(0, -suffix.length) : key;
+        if (fileKey.startsWith(prefix)) keys.push(fileKey);
+      }
+    }
+  };
+  await walk(baseKey ? join(root, baseKey) : root, baseKey);
+  return keys.sort();
+}
+
+/** Deletes temp files left below `root` by writes a crash interrupted. Returns how many. */
+export async function removeLeftoverTemps(root: string): Promise<number> {
+  let removed = 0;
+  const walk = async (dir: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return;
+      throw error;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.name.startsWith(TEMP_PREFIX)) {
+        await rm(path, { force: true, recursive: true });
+        removed++;
+      } else if (entry.isDirectory()) {
+        await walk(path);
+      }
+    }
+  };
+  await walk(root);
+  return removed;
+}

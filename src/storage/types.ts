@@ -1,0 +1,136 @@
+/**
+ * The storage adapter contract. Everything above `src/storage/` talks only to
+ * these interfaces; an adapter decides where bytes live.
+ *
+ * Three kinds of data, each with its own durability promise:
+ * - **blobs**: immutable files; `put` is all-or-nothing (nothing is visible under
+ *   the key until every byte is durable);
+ * - **logs**: append-only records; `append` resolves once its records are durable,
+ *   and concurrent appends share one write and one flush (group commit);
+ * - **documents**: small JSON values replaced atomically, each with a version
+ *   number for compare-and-swap.
+ *
+ * The contract is also meant for a shared database: versions are plain integers
+ * (a `WHERE version = $1` update), log appends are ordered per key, and listing
+ * is by key order with an `after` cursor.
+ *
+ * @module
+ */
+
+/** What `BlobStore.put` returns once the blob is durable. */
+export interface BlobInfo {
+  key: string;
+  /** Byte count. */
+  bytes: number;
+  /** Lower-case hex SHA-256 of the content. */
+  sha256: string;
+}
+
+/** What `BlobStore.stat` returns. */
+export interface BlobStat {
+  key: string;
+  bytes: number;
+}
+
+/** A byte range: `start` inclusive, `end` exclusive (default: the end). */
+export interface ByteRange {
+  start: number;
+  end?: number;
+}
+
+/** Options for listing keys in key order. */
+export interface ListOptions {
+  /** Only keys after this one (before it when `reverse`). */
+  after?: string;
+  /** Page size; default 1000. */
+  limit?: number;
+  /** Descending key order. */
+  reverse?: boolean;
+}
+
+/** One page of keys; `more` says whether another page follows. */
+export interface KeyPage {
+  keys: string[];
+  more: boolean;
+}
+
+/** Options for `BlobStore.put`. */
+export interface PutBlobOptions {
+  /** Fail with `too_large` (leaving nothing behind) past this many bytes. */
+  maxBytes?: number;
+}
+
+/** Immutable byte objects: uploads and finished result files. */
+export interface BlobStore {
+  /** Stores a blob atomically, hashing and counting on the way. Replaces an existing one. */
+  put(
+    key: string,
+    source: ReadableStream<Uint8Array> | Uint8Array,
+    options?: PutBlobOptions,
+  ): Promise<BlobInfo>;
+  /** Streams a blob, or a byte range of it. @throws `not_found` */
+  get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
+  /** Size of a blob, or null when absent. */
+  stat(key: string): Promise<BlobStat | null>;
+  /** Deletes a blob; false when it was absent. */
+  delete(key: string): Promise<boolean>;
+  /** Lists keys starting with `prefix`, in key order. */
+  list(prefix: string, options?: ListOptions): Promise<KeyPage>;
+}
+
+/** Where an append landed: byte offsets of the group in the log. */
+export interface AppendResult {
+  start: number;
+  end: number;
+}
+
+/** Append-only logs of newline-terminated records. */
+export interface LogStore {
+  /**
+   * Appends records (each a line without `\n`; the store adds it). Resolves once
+   * they are durable. Records of one call stay together and in order.
+   * @throws `invalid_record` when a record contains a newline.
+   */
+  append(key: string, records: readonly string[]): Promise<AppendResult>;
+  /** Streams the log from a byte offset (default 0); an absent log is empty. */
+  read(key: string, fromOffset?: number): Promise<ReadableStream<Uint8Array>>;
+  /** The durable length in bytes (0 when absent). */
+  length(key: string): Promise<number>;
+  /** Deletes a log; false when it was absent. */
+  delete(key: string): Promise<boolean>;
+}
+
+/** A document with its version (1 for the first write, +1 on each replace). */
+export interface StoredDocument<T> {
+  value: T;
+  version: number;
+}
+
+/** Options for conditional document writes. */
+export interface WriteCondition {
+  /** Only if the current version is this one; 0 means "only if absent". */
+  ifVersion?: number;
+}
+
+/** Small JSON documents, replaced atomically, with compare-and-swap. */
+export interface DocumentStore {
+  /** Reads a document, or null. @throws `corrupt` when it fails its integrity check. */
+  get<T>(key: string): Promise<StoredDocument<T> | null>;
+  /** Replaces a document atomically and returns its new version. @throws `conflict` */
+  put<T>(key: string, value: T, condition?: WriteCondition): Promise<number>;
+  /** Deletes a document; false when it was absent. @throws `conflict` */
+  delete(key: string, condition?: WriteCondition): Promise<boolean>;
+  /** Lists keys starting with `prefix`, in key order. */
+  list(prefix: string, options?: ListOptions): Promise<KeyPage>;
+}
+
+/** A storage adapter: the three stores and a way to release them. */
+export interface Storage {
+  /** Short name of the adapter, e.g. `fs` or `memory`. */
+  readonly kind: string;
+  readonly blobs: BlobStore;
+  readonly logs: LogStore;
+  readonly documents: DocumentStore;
+  /** Flushes and releases resources (files, locks). Further calls fail with `closed`. */
+  close(): Promise<void>;
+}

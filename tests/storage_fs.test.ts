@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { appendFile, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { sealEnvelope } from "../src/integrity/envelope.ts";
+import { typeScriptCommand } from "../src/runtime/detect.ts";
+import { createFsStorage, isStorageError, type Storage } from "../src/storage/mod.ts";
+import { readText, testStorageContract } from "./_storage_contract.ts";
+import { removeDir, tempDir } from "./_tmp.ts";
+
+testStorageContract("fs", async () => {
+  const dir = await tempDir();
+  const storage = await createFsStorage({ dir });
+  return {
+    ...storage,
+    kind: storage.kind,
+    close: async () => {
+      await storage.close();
+      await removeDir(dir);
+    },
+  } satisfies Storage;
+});
+
+async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await tempDir();
+  try {
+    await body(dir);
+  } finally {
+    await removeDir(dir);
+  }
+}
+
+test("fs: concurrent readers never see a torn document", () =>
+  withDir(async (dir) => {
+    const storage = await createFsStorage({ dir });
+    const big = (i: number) => ({ i, filler: "x".repeat(200_000 + i) });
+    await storage.documents.put("d/hot", big(0));
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 1; i <= 30; i++) await storage.documents.put("d/hot", big(i));
+      writing = false;
+    })();
+    let reads = 0;
+    const readers = Array.from({ length: 3 }, async () => {
+      while (writing) {
+        const doc = await storage.documents.get<{ i: number; filler: string }>("d/hot");
+        assert.ok(doc);
+        assert.equal(doc.value.filler.length, 200_000 + doc.value.i);
+        reads++;
+      }
+    });
+    await Promise.all([writer, ...readers]);
+    assert.ok(reads > 0);
+    await storage.close();
+  }));
+
+test("fs: temp files are never listed and are removed on open", () =>
+  withDir(async (dir) => {
+    let storage = await createFsStorage({ dir });
+    await storage.documents.put("t/a", 1);
+    await storage.blobs.put("f/a", new Uint8Array([1]));
+    await storage.close();
+    await writeFile(join(dir, "docs", "t", ".tmp-crashed"), "partial");
+    await writeFile(join(dir, "blobs", "f", ".tmp-crashed"), "partial");
+    storage = await createFsStorage({ dir });
+    assert.deepEqual((await storage.documents.list("t/")).keys, ["t/a"]);
+    assert.deepEqual((await storage.blobs.list("")).keys, ["f/a"]);
+    assert.deepEqual(await readdir(join(dir, "docs", "t")), ["a.json"]);
+    assert.deepEqual(await readdir(join(dir, "blobs", "f")), ["a"]);
+    await storage.close();
+  }));
+
+test("fs: a key can never reach outside the data directory", () =>
+  withDir(async (dir) => {
+    const storage = await createFsStorage({ dir: join(dir, "data") });
+    for (const key of ["../escape", "a/../../escape", "/tmp/escape"]) {
+      await assert.rejects(storage.blobs.put(key, new Uint8Array([1])), (e) => isStorageError(e, "invalid_key"));
+    }
+    assert.deepEqual((await readdir(dir)).sort(), ["data"]);
+    await storage.close();
+  }));
+
+test("fs: a torn log tail is cut away on open and appends continue cleanly", () =>
+  withDir(async (dir) => {
+    let storage = await createFsStorage({ dir });
+    await storage.logs.append("b/out", ['{"n":1}', '{"n":2}']);
+    await storage.close();
+    await appendFile(join(dir, "logs", "b", "out"), '{"n":3,"tor');
+    storage = await createFsStorage({ dir });
+    assert.equal(await storage.logs.length("b/out"), 16);
+    await storage.logs.append("b/out", ['{"n":3}']);
+    assert.equal(await readText(await storage.logs.read("b/out")), '{"n":1}\n{"n":2}\n{"n":3}\n');
+    assert.equal((await stat(join(dir, "logs", "b", "out"))).size, 24);
+    await storage.close();
+  }));
+
+test("fs: a log torn inside its only record becomes empty", () =>
+  withDir(async (dir) => {
+    await writeFile(join(dir, "placeholder"), "");
+    let storage = await createFsStorage({ dir });
+    await storage.close();
+    await writeFile(join(dir, "logs", "only"), "x".repeat(100_000));
+    storage = await createFsStorage({ dir });
+    assert.equal(await storage.logs.length("only"), 0);
+    await storage.close();
+  }));
+
+test("fs: a crash between temp write and rename leaves the old document intact", () =>
+  withDir(async (dir) => {
+    let storage = await createFsStorage({ dir });
+    await storage.documents.put("batches/b1", { status: "in_progress" });
+    await storage.close();
+    // The crashed state: the new version was written to a temp file, never renamed.
+    await writeFile(join(dir, "docs", "batches", ".tmp-0001"), sealEnvelope({ version: 2, value: { status: "completed" } }));
+    storage = await createFsStorage({ dir });
+    assert.deepEqual(await storage.documents.get("batches/b1"), { value: { status: "in_progress" }, version: 1 });
+    assert.deepEqual(await readdir(join(dir, "docs", "batches")), ["b1.json"]);
+    await storage.close();
+  }));
+
+test("fs: a document that fails its hash is reported as corrupt, not returned", () =>
+  withDir(async (dir) => {
+    const storage = await createFsStorage({ dir });
+    await storage.documents.put("d/x", { amount: 10 });
+    const path = join(dir, "docs", "d", "x.json");
+    await writeFile(path, (await readFile(path, "utf8")).replace('"amount":10', '"amount":99'));
+    await assert.rejects(storage.documents.get("d/x"), (e) => isStorageError(e, "corrupt"));
+    await writeFile(path, (await readFile(path, "utf8")).slice(0, 40));
+    await assert.rejects(storage.documents.get("d/x"), (e) => isStorageError(e, "corrupt"));
+    await assert.rejects(storage.documents.put("d/x", 1, { ifVersion: 1 }), (e) => isStorageError(e, "corrupt"));
+    assert.equal(await storage.documents.put("d/x", { amount: 11 }), 1);
+    await storage.close();
+  }));
+
+test("fs: a second opener of the same data directory is refused while the first holds it", () =>
+  withDir(async (dir) => {
+    const storage = await createFsStorage({ dir });
+    await assert.rejects(createFsStorage({ dir }), (e) => isStorageError(e, "locked") && /in use by process/.test(e.message));
+    await storage.close();
+    const again = await createFsStorage({ dir });
+    await again.close();
+  }));
+
+test("fs: a lock held by another live process is refused; after it is killed the stale lock is taken over", () =>
+  withDir(async (dir) => {
+    const [command, args] = typeScriptCommand(fileURLToPath(new URL("./_fixtures/hold_lock.ts", import.meta.url)), [dir]);
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] });
+    const exited = new Promise((resolve) => child.on("exit", resolve));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on("data", (chunk) => String(chunk).includes("locked") && resolve());
+      child.on("exit", (code) => reject(new Error(`lock holder exited early with ${code}`)));
+    });
+    await assert.rejects(
+      createFsStorage({ dir }),
+      (e) => isStorageError(e, "locked") && e.message.includes(String(child.pid)),
+    );
+    child.kill("SIGKILL");
+    await exited;
+    const storage = await createFsStorage({ dir });
+    const lock = JSON.parse(await readFile(join(dir, "batchspool.lock"), "utf8"));
+    assert.notEqual(lock.pid, child.pid);
+    await storage.close();
+  }));
