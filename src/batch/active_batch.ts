@@ -1,0 +1,63 @@
+/**
+ * The in-memory state of a batch that has not ended.
+ *
+ * @module
+ */
+import type { BatchObject, BatchRecord } from "./objects.ts";
+import type { BatchProgress } from "./progress.ts";
+
+/** Why a batch stops dispatching before its lines are all done. */
+export type StopReason = "cancel" | "expire";
+
+/** A batch the engine is working on. */
+export interface ActiveBatch {
+  record: BatchRecord;
+  /** Version of the batch document last written or read. */
+  version: number;
+  /** Known once the batch is in progress. */
+  progress: BatchProgress | null;
+  /** Set when the batch must stop dispatching (cancel or expiry). */
+  stop: StopReason | null;
+  /** Aborted when dispatching must stop: wakes waits for slots and backoffs. */
+  stopDispatch: AbortController;
+  /** Aborted when requests in flight must be abandoned. */
+  abortRequests: AbortController;
+  /** Input lines whose requests are in flight now. */
+  inFlight: Set<number>;
+  /** Whether the input's SHA-256 was checked in this process. */
+  inputVerified: boolean;
+  timers: Set<ReturnType<typeof setTimeout>>;
+  /** Serialises writes of the batch document. */
+  writes: Promise<unknown>;
+}
+
+/** Creates the in-memory state for a stored batch record. */
+export function activate(record: BatchRecord, version: number): ActiveBatch {
+  return {
+    record,
+    version,
+    progress: null,
+    stop: null,
+    stopDispatch: new AbortController(),
+    abortRequests: new AbortController(),
+    inFlight: new Set(),
+    inputVerified: false,
+    timers: new Set(),
+    writes: Promise.resolve(),
+  };
+}
+
+/** The public Batch object with live counts and usage. */
+export function liveBatchObject(active: ActiveBatch): BatchObject {
+  const batch = structuredClone(active.record.batch);
+  const progress = active.progress;
+  if (progress) {
+    batch.request_counts = {
+      total: batch.request_counts.total,
+      completed: progress.completed,
+      failed: progress.failed,
+    };
+    batch.usage = structuredClone(progress.usage);
+  }
+  return batch;
+}

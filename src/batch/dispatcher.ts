@@ -1,0 +1,217 @@
+/**
+ * Admission control toward the target: one global limit on requests in flight,
+ * optional requests-per-minute and tokens-per-minute budgets, fair rotation
+ * between batches, and a target-wide slow-down when the target answers 429.
+ *
+ * @module
+ */
+
+/** Options for {@link Dispatcher}. */
+export interface DispatcherOptions {
+  /** Most requests in flight at once. */
+  concurrency: number;
+  /** Requests-per-minute budget (none when absent). */
+  requestsPerMinute?: number;
+  /** Tokens-per-minute budget (none when absent); spent by estimate, corrected by reported usage. */
+  tokensPerMinute?: number;
+  /** Milliseconds clock (injectable for tests). */
+  clock?: () => number;
+}
+
+/** Permission to send one request; release it when the request is over. */
+export interface Lease {
+  /** Frees the slot; `actualTokens` corrects the token budget by what the response reported. */
+  release(actualTokens?: number): void;
+}
+
+interface Waiter {
+  tokens: number;
+  grant(lease: Lease): void;
+  fail(reason: unknown): void;
+}
+
+/** A budget refilled continuously at `perMinute` units a minute, holding at most a minute's worth. */
+class TokenBucket {
+  #level: number;
+  #updatedAt: number;
+  constructor(readonly perMinute: number, private readonly clock: () => number) {
+    this.#level = perMinute;
+    this.#updatedAt = clock();
+  }
+  #refill() {
+    const now = this.clock();
+    this.#level = Math.min(this.perMinute, this.#level + ((now - this.#updatedAt) * this.perMinute) / 60_000);
+    this.#updatedAt = now;
+  }
+  /** Milliseconds until `amount` can be spent (0: now). Amounts above a minute's worth wait for a full bucket. */
+  waitFor(amount: number): number {
+    this.#refill();
+    const needed = Math.min(amount, this.perMinute);
+    return this.#level >= needed ? 0 : Math.ceil(((needed - this.#level) * 60_000) / this.perMinute);
+  }
+  spend(amount: number) {
+    this.#refill();
+    this.#level -= amount;
+  }
+  refund(amount: number) {
+    this.#refill();
+    this.#level = Math.min(this.perMinute, this.#level + amount);
+  }
+}
+
+/**
+ * Grants leases in round-robin order across queues (one queue per batch), so a
+ * huge batch cannot starve a small one.
+ *
+ * @example
+ * ```ts
+ * const dispatcher = new Dispatcher({ concurrency: 8, requestsPerMinute: 600 });
+ * const lease = await dispatcher.acquire("batch_1", 120);
+ * try { await send(); } finally { lease.release(); }
+ * ```
+ */
+export class Dispatcher {
+  readonly concurrency: number;
+  #limit: number;
+  #inFlight = 0;
+  #pausedUntil = 0;
+  #queues = new Map<string, Waiter[]>();
+  #rotation: string[] = [];
+  #next = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  #requests: TokenBucket | undefined;
+  #tokens: TokenBucket | undefined;
+  #clock: () => number;
+
+  constructor(options: DispatcherOptions) {
+    if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
+      throw new RangeError(`concurrency must be a positive integer, got ${options.concurrency}`);
+    }
+    this.concurrency = options.concurrency;
+    this.#limit = options.concurrency;
+    this.#clock = options.clock ?? Date.now;
+    if (options.requestsPerMinute) this.#requests = new TokenBucket(options.requestsPerMinute, this.#clock);
+    if (options.tokensPerMinute) this.#tokens = new TokenBucket(options.tokensPerMinute, this.#clock);
+  }
+
+  /** Requests in flight now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** The current limit on requests in flight (lowered after 429s, raised back on successes). */
+  get limit(): number {
+    return Math.max(1, Math.floor(this.#limit));
+  }
+
+  /** Waits for a slot for `queue`; rejects with the signal's reason when aborted first. */
+  acquire(queue: string, estimatedTokens = 0, signal?: AbortSignal): Promise<Lease> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<Lease>((resolve, reject) => {
+      const waiter: Waiter = {
+        tokens: estimatedTokens,
+        grant: (lease) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(lease);
+        },
+        fail: reject,
+      };
+      const onAbort = () => {
+        const waiters = this.#queues.get(queue);
+        const at = waiters?.indexOf(waiter) ?? -1;
+        if (at >= 0) {
+          waiters!.splice(at, 1);
+          if (!waiters!.length) this.#dropQueue(queue);
+        }
+        reject(signal!.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      let waiters = this.#queues.get(queue);
+      if (!waiters) {
+        waiters = [];
+        this.#queues.set(queue, waiters);
+        this.#rotation.push(queue);
+      }
+      waiters.push(waiter);
+      this.#pump();
+    });
+  }
+
+  /** The target said 429: pause every grant for `delayMs` and halve the concurrency. */
+  backOff(delayMs: number): void {
+    this.#limit = Math.max(1, this.#limit / 2);
+    this.#pausedUntil = Math.max(this.#pausedUntil, this.#clock() + delayMs);
+    this.#schedule(this.#pausedUntil);
+  }
+
+  /** A request succeeded: creep the concurrency back up (additive increase). */
+  noteSuccess(): void {
+    if (this.#limit < this.concurrency) this.#limit = Math.min(this.concurrency, this.#limit + 1 / this.#limit);
+    this.#pump();
+  }
+
+  /** Rejects every waiter and stops timers. */
+  close(reason: unknown = new Error("dispatcher closed")): void {
+    clearTimeout(this.#timer);
+    for (const waiters of this.#queues.values()) for (const waiter of waiters) waiter.fail(reason);
+    this.#queues.clear();
+    this.#rotation = [];
+  }
+
+  #dropQueue(queue: string) {
+    this.#queues.delete(queue);
+    const at = this.#rotation.indexOf(queue);
+    this.#rotation.splice(at, 1);
+    if (at < this.#next) this.#next--;
+    if (this.#next >= this.#rotation.length) this.#next = 0;
+  }
+
+  #pump() {
+    while (this.#rotation.length && this.#inFlight < this.limit) {
+      const now = this.#clock();
+      if (now < this.#pausedUntil) return this.#schedule(this.#pausedUntil);
+      if (this.#next >= this.#rotation.length) this.#next = 0;
+      const queue = this.#rotation[this.#next];
+      const waiters = this.#queues.get(queue)!;
+      const waiter = waiters[0];
+      const wait = Math.max(this.#requests?.waitFor(1) ?? 0, this.#tokens?.waitFor(waiter.tokens) ?? 0);
+      if (wait > 0) return this.#schedule(now + wait);
+      waiters.shift();
+      this.#requests?.spend(1);
+      this.#tokens?.spend(waiter.tokens);
+      this.#inFlight++;
+      if (waiters.length) this.#next++;
+      else this.#dropQueue(queue);
+      waiter.grant(this.#lease(waiter.tokens));
+    }
+  }
+
+  #lease(estimated: number): Lease {
+    let released = false;
+    return {
+      release: (actualTokens) => {
+        if (released) return;
+        released = true;
+        this.#inFlight--;
+        if (this.#tokens && actualTokens !== undefined && actualTokens > 0) {
+          const difference = actualTokens - estimated;
+          if (difference > 0) this.#tokens.spend(difference);
+          else this.#tokens.refund(-difference);
+        }
+        this.#pump();
+      },
+    };
+  }
+
+  #schedule(at: number) {
+    if (this.#timer !== undefined && this.#timerAt <= at) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      this.#pump();
+    }, Math.max(0, at - this.#clock()));
+  }
+}

@@ -1,0 +1,684 @@
+/**
+ * The batch engine: creates, runs, cancels, expires, finalizes and recovers
+ * batches on top of a storage adapter and a target.
+ *
+ * Lifecycle, as OpenAI's:
+ * ```
+ * validating ─→ failed
+ * validating ─→ in_progress ─→ finalizing ─→ completed
+ * in_progress ─→ expired
+ * validating | in_progress | finalizing ─→ cancelling ─→ cancelled
+ * ```
+ *
+ * Crash safety: the batch document is replaced atomically on every transition;
+ * results go to append-only logs, group-committed; `active/<id>` lists the
+ * batches that have not ended. On start, every active batch is resumed: its
+ * finished lines are learned from the newest valid checkpoint plus the logs'
+ * tails (or a full scan of the logs), and only the other lines are sent. A
+ * request in flight at a crash is sent again (at-least-once toward the
+ * target), but its result is written exactly once.
+ *
+ * @module
+ */
+import { createSha256 } from "../integrity/sha256.ts";
+import type { Storage } from "../storage/types.ts";
+import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
+import { type BatchParams, DEFAULT_ENDPOINTS, parseBatchParams } from "./batch_params.ts";
+import { type BatchSnapshot, CheckpointStore, type EngineSnapshot } from "./checkpoints.ts";
+import { Dispatcher } from "./dispatcher.ts";
+import { BatchError } from "./errors.ts";
+import { createFileService, DEFAULT_FILE_LIMITS, type FileLimits, type FileService } from "./file_service.ts";
+import { recordResultFiles } from "./finalize.ts";
+import { isBatchId, newBatchId, newFileId } from "./ids.ts";
+import { dispatchLines, expireRemaining, type RunContext } from "./line_runner.ts";
+import { consoleLogger, type Logger } from "./logger.ts";
+import {
+  type BatchErrorEntry,
+  type BatchObject,
+  type BatchRecord,
+  type BatchStatus,
+  emptyUsage,
+  FINAL_STATUSES,
+} from "./objects.ts";
+import { BatchProgress } from "./progress.ts";
+import { type BackoffPolicy, DEFAULT_BACKOFF } from "./retry.ts";
+import {
+  ACTIVE_PREFIX,
+  activeBatchKey,
+  batchDocKey,
+  batchDocPrefix,
+  errorLogKey,
+  fileBlobKey,
+  fileDocKey,
+  outputLogKey,
+} from "./storage_keys.ts";
+import type { Target } from "./targets/types.ts";
+import { DEFAULT_VALIDATION_LIMITS, validateInput, type ValidationLimits } from "./validate_input.ts";
+
+/** Options for {@link createBatchEngine}. */
+export interface BatchEngineOptions {
+  storage: Storage;
+  target: Target;
+  /** Requests in flight toward the target at most (default 32). */
+  concurrency?: number;
+  /** Requests-per-minute budget toward the target. */
+  requestsPerMinute?: number;
+  /** Tokens-per-minute budget toward the target. */
+  tokensPerMinute?: number;
+  /** Retries of a retryable failure before the line goes to the error file (default 5). */
+  maxRetries?: number;
+  backoff?: BackoffPolicy;
+  /** How long requests in flight may finish after a cancel before they are aborted (default 30 s). */
+  cancelGraceMs?: number;
+  /** How long requests in flight may finish on shutdown before they are aborted (default 5 s). */
+  shutdownGraceMs?: number;
+  /** Endpoints a batch may target (default: the five OpenAI text endpoints). */
+  endpoints?: readonly string[];
+  fileLimits?: Partial<FileLimits>;
+  validation?: Partial<ValidationLimits>;
+  /** Checkpoint every `intervalMs` (default 5 s) keeping `keep` (default 3); `false` disables them. */
+  checkpoints?: { intervalMs?: number; keep?: number } | false;
+  /** Identifies this engine in checkpoints. */
+  nodeId?: string;
+  logger?: Logger;
+  /** Milliseconds clock (injectable for tests). */
+  clock?: () => number;
+}
+
+/** A page of batches. */
+export interface BatchPage {
+  data: BatchObject[];
+  has_more: boolean;
+}
+
+/** What the HTTP layer (or an embedding program) uses. */
+export interface BatchEngine {
+  readonly files: FileService;
+  readonly target: Target;
+  /** True once recovery is done and new work is accepted. */
+  readonly ready: boolean;
+  /** Recovers unfinished batches and starts working. */
+  start(): Promise<void>;
+  createBatch(owner: string, body: unknown): Promise<BatchObject>;
+  getBatch(owner: string, batchId: string): Promise<BatchObject>;
+  listBatches(owner: string, options: { after?: string; limit?: number }): Promise<BatchPage>;
+  cancelBatch(owner: string, batchId: string): Promise<BatchObject>;
+  /** Whether a file is the input of a batch that has not ended. */
+  isInputOfActiveBatch(fileId: string): boolean;
+  /** Writes a checkpoint now; returns its sequence number (null when checkpoints are off). */
+  checkpoint(): Promise<number | null>;
+  /** Stops dispatching, lets requests in flight finish (within a bound), writes a last checkpoint. */
+  close(): Promise<void>;
+}
+
+const RETRY_RUN_AFTER_MS = 2_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Creates a batch engine. Call `start()` before use.
+ *
+ * @example
+ * ```ts
+ * const storage = await createFsStorage({ dir: "./batchspool-data" });
+ * const engine = createBatchEngine({ storage, target: createMockTarget() });
+ * await engine.start();
+ * ```
+ */
+export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
+  const storage = options.storage;
+  const logger = options.logger ?? consoleLogger;
+  const clock = options.clock ?? Date.now;
+  const nowSeconds = () => Math.floor(clock() / 1000);
+  const endpoints = options.endpoints ?? DEFAULT_ENDPOINTS;
+  const validationLimits = { ...DEFAULT_VALIDATION_LIMITS, ...options.validation };
+  const cancelGraceMs = options.cancelGraceMs ?? 30_000;
+  const shutdownGraceMs = options.shutdownGraceMs ?? 5_000;
+  const active = new Map<string, ActiveBatch>();
+  const runs = new Set<Promise<void>>();
+  /** Aborted on close: no new line is dispatched. */
+  const closing = new AbortController();
+  /** Aborted when the shutdown grace period is over: requests in flight are abandoned. */
+  const abandoning = new AbortController();
+  const checkpointOptions = options.checkpoints === false ? null : options.checkpoints ?? {};
+  const checkpointStore = checkpointOptions
+    ? new CheckpointStore(storage, { keep: checkpointOptions.keep ?? 3, logger })
+    : null;
+  const nodeId = options.nodeId ?? `node-${crypto.randomUUID().slice(0, 8)}`;
+  let ready = false;
+  let checkpointTimer: ReturnType<typeof setInterval> | undefined;
+  let sweepTimer: ReturnType<typeof setInterval> | undefined;
+  let lastCheckpointState = "";
+
+  const dispatcher = new Dispatcher({
+    concurrency: options.concurrency ?? 32,
+    requestsPerMinute: options.requestsPerMinute,
+    tokensPerMinute: options.tokensPerMinute,
+    clock,
+  });
+  const files = createFileService(storage, {
+    limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },
+    clock,
+    isInUse: (fileId) => engine.isInputOfActiveBatch(fileId),
+  });
+  const context: RunContext = {
+    storage,
+    target: options.target,
+    dispatcher,
+    maxRetries: options.maxRetries ?? 5,
+    backoff: options.backoff ?? DEFAULT_BACKOFF,
+    stopping: closing.signal,
+    abandon: abandoning.signal,
+    logger,
+  };
+
+  const notFound = (batchId: string) => new BatchError("not_found", `No such Batch object: ${batchId}`, { param: "id" });
+
+  /** Writes the batch document (serialised per batch, compare-and-swap on the version). */
+  const persist = (batch: ActiveBatch): Promise<void> => {
+    const write = batch.writes.then(async () => {
+      batch.version = await storage.documents.put(
+        batchDocKey(batch.record.owner, batch.record.batch.id),
+        batch.record,
+        { ifVersion: batch.version },
+      );
+    });
+    batch.writes = write.catch(() => {});
+    return write;
+  };
+
+  const setStatus = (batch: ActiveBatch, status: BatchStatus) => {
+    const b = batch.record.batch;
+    b.status = status;
+    const now = nowSeconds();
+    switch (status) {
+      case "in_progress":
+        b.in_progress_at = now;
+        break;
+      case "finalizing":
+        b.finalizing_at = now;
+        break;
+      case "completed":
+        b.completed_at = now;
+        break;
+      case "failed":
+        b.failed_at = now;
+        break;
+      case "expired":
+        b.expired_at = now;
+        break;
+      case "cancelling":
+        b.cancelling_at = now;
+        break;
+      case "cancelled":
+        b.cancelled_at = now;
+        break;
+    }
+  };
+
+  const stopBatch = (batch: ActiveBatch, reason: StopReason) => {
+    batch.stop ??= reason;
+    batch.stopDispatch.abort();
+  };
+
+  const addTimer = (batch: ActiveBatch, ms: number, action: () => void) => {
+    const timer = setTimeout(() => {
+      batch.timers.delete(timer);
+      action();
+    }, Math.min(ms, MAX_TIMER_MS));
+    batch.timers.add(timer);
+  };
+
+  const scheduleExpiry = (batch: ActiveBatch) => {
+    const check = () => {
+      const remaining = batch.record.batch.expires_at * 1000 - clock();
+      if (remaining > 0) return addTimer(batch, remaining, check);
+      const status = batch.record.batch.status;
+      if (status === "validating" || status === "in_progress") {
+        stopBatch(batch, "expire");
+        batch.abortRequests.abort();
+      }
+    };
+    check();
+  };
+
+  const forget = async (batch: ActiveBatch) => {
+    for (const timer of batch.timers) clearTimeout(timer);
+    batch.timers.clear();
+    active.delete(batch.record.batch.id);
+    await storage.documents.delete(activeBatchKey(batch.record.batch.id));
+    const inputId = batch.record.batch.input_file_id;
+    if (!engine.isInputOfActiveBatch(inputId) && !(await storage.documents.get(fileDocKey(batch.record.owner, inputId)))) {
+      await storage.blobs.delete(fileBlobKey(inputId));
+    }
+  };
+
+  const fail = async (batch: ActiveBatch, errors: BatchErrorEntry[]) => {
+    batch.record.batch.errors = { object: "list", data: errors };
+    setStatus(batch, "failed");
+    await persist(batch);
+    await forget(batch);
+    logger.info(`batch ${batch.record.batch.id} failed validation (${errors.length} error(s))`);
+  };
+
+  const validate = async (batch: ActiveBatch) => {
+    const b = batch.record.batch;
+    let fileRecord;
+    try {
+      fileRecord = await files.get(batch.record.owner, b.input_file_id);
+    } catch (error) {
+      if (error instanceof BatchError && error.code === "not_found") {
+        return fail(batch, [{ code: "invalid_request", message: "The input file no longer exists.", param: "input_file_id", line: null }]);
+      }
+      throw error;
+    }
+    const result = await validateInput(await storage.blobs.get(fileRecord.content.key), b.endpoint, validationLimits);
+    if (result.sha256 !== fileRecord.sha256) {
+      return fail(batch, [{
+        code: "input_file_corrupted",
+        message: `The input file's SHA-256 is ${result.sha256}, not ${fileRecord.sha256} as uploaded: it was changed on disk.`,
+        param: "input_file_id",
+        line: null,
+      }]);
+    }
+    if (result.errors.length) {
+      if (result.unlistedErrors) {
+        result.errors.push({
+          code: "too_many_errors",
+          message: `${result.unlistedErrors} more error(s) were found and not listed.`,
+          param: null,
+          line: null,
+        });
+      }
+      return fail(batch, result.errors);
+    }
+    batch.record.input_sha256 = result.sha256;
+    batch.record.input_lines = result.lines;
+    b.model = result.model;
+    b.request_counts = { total: result.requests, completed: 0, failed: 0 };
+    batch.progress = new BatchProgress(result.lines);
+    batch.inputVerified = true;
+    // A cancel that arrived during validation has already moved the batch to cancelling.
+    if (batch.stop !== "cancel") setStatus(batch, "in_progress");
+    await persist(batch);
+  };
+
+  /** Checks a resumed batch's input against the hash recorded at validation. */
+  const verifyInput = async (batch: ActiveBatch): Promise<boolean> => {
+    if (batch.inputVerified) return true;
+    const key = fileBlobKey(batch.record.batch.input_file_id);
+    const hash = createSha256();
+    try {
+      for await (const chunk of await storage.blobs.get(key)) hash.update(chunk);
+    } catch (error) {
+      logger.error(`batch ${batch.record.batch.id}: cannot read its input: ${(error as Error).message}`);
+      await failRunning(batch, "input_file_missing", "The input file can no longer be read.");
+      return false;
+    }
+    const actual = hash.hexDigest();
+    if (actual !== batch.record.input_sha256) {
+      logger.error(`batch ${batch.record.batch.id}: input SHA-256 ${actual} does not match ${batch.record.input_sha256}`);
+      await failRunning(
+        batch,
+        "input_file_corrupted",
+        `The input file's SHA-256 is ${actual}, not ${batch.record.input_sha256} as validated: it was changed on disk.`,
+      );
+      return false;
+    }
+    batch.inputVerified = true;
+    return true;
+  };
+
+  /** Ends a batch that can no longer run; results already written are kept as files. */
+  const failRunning = async (batch: ActiveBatch, code: string, message: string) => {
+    batch.record.batch.errors = { object: "list", data: [{ code, message, param: "input_file_id", line: null }] };
+    await reserveResultFiles(batch);
+    await recordResultFiles(storage, files, batch, nowSeconds());
+    applyCounts(batch);
+    setStatus(batch, "failed");
+    await persist(batch);
+    await forget(batch);
+  };
+
+  const reserveResultFiles = async (batch: ActiveBatch) => {
+    const record = batch.record;
+    if (record.planned_output_file_id && record.planned_error_file_id) return;
+    record.planned_output_file_id = newFileId(clock());
+    record.planned_error_file_id = newFileId(clock());
+    await persist(batch);
+  };
+
+  const applyCounts = (batch: ActiveBatch) => {
+    const progress = batch.progress;
+    if (!progress) return;
+    const b = batch.record.batch;
+    b.request_counts = { total: b.request_counts.total, completed: progress.completed, failed: progress.failed };
+    b.usage = structuredClone(progress.usage);
+  };
+
+  const finalize = async (batch: ActiveBatch, outcome: "completed" | "cancelled" | "expired") => {
+    const b = batch.record.batch;
+    if (outcome === "completed" && b.status !== "finalizing") {
+      setStatus(batch, "finalizing");
+      await persist(batch);
+    }
+    await reserveResultFiles(batch);
+    await recordResultFiles(storage, files, batch, nowSeconds());
+    applyCounts(batch);
+    // A cancel that arrived while finalizing turns the outcome into cancelled.
+    setStatus(batch, batch.stop === "cancel" ? "cancelled" : outcome);
+    await persist(batch);
+    await forget(batch);
+    logger.info(
+      `batch ${b.id} ${b.status}: ${b.request_counts.completed} completed, ${b.request_counts.failed} failed of ${b.request_counts.total}`,
+    );
+  };
+
+  /** Moves a batch along its lifecycle until it ends or the engine closes. */
+  const advance = async (batch: ActiveBatch) => {
+    const b = batch.record.batch;
+    if (b.status === "validating") {
+      await validate(batch);
+      if (FINAL_STATUSES.has(b.status)) return;
+    }
+    if (b.status === "in_progress") {
+      if (!(await verifyInput(batch))) return;
+      if (batch.stop === null) await dispatchLines(context, batch);
+      if (closing.signal.aborted) return;
+      if (batch.stop === "expire") {
+        await expireRemaining(context, batch);
+        return finalize(batch, "expired");
+      }
+      if (batch.stop === "cancel") return finalize(batch, "cancelled");
+      return finalize(batch, "completed");
+    }
+    if (b.status === "cancelling") return finalize(batch, "cancelled");
+    if (b.status === "finalizing") return finalize(batch, "completed");
+  };
+
+  const run = (batch: ActiveBatch) => {
+    const promise = (async () => {
+      for (;;) {
+        try {
+          await advance(batch);
+          return;
+        } catch (error) {
+          if (closing.signal.aborted) return;
+          logger.error(
+            `batch ${batch.record.batch.id}: ${(error as Error).message}; retrying in ${RETRY_RUN_AFTER_MS} ms`,
+          );
+          await new Promise((resolve) => setTimeout(resolve, RETRY_RUN_AFTER_MS));
+          if (closing.signal.aborted) return;
+        }
+      }
+    })();
+    runs.add(promise);
+    promise.finally(() => runs.delete(promise));
+  };
+
+  const snapshot = (): EngineSnapshot => {
+    const batches: Record<string, BatchSnapshot> = {};
+    for (const [id, batch] of active) {
+      batches[id] = {
+        status: batch.record.batch.status,
+        progress: batch.progress?.snapshot() ?? null,
+        inFlight: [...batch.inFlight],
+      };
+    }
+    return {
+      format: 1,
+      nodeId,
+      createdAt: clock(),
+      queued: [...active.keys()],
+      batches,
+      metadata: { batchspool: "0.1.0" },
+    };
+  };
+
+  /** Rebuilds a resumed batch's progress from a checkpoint's snapshot and the logs' tails. */
+  const recoverProgress = async (batch: ActiveBatch, fromCheckpoint: BatchSnapshot | undefined) => {
+    const id = batch.record.batch.id;
+    const lines = batch.record.input_lines;
+    const outKey = outputLogKey(id);
+    const errKey = errorLogKey(id);
+    const [outLength, errLength] = [await storage.logs.length(outKey), await storage.logs.length(errKey)];
+    let progress: BatchProgress | null = null;
+    const saved = fromCheckpoint?.progress;
+    if (saved && saved.lines === lines && saved.outputLength <= outLength && saved.errorLength <= errLength) {
+      try {
+        progress = BatchProgress.fromSnapshot(saved);
+      } catch (error) {
+        logger.warn(`batch ${id}: checkpoint progress unusable (${(error as Error).message}); scanning its logs`);
+      }
+    }
+    progress ??= new BatchProgress(lines);
+    const tail = outLength - progress.outputLength + errLength - progress.errorLength;
+    for (const [kind, key, from] of [
+      ["output", outKey, progress.outputLength],
+      ["errors", errKey, progress.errorLength],
+    ] as const) {
+      const report = await progress.absorbLog(kind, await storage.logs.read(key, from), from);
+      if (report.unreadable || report.duplicates) {
+        logger.warn(
+          `batch ${id}: ${kind} log has ${report.unreadable} unreadable and ${report.duplicates} duplicate record(s); ignored`,
+        );
+      }
+    }
+    batch.progress = progress;
+    logger.info(
+      `batch ${id}: resumed at ${progress.finished}/${batch.record.batch.request_counts.total} ` +
+        `(${fromCheckpoint?.progress ? `checkpoint + ${tail} log bytes` : `full scan of ${outLength + errLength} log bytes`})`,
+    );
+  };
+
+  const recover = async () => {
+    const latest = checkpointStore ? await checkpointStore.loadLatest() : null;
+    if (latest) logger.info(`recovering from checkpoint ${latest.sequence}`);
+    let after: string | undefined;
+    const resumed: ActiveBatch[] = [];
+    for (;;) {
+      const page = await storage.documents.list(ACTIVE_PREFIX, { after, limit: 1000 });
+      for (const key of page.keys) {
+        after = key;
+        const entry = await storage.documents.get<{ owner: string }>(key);
+        const batchId = key.slice(ACTIVE_PREFIX.length);
+        const doc = entry && await storage.documents.get<BatchRecord>(batchDocKey(entry.value.owner, batchId));
+        if (!doc || FINAL_STATUSES.has(doc.value.batch.status)) {
+          // The batch ended (or never got written) just before a crash: only the index entry is left.
+          await storage.documents.delete(key);
+          continue;
+        }
+        const batch = activate(doc.value, doc.version);
+        if (doc.value.batch.status === "cancelling") batch.stop = "cancel";
+        if (doc.value.batch.status !== "validating") {
+          await recoverProgress(batch, latest?.snapshot.batches[batchId]);
+        }
+        active.set(batchId, batch);
+        resumed.push(batch);
+      }
+      if (!page.more) break;
+    }
+    return resumed;
+  };
+
+  const engine: BatchEngine = {
+    files,
+    target: options.target,
+    get ready() {
+      return ready;
+    },
+
+    async start() {
+      const resumed = await recover();
+      ready = true;
+      for (const batch of resumed) {
+        scheduleExpiry(batch);
+        if (batch.stop) batch.stopDispatch.abort();
+        run(batch);
+      }
+      if (resumed.length) logger.info(`resumed ${resumed.length} unfinished batch(es)`);
+      if (checkpointStore) {
+        checkpointTimer = setInterval(() => {
+          engine.checkpoint().catch((error) => logger.error(`checkpoint failed: ${(error as Error).message}`));
+        }, checkpointOptions?.intervalMs ?? 5_000);
+      }
+      sweepTimer = setInterval(() => {
+        files.sweepExpired().catch((error) => logger.error(`expired-file sweep failed: ${(error as Error).message}`));
+      }, 3_600_000);
+    },
+
+    async createBatch(owner, body) {
+      if (!ready || closing.signal.aborted) throw new BatchError("unavailable", "The server is not ready; try again.");
+      const params: BatchParams = parseBatchParams(body, endpoints);
+      let input;
+      try {
+        input = await files.get(owner, params.inputFileId);
+      } catch (error) {
+        if (error instanceof BatchError && error.code === "not_found") {
+          throw new BatchError("invalid_request", `No such File object: ${params.inputFileId}`, { param: "input_file_id" });
+        }
+        throw error;
+      }
+      if (input.file.purpose !== "batch") {
+        throw new BatchError(
+          "invalid_request",
+          `The input file ${params.inputFileId} has purpose '${input.file.purpose}', not 'batch'.`,
+          { param: "input_file_id" },
+        );
+      }
+      const createdAt = nowSeconds();
+      const batch: BatchObject = {
+        id: newBatchId(clock()),
+        object: "batch",
+        endpoint: params.endpoint,
+        model: null,
+        input_file_id: params.inputFileId,
+        completion_window: params.completionWindow,
+        status: "validating",
+        output_file_id: null,
+        error_file_id: null,
+        metadata: params.metadata,
+        errors: null,
+        created_at: createdAt,
+        in_progress_at: null,
+        expires_at: createdAt + params.windowSeconds,
+        finalizing_at: null,
+        completed_at: null,
+        failed_at: null,
+        expired_at: null,
+        cancelling_at: null,
+        cancelled_at: null,
+        request_counts: { total: 0, completed: 0, failed: 0 },
+        usage: emptyUsage(),
+      };
+      const record: BatchRecord = {
+        batch,
+        owner,
+        input_sha256: input.sha256,
+        input_lines: 0,
+        output_expires_after_seconds: params.outputExpiresAfterSeconds,
+        planned_output_file_id: null,
+        planned_error_file_id: null,
+      };
+      const version = await storage.documents.put(batchDocKey(owner, batch.id), record, { ifVersion: 0 });
+      await storage.documents.put(activeBatchKey(batch.id), { owner });
+      const entry = activate(record, version);
+      active.set(batch.id, entry);
+      scheduleExpiry(entry);
+      run(entry);
+      return structuredClone(batch);
+    },
+
+    async getBatch(owner, batchId) {
+      if (!isBatchId(batchId)) throw notFound(batchId);
+      const live = active.get(batchId);
+      if (live && live.record.owner === owner) return liveBatchObject(live);
+      const doc = await storage.documents.get<BatchRecord>(batchDocKey(owner, batchId));
+      if (!doc) throw notFound(batchId);
+      return doc.value.batch;
+    },
+
+    async listBatches(owner, { after, limit = 20 }) {
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+        throw new BatchError("invalid_request", "'limit' must be an integer between 1 and 100.", { param: "limit" });
+      }
+      if (after !== undefined && !isBatchId(after)) {
+        throw new BatchError("invalid_request", `'after' is not a batch id: ${JSON.stringify(after)}.`, { param: "after" });
+      }
+      const prefix = batchDocPrefix(owner);
+      const page = await storage.documents.list(prefix, {
+        reverse: true,
+        limit,
+        after: after === undefined ? undefined : prefix + after,
+      });
+      const data: BatchObject[] = [];
+      for (const key of page.keys) {
+        const batchId = key.slice(prefix.length);
+        const live = active.get(batchId);
+        if (live && live.record.owner === owner) {
+          data.push(liveBatchObject(live));
+          continue;
+        }
+        const doc = await storage.documents.get<BatchRecord>(key);
+        if (doc) data.push(doc.value.batch);
+      }
+      return { data, has_more: page.more };
+    },
+
+    async cancelBatch(owner, batchId) {
+      if (!isBatchId(batchId)) throw notFound(batchId);
+      const batch = active.get(batchId);
+      if (!batch || batch.record.owner !== owner) {
+        const doc = await storage.documents.get<BatchRecord>(batchDocKey(owner, batchId));
+        if (!doc) throw notFound(batchId);
+        throw new BatchError("conflict", `Cannot cancel a batch with status '${doc.value.batch.status}'.`);
+      }
+      const status = batch.record.batch.status;
+      if (FINAL_STATUSES.has(status)) {
+        throw new BatchError("conflict", `Cannot cancel a batch with status '${status}'.`);
+      }
+      if (status !== "cancelling") {
+        // Cancelling wins over an expiry still being processed.
+        batch.stop = "cancel";
+        batch.stopDispatch.abort();
+        setStatus(batch, "cancelling");
+        await persist(batch);
+        addTimer(batch, cancelGraceMs, () => batch.abortRequests.abort());
+      }
+      return liveBatchObject(batch);
+    },
+
+    isInputOfActiveBatch(fileId) {
+      for (const batch of active.values()) if (batch.record.batch.input_file_id === fileId) return true;
+      return false;
+    },
+
+    async checkpoint() {
+      if (!checkpointStore) return null;
+      const state = snapshot();
+      const fingerprint = JSON.stringify({ ...state, createdAt: 0 });
+      if (fingerprint === lastCheckpointState) return null;
+      const sequence = await checkpointStore.save(state);
+      lastCheckpointState = fingerprint;
+      return sequence;
+    },
+
+    async close() {
+      if (closing.signal.aborted) return;
+      ready = false;
+      clearInterval(checkpointTimer);
+      clearInterval(sweepTimer);
+      // Stop feeding new lines at once; requests in flight get the grace period.
+      closing.abort();
+      const grace = setTimeout(() => abandoning.abort(), shutdownGraceMs);
+      await Promise.allSettled([...runs]);
+      clearTimeout(grace);
+      dispatcher.close();
+      for (const batch of active.values()) for (const timer of batch.timers) clearTimeout(timer);
+      if (checkpointStore) {
+        lastCheckpointState = "";
+        await engine.checkpoint();
+      }
+    },
+  };
+  return engine;
+}

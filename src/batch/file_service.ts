@@ -1,0 +1,300 @@
+/**
+ * Files: upload, list, read, delete, and expiry, on top of any storage adapter.
+ *
+ * @module
+ */
+import { isStorageError } from "../storage/errors.ts";
+import type { Storage } from "../storage/types.ts";
+import { BatchError } from "./errors.ts";
+import { isFileId, newFileId } from "./ids.ts";
+import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "./objects.ts";
+import { fileBlobKey, fileDocKey, fileDocPrefix } from "./storage_keys.ts";
+
+/** Size limits for uploads. */
+export interface FileLimits {
+  /** Largest file, any purpose. Default 512 MB. */
+  maxFileBytes: number;
+  /** Largest file with purpose `batch`. Default 200 MB. */
+  maxBatchInputBytes: number;
+}
+
+/** The default limits, as OpenAI's. */
+export const DEFAULT_FILE_LIMITS: FileLimits = {
+  maxFileBytes: 512 * 1024 * 1024,
+  maxBatchInputBytes: 200 * 1024 * 1024,
+};
+
+/** Batch input files expire after 30 days unless told otherwise. */
+export const DEFAULT_BATCH_INPUT_EXPIRY_SECONDS = 30 * 24 * 3600;
+const MIN_EXPIRY_SECONDS = 3600;
+const MAX_EXPIRY_SECONDS = 30 * 24 * 3600;
+
+/** What an upload needs. */
+export interface UploadRequest {
+  owner: string;
+  filename: string;
+  /** The purpose, when known before the bytes arrive (it decides the size limit). */
+  purpose?: string;
+  content: ReadableStream<Uint8Array> | Uint8Array;
+}
+
+/** Listing options, as `GET /v1/files`. */
+export interface FileListOptions {
+  purpose?: string;
+  limit?: number;
+  order?: "asc" | "desc";
+  after?: string;
+}
+
+/** A page of files. */
+export interface FilePage {
+  data: FileObject[];
+  has_more: boolean;
+}
+
+/** The file service used by the HTTP layer and the engine. */
+export interface FileService {
+  /** Streams an upload into storage; returns the id and size so the caller can finish it with {@link FileService.commit}. */
+  receive(upload: UploadRequest): Promise<ReceivedUpload>;
+  /** Validates purpose and expiry, then records the file. Removes the bytes when anything is wrong. */
+  commit(received: ReceivedUpload, details: { purpose: string | undefined; expiresAfterSeconds?: number }): Promise<FileObject>;
+  /** Forgets a received upload that will not be committed. */
+  discard(received: ReceivedUpload): Promise<void>;
+  /** Records a file whose bytes already live in storage (batch results). */
+  adopt(record: FileRecord): Promise<FileObject>;
+  get(owner: string, fileId: string): Promise<FileRecord>;
+  list(owner: string, options: FileListOptions): Promise<FilePage>;
+  /** The bytes of a file as a stream. */
+  content(owner: string, fileId: string): Promise<{ record: FileRecord; stream: ReadableStream<Uint8Array> }>;
+  delete(owner: string, fileId: string): Promise<void>;
+  /** Deletes every expired file; returns how many. */
+  sweepExpired(): Promise<number>;
+}
+
+/** An upload whose bytes are stored but that is not yet a file. */
+export interface ReceivedUpload {
+  id: string;
+  owner: string;
+  filename: string;
+  bytes: number;
+  sha256: string;
+  createdAt: number;
+}
+
+/** Options for {@link createFileService}. */
+export interface FileServiceOptions {
+  limits?: FileLimits;
+  /** Milliseconds clock (injectable for tests). */
+  clock?: () => number;
+  /**
+   * Whether a file is the input of a batch still running: deleting such a file
+   * removes it from the API at once, but its bytes stay until the batch ends.
+   */
+  isInUse?: (fileId: string) => boolean;
+}
+
+const nowSeconds = (clock: () => number) => Math.floor(clock() / 1000);
+
+/**
+ * Creates the file service.
+ *
+ * @example
+ * ```ts
+ * const files = createFileService(createMemoryStorage(), { limits: DEFAULT_FILE_LIMITS });
+ * const received = await files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content: bytes });
+ * const file = await files.commit(received, { purpose: "batch" });
+ * ```
+ */
+export function createFileService(storage: Storage, options: FileServiceOptions = {}): FileService {
+  const limits = options.limits ?? DEFAULT_FILE_LIMITS;
+  const clock = options.clock ?? Date.now;
+  const isInUse = options.isInUse ?? (() => false);
+  const notFound = (fileId: string) => new BatchError("not_found", `No such File object: ${fileId}`, { param: "id" });
+
+  const readRecord = async (owner: string, fileId: string): Promise<FileRecord> => {
+    if (!isFileId(fileId)) throw notFound(fileId);
+    const doc = await storage.documents.get<FileRecord>(fileDocKey(owner, fileId));
+    if (!doc) throw notFound(fileId);
+    const expiresAt = doc.value.file.expires_at;
+    if (expiresAt !== null && expiresAt <= nowSeconds(clock)) {
+      await removeFile(doc.value);
+      throw notFound(fileId);
+    }
+    return doc.value;
+  };
+
+  const removeFile = async (record: FileRecord) => {
+    await storage.documents.delete(fileDocKey(record.owner, record.file.id));
+    if (record.content.store === "blobs") {
+      if (!isInUse(record.file.id)) await storage.blobs.delete(record.content.key);
+    }
+    else await storage.logs.delete(record.content.key);
+  };
+
+  const sizeLimitFor = (purpose: string | undefined) =>
+    purpose === "batch" ? Math.min(limits.maxBatchInputBytes, limits.maxFileBytes) : limits.maxFileBytes;
+
+  const tooLarge = (purpose: string | undefined) =>
+    new BatchError(
+      "too_large",
+      purpose === "batch"
+        ? `File is too large: a batch input may be at most ${sizeLimitFor("batch")} bytes.`
+        : `File is too large: a file may be at most ${limits.maxFileBytes} bytes.`,
+      { param: "file" },
+    );
+
+  const service: FileService = {
+    async receive(upload) {
+      const id = newFileId(clock());
+      try {
+        const info = await storage.blobs.put(fileBlobKey(id), upload.content, {
+          maxBytes: sizeLimitFor(upload.purpose),
+        });
+        return {
+          id,
+          owner: upload.owner,
+          filename: upload.filename,
+          bytes: info.bytes,
+          sha256: info.sha256,
+          createdAt: nowSeconds(clock),
+        };
+      } catch (error) {
+        if (isStorageError(error, "too_large")) throw tooLarge(upload.purpose);
+        throw error;
+      }
+    },
+
+    async commit(received, details) {
+      try {
+        const purpose = details.purpose;
+        if (!purpose) {
+          throw new BatchError("invalid_request", "Missing required parameter: 'purpose'.", { param: "purpose" });
+        }
+        if (!(UPLOAD_PURPOSES as readonly string[]).includes(purpose)) {
+          throw new BatchError(
+            "invalid_request",
+            `Invalid value for 'purpose': ${JSON.stringify(purpose)}. Expected one of ${UPLOAD_PURPOSES.join(", ")}.`,
+            { param: "purpose" },
+          );
+        }
+        if (received.bytes > sizeLimitFor(purpose)) throw tooLarge(purpose);
+        let expiresAfter = details.expiresAfterSeconds;
+        if (expiresAfter !== undefined) {
+          if (!Number.isInteger(expiresAfter) || expiresAfter < MIN_EXPIRY_SECONDS || expiresAfter > MAX_EXPIRY_SECONDS) {
+            throw new BatchError(
+              "invalid_request",
+              `'expires_after[seconds]' must be an integer between ${MIN_EXPIRY_SECONDS} and ${MAX_EXPIRY_SECONDS}.`,
+              { param: "expires_after[seconds]" },
+            );
+          }
+        } else if (purpose === "batch") {
+          expiresAfter = DEFAULT_BATCH_INPUT_EXPIRY_SECONDS;
+        }
+        const file: FileObject = {
+          id: received.id,
+          object: "file",
+          bytes: received.bytes,
+          created_at: received.createdAt,
+          filename: received.filename,
+          purpose: purpose as FilePurpose,
+          status: "processed",
+          expires_at: expiresAfter === undefined ? null : received.createdAt + expiresAfter,
+          status_details: null,
+        };
+        const record: FileRecord = {
+          file,
+          owner: received.owner,
+          sha256: received.sha256,
+          content: { store: "blobs", key: fileBlobKey(received.id) },
+        };
+        await storage.documents.put(fileDocKey(received.owner, received.id), record, { ifVersion: 0 });
+        return file;
+      } catch (error) {
+        await service.discard(received);
+        throw error;
+      }
+    },
+
+    async discard(received) {
+      await storage.blobs.delete(fileBlobKey(received.id));
+    },
+
+    async adopt(record) {
+      await storage.documents.put(fileDocKey(record.owner, record.file.id), record);
+      return record.file;
+    },
+
+    get: readRecord,
+
+    async list(owner, options) {
+      const limit = options.limit ?? 10000;
+      if (!Number.isInteger(limit) || limit < 1 || limit > 10000) {
+        throw new BatchError("invalid_request", "'limit' must be an integer between 1 and 10000.", { param: "limit" });
+      }
+      const order = options.order ?? "desc";
+      if (order !== "asc" && order !== "desc") {
+        throw new BatchError("invalid_request", "'order' must be 'asc' or 'desc'.", { param: "order" });
+      }
+      if (options.after !== undefined && !isFileId(options.after)) {
+        throw new BatchError("invalid_request", `'after' is not a file id: ${JSON.stringify(options.after)}.`, {
+          param: "after",
+        });
+      }
+      const prefix = fileDocPrefix(owner);
+      const data: FileObject[] = [];
+      let after = options.after === undefined ? undefined : prefix + options.after;
+      const now = nowSeconds(clock);
+      for (;;) {
+        const page = await storage.documents.list(prefix, {
+          after,
+          reverse: order === "desc",
+          limit: Math.min(1000, limit + 1),
+        });
+        for (const key of page.keys) {
+          after = key;
+          const doc = await storage.documents.get<FileRecord>(key);
+          if (!doc) continue;
+          const file = doc.value.file;
+          if (file.expires_at !== null && file.expires_at <= now) continue;
+          if (options.purpose !== undefined && file.purpose !== options.purpose) continue;
+          if (data.length === limit) return { data, has_more: true };
+          data.push(file);
+        }
+        if (!page.more) return { data, has_more: false };
+      }
+    },
+
+    async content(owner, fileId) {
+      const record = await readRecord(owner, fileId);
+      const stream = record.content.store === "blobs"
+        ? await storage.blobs.get(record.content.key)
+        : await storage.logs.read(record.content.key);
+      return { record, stream };
+    },
+
+    async delete(owner, fileId) {
+      await removeFile(await readRecord(owner, fileId));
+    },
+
+    async sweepExpired() {
+      const now = nowSeconds(clock);
+      let removed = 0;
+      let after: string | undefined;
+      for (;;) {
+        const page = await storage.documents.list("tenants/", { after, limit: 1000 });
+        for (const key of page.keys) {
+          after = key;
+          if (!key.includes("/files/")) continue;
+          const doc = await storage.documents.get<FileRecord>(key);
+          const expiresAt = doc?.value.file.expires_at ?? null;
+          if (doc && expiresAt !== null && expiresAt <= now) {
+            await removeFile(doc.value);
+            removed++;
+          }
+        }
+        if (!page.more) return removed;
+      }
+    },
+  };
+  return service;
+}

@@ -1,0 +1,63 @@
+/**
+ * Finalizing a batch: its logs become `batch_output` files.
+ *
+ * The result files' ids are reserved in the batch document before any file is
+ * recorded, so finalizing again after a crash records the same files, never
+ * a second set.
+ *
+ * @module
+ */
+import { createSha256 } from "../integrity/sha256.ts";
+import type { Storage } from "../storage/types.ts";
+import type { ActiveBatch } from "./active_batch.ts";
+import type { FileService } from "./file_service.ts";
+import type { FileRecord } from "./objects.ts";
+import { errorLogKey, outputLogKey } from "./storage_keys.ts";
+
+async function hashLog(storage: Storage, key: string): Promise<string> {
+  const hash = createSha256();
+  for await (const chunk of await storage.logs.read(key)) hash.update(chunk);
+  return hash.hexDigest();
+}
+
+/**
+ * Records the batch's non-empty logs as files and sets `output_file_id` and
+ * `error_file_id`. The planned ids must already be in the record.
+ */
+export async function recordResultFiles(
+  storage: Storage,
+  files: FileService,
+  active: ActiveBatch,
+  nowSeconds: number,
+): Promise<void> {
+  const { record } = active;
+  const batch = record.batch;
+  const expiresAt = record.output_expires_after_seconds === null ? null : nowSeconds + record.output_expires_after_seconds;
+  const results: [string, string | null, "output" | "error"][] = [
+    [outputLogKey(batch.id), record.planned_output_file_id, "output"],
+    [errorLogKey(batch.id), record.planned_error_file_id, "error"],
+  ];
+  for (const [key, fileId, kind] of results) {
+    const bytes = await storage.logs.length(key);
+    if (bytes === 0 || fileId === null) continue;
+    const fileRecord: FileRecord = {
+      file: {
+        id: fileId,
+        object: "file",
+        bytes,
+        created_at: nowSeconds,
+        filename: `${batch.id}_${kind}.jsonl`,
+        purpose: "batch_output",
+        status: "processed",
+        expires_at: expiresAt,
+        status_details: null,
+      },
+      owner: record.owner,
+      sha256: await hashLog(storage, key),
+      content: { store: "logs", key },
+    };
+    await files.adopt(fileRecord);
+    if (kind === "output") batch.output_file_id = fileId;
+    else batch.error_file_id = fileId;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Identifiers of files, batches and result records.
+ *
+ * File and batch ids are 12 hex digits of creation time (so key order is
+ * creation order, which listing relies on) followed by 96 random bits, so
+ * they cannot be guessed. Ids taken from URLs are checked with the `is…`
+ * functions before they become part of a storage key.
+ *
+ * @module
+ */
+
+function randomHex(bytes: number): string {
+  const buffer = crypto.getRandomValues(new Uint8Array(bytes));
+  let out = "";
+  for (const byte of buffer) out += byte.toString(16).padStart(2, "0");
+  return out;
+}
+
+function timeHex(now: number): string {
+  return Math.floor(now).toString(16).padStart(12, "0").slice(-12);
+}
+
+const FILE_ID = /^file-[0-9a-f]{36}$/;
+const BATCH_ID = /^batch_[0-9a-f]{36}$/;
+
+/** A new file id, e.g. `file-0193a4f2c1d8…`. */
+export function newFileId(now: number = Date.now()): string {
+  return `file-${timeHex(now)}${randomHex(12)}`;
+}
+
+/** A new batch id, e.g. `batch_0193a4f2c1d8…`. */
+export function newBatchId(now: number = Date.now()): string {
+  return `batch_${timeHex(now)}${randomHex(12)}`;
+}
+
+/** Whether `id` has the shape of a batchspool file id. */
+export function isFileId(id: string): boolean {
+  return FILE_ID.test(id);
+}
+
+/** Whether `id` has the shape of a batchspool batch id. */
+export function isBatchId(id: string): boolean {
+  return BATCH_ID.test(id);
+}
+
+/**
+ * The id of a result record: `batch_req_<random>_<line>`. The suffix is the
+ * 1-based input line, which is how recovery learns which lines are finished by
+ * reading only the start of each record.
+ */
+export function newRequestId(line: number): string {
+  return `batch_req_${randomHex(8)}_${line}`;
+}
+
+const REQUEST_ID_PREFIX = /^\{"id":"batch_req_[0-9a-f]+_(\d+)"/;
+
+/** The input line named by a result record's leading `id`, or undefined. */
+export function lineOfRecord(record: string): number | undefined {
+  const match = REQUEST_ID_PREFIX.exec(record);
+  return match ? Number(match[1]) : undefined;
+}

@@ -1,0 +1,214 @@
+/**
+ * Running a batch's lines: stream the input, send each unfinished line through
+ * the dispatcher with retries, and append each result to the output or error
+ * log (group-committed). Memory holds only the lines in flight.
+ *
+ * @module
+ */
+import type { Storage } from "../storage/types.ts";
+import type { ActiveBatch } from "./active_batch.ts";
+import type { Dispatcher, Lease } from "./dispatcher.ts";
+import { readLines } from "./line_reader.ts";
+import type { Logger } from "./logger.ts";
+import type { LogKind } from "./progress.ts";
+import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";
+import { backoffDelay, type BackoffPolicy, RETRYABLE_STATUSES } from "./retry.ts";
+import { errorLogKey, fileBlobKey, outputLogKey } from "./storage_keys.ts";
+import { type Target, TargetError, type TargetResponse } from "./targets/types.ts";
+import { estimateRequestTokens, totalTokensOf } from "./usage.ts";
+import type { RequestLine } from "./validate_input.ts";
+
+/** What the line runner needs from the engine. */
+export interface RunContext {
+  storage: Storage;
+  target: Target;
+  dispatcher: Dispatcher;
+  maxRetries: number;
+  backoff: BackoffPolicy;
+  /** Aborted when the engine shuts down: no new line is dispatched. */
+  stopping: AbortSignal;
+  /** Aborted when requests in flight must be abandoned (end of the shutdown grace). */
+  abandon: AbortSignal;
+  logger: Logger;
+}
+
+/** Most lines of one batch in flight or waiting to retry, as a multiple of the concurrency. */
+const WINDOW_FACTOR = 2;
+/** Records appended together when expiring the rest of a batch. */
+const EXPIRY_GROUP = 512;
+
+/** Streams the input's unfinished request lines with their numbers. */
+async function* unfinishedLines(
+  storage: Storage,
+  active: ActiveBatch,
+): AsyncGenerator<{ line: number; request: RequestLine }> {
+  const progress = active.progress!;
+  const input = await storage.blobs.get(fileBlobKey(active.record.batch.input_file_id));
+  for await (const { line, text } of readLines(input)) {
+    if (text === null || progress.isDone(line) || text.trim() === "") continue;
+    yield { line, request: JSON.parse(text) as RequestLine };
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<boolean>((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+
+/**
+ * Dispatches every unfinished line of `active` until all are done, the batch is
+ * told to stop (cancel, expiry) or the engine closes. Resolves when no request
+ * of the batch is in flight any more.
+ */
+export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promise<void> {
+  const batchId = active.record.batch.id;
+  const stopSignal = AbortSignal.any([active.stopDispatch.signal, ctx.stopping]);
+  const window = new Set<Promise<void>>();
+  const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR;
+  let failure: unknown;
+  for await (const { line, request } of unfinishedLines(ctx.storage, active)) {
+    while (window.size >= maxWindow) await Promise.race(window);
+    if (stopSignal.aborted || failure) break;
+    const bodyText = JSON.stringify(request.body);
+    let lease: Lease;
+    try {
+      lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
+    } catch {
+      break;
+    }
+    active.inFlight.add(line);
+    const task = runLine(ctx, active, line, request, bodyText, lease, stopSignal)
+      .catch((error) => {
+        failure ??= error;
+      })
+      .finally(() => {
+        active.inFlight.delete(line);
+        window.delete(task);
+      });
+    window.add(task);
+  }
+  await Promise.all(window);
+  if (failure) throw failure;
+}
+
+type Outcome =
+  | { kind: "response"; response: TargetResponse }
+  | { kind: "no_response"; error: TargetError };
+
+/** Sends one line with retries and records its result. Leaves the line undone when abandoned. */
+async function runLine(
+  ctx: RunContext,
+  active: ActiveBatch,
+  line: number,
+  request: RequestLine,
+  bodyText: string,
+  firstLease: Lease,
+  stopSignal: AbortSignal,
+): Promise<void> {
+  const batchId = active.record.batch.id;
+  let lease: Lease | null = firstLease;
+  let outcome: Outcome;
+  for (let attempt = 0;; attempt++) {
+    try {
+      const response = await ctx.target.send({
+        url: request.url,
+        bodyText,
+        signal: AbortSignal.any([active.abortRequests.signal, ctx.abandon]),
+      });
+      outcome = { kind: "response", response };
+      lease.release(totalTokensOf(response.body.usage));
+    } catch (error) {
+      lease.release();
+      if (!(error instanceof TargetError)) throw error;
+      outcome = { kind: "no_response", error };
+    }
+    lease = null;
+    if (outcome.kind === "no_response" && outcome.error.code === "aborted") return;
+    const status = outcome.kind === "response" ? outcome.response.status : 0;
+    const retryable = outcome.kind === "no_response" || RETRYABLE_STATUSES.has(status);
+    if (outcome.kind === "response" && status < 300) ctx.dispatcher.noteSuccess();
+    if (!retryable || attempt >= ctx.maxRetries) break;
+    // Stopping: a line waiting for a retry is left undone rather than recorded as failed.
+    if (stopSignal.aborted) return;
+    const asked = outcome.kind === "response" ? outcome.response.retryAfterMs : null;
+    const delay = asked ?? backoffDelay(attempt, ctx.backoff);
+    if (status === 429) ctx.dispatcher.backOff(delay);
+    if (!(await sleep(delay, stopSignal))) return;
+    try {
+      lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
+    } catch {
+      return;
+    }
+  }
+  await recordOutcome(ctx, active, line, request.custom_id, outcome);
+}
+
+async function recordOutcome(
+  ctx: RunContext,
+  active: ActiveBatch,
+  line: number,
+  customId: string,
+  outcome: Outcome,
+): Promise<void> {
+  let kind: LogKind;
+  let record: string;
+  let usage: unknown;
+  if (outcome.kind === "no_response") {
+    kind = "errors";
+    const code = outcome.error.code === "timeout" ? "request_timeout" : "connection_error";
+    record = failureRecord(line, customId, { code, message: outcome.error.message });
+  } else {
+    const { response } = outcome;
+    if (response.status >= 200 && response.status < 300 && !response.json) {
+      kind = "errors";
+      record = failureRecord(line, customId, {
+        code: "invalid_response",
+        message: `The target answered ${response.status} without a JSON object body.`,
+      });
+    } else {
+      kind = response.status >= 200 && response.status < 300 ? "output" : "errors";
+      usage = response.body.usage;
+      record = responseRecord(line, customId, {
+        status_code: response.status,
+        request_id: response.requestId,
+        body: response.body,
+      });
+    }
+  }
+  await appendResults(ctx.storage, active, kind, [{ line, record, usage }]);
+}
+
+/** Appends result records to a batch's log and marks their lines finished. */
+export async function appendResults(
+  storage: Storage,
+  active: ActiveBatch,
+  kind: LogKind,
+  results: { line: number; record: string; usage?: unknown }[],
+): Promise<void> {
+  const batchId = active.record.batch.id;
+  const key = kind === "output" ? outputLogKey(batchId) : errorLogKey(batchId);
+  const { end } = await storage.logs.append(key, results.map((result) => result.record));
+  for (const result of results) active.progress!.record(result.line, kind, result.usage, end);
+}
+
+/** Writes every unfinished line to the error log as `batch_expired`. */
+export async function expireRemaining(ctx: RunContext, active: ActiveBatch): Promise<void> {
+  let group: { line: number; record: string }[] = [];
+  for await (const { line, request } of unfinishedLines(ctx.storage, active)) {
+    group.push({ line, record: failureRecord(line, request.custom_id, { code: "batch_expired", message: EXPIRED_MESSAGE }) });
+    if (group.length === EXPIRY_GROUP) {
+      await appendResults(ctx.storage, active, "errors", group);
+      group = [];
+    }
+  }
+  if (group.length) await appendResults(ctx.storage, active, "errors", group);
+}

@@ -1,0 +1,28 @@
+/**
+ * Where the batch layer keeps things in storage. Every key is built here.
+ *
+ * @module
+ */
+
+/** Document of a file's record. */
+export const fileDocKey = (owner: string, fileId: string): string => `tenants/${owner}/files/${fileId}`;
+/** Prefix of an owner's file records. */
+export const fileDocPrefix = (owner: string): string => `tenants/${owner}/files/`;
+/** Blob of an uploaded file's bytes. */
+export const fileBlobKey = (fileId: string): string => `files/${fileId}`;
+/** Document of a batch's record. */
+export const batchDocKey = (owner: string, batchId: string): string => `tenants/${owner}/batches/${batchId}`;
+/** Prefix of an owner's batch records. */
+export const batchDocPrefix = (owner: string): string => `tenants/${owner}/batches/`;
+/** Index entry of a batch that has not ended (what recovery resumes). */
+export const activeBatchKey = (batchId: string): string => `active/${batchId}`;
+/** Prefix of the active-batch index. */
+export const ACTIVE_PREFIX = "active/";
+/** Log of a batch's output records (2xx responses). */
+export const outputLogKey = (batchId: string): string => `batches/${batchId}/output`;
+/** Log of a batch's error records. */
+export const errorLogKey = (batchId: string): string => `batches/${batchId}/errors`;
+/** Document of checkpoint number `sequence`. */
+export const checkpointKey = (sequence: number): string => `checkpoints/${String(sequence).padStart(12, "0")}`;
+/** Prefix of checkpoints. */
+export const CHECKPOINT_PREFIX = "checkpoints/";

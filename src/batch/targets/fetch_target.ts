@@ -1,0 +1,124 @@
+/**
+ * Targets reached through a `fetch`-shaped function: an upstream over HTTP, or
+ * a handler in the same process (a Hono app's `fetch`).
+ *
+ * @module
+ */
+import { retryAfterMs } from "../retry.ts";
+import { type Target, TargetError, type TargetRequest, type TargetResponse } from "./types.ts";
+
+/** Anything that answers a `Request` with a `Response`, such as `app.fetch` of a Hono app. */
+export type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+/** Options for {@link createHttpTarget}. */
+export interface HttpTargetOptions {
+  /** OpenAI-style base URL including `/v1`, e.g. `http://127.0.0.1:8000/v1`. */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer …` when set. */
+  apiKey?: string;
+  /** Per-request timeout in ms (default 10 minutes). */
+  timeoutMs?: number;
+  /** Extra headers on every request. */
+  headers?: Record<string, string>;
+}
+
+const REQUEST_ID_HEADERS = ["x-request-id", "request-id", "x-amzn-requestid"];
+
+/** Turns a `Response` into a {@link TargetResponse}, reading the body once. */
+async function readResponse(response: Response): Promise<TargetResponse> {
+  const text = await response.text();
+  let body: Record<string, unknown>;
+  let json = false;
+  try {
+    const parsed = JSON.parse(text);
+    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
+      body = parsed;
+      json = true;
+    } else {
+      body = { value: parsed };
+    }
+  } catch {
+    body = { error: { message: text.slice(0, 4096), type: "invalid_response" } };
+  }
+  let requestId: string | null = null;
+  for (const name of REQUEST_ID_HEADERS) requestId ??= response.headers.get(name);
+  return { status: response.status, body, requestId, retryAfterMs: retryAfterMs(response.headers), json };
+}
+
+function joinUrl(baseUrl: string, lineUrl: string): string {
+  return baseUrl.replace(/\/+$/, "") + lineUrl.replace(/^\/v1(?=\/)/, "");
+}
+
+/**
+ * A target that POSTs each line to an OpenAI-compatible server.
+ *
+ * @example
+ * ```ts
+ * const target = createHttpTarget({ baseUrl: "http://127.0.0.1:11434/v1" }); // Ollama
+ * ```
+ */
+export function createHttpTarget(options: HttpTargetOptions): Target {
+  const timeoutMs = options.timeoutMs ?? 600_000;
+  const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
+  if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  return {
+    description: options.baseUrl,
+    async send(request: TargetRequest): Promise<TargetResponse> {
+      const timeout = AbortSignal.timeout(timeoutMs);
+      const signal = AbortSignal.any([request.signal, timeout]);
+      try {
+        const response = await fetch(joinUrl(options.baseUrl, request.url), {
+          method: "POST",
+          headers,
+          body: request.bodyText,
+          signal,
+        });
+        return await readResponse(response);
+      } catch (error) {
+        if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
+        if (timeout.aborted) {
+          throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
+        }
+        throw new TargetError("connection_error", `could not reach ${options.baseUrl}: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+    },
+  };
+}
+
+/**
+ * A target that hands each line to a handler in this process: no network hop.
+ *
+ * @example
+ * ```ts
+ * const model = new Hono().post("/v1/chat/completions", (c) => c.json({ choices: [] }));
+ * const target = createInProcessTarget(model.fetch);
+ * ```
+ */
+export function createInProcessTarget(handler: FetchHandler, options: { timeoutMs?: number } = {}): Target {
+  const timeoutMs = options.timeoutMs ?? 600_000;
+  return {
+    description: "in-process",
+    async send(request: TargetRequest): Promise<TargetResponse> {
+      const signal = AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]);
+      try {
+        const response = await handler(
+          new Request(`http://in-process${request.url}`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: request.bodyText,
+            signal,
+          }),
+        );
+        return await readResponse(response);
+      } catch (error) {
+        if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
+        if (signal.aborted) throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
+        throw new TargetError("connection_error", `the in-process handler failed: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+    },
+  };
+}

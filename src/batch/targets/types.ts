@@ -1,0 +1,50 @@
+/**
+ * The one small interface every target implements: send one request, get one
+ * response (or a {@link TargetError} when no response came).
+ *
+ * @module
+ */
+
+/** A request taken from one input line. */
+export interface TargetRequest {
+  /** The line's `url`, e.g. `/v1/chat/completions`. */
+  url: string;
+  /** The line's `body`, already serialised. */
+  bodyText: string;
+  /** Aborts the request (cancel, expiry, shutdown or timeout). */
+  signal: AbortSignal;
+}
+
+/** What came back. */
+export interface TargetResponse {
+  status: number;
+  /** The parsed JSON body (an object), or a wrapper around a non-JSON body. */
+  body: Record<string, unknown>;
+  /** The target's request id header, when it sent one. */
+  requestId: string | null;
+  /** A delay the target asked for (Retry-After), in ms. */
+  retryAfterMs: number | null;
+  /** Whether the body was JSON; a 2xx without JSON is treated as an invalid response. */
+  json: boolean;
+}
+
+/** Why no response came. */
+export type TargetErrorCode = "timeout" | "connection_error" | "aborted";
+
+/** A request that got no response. */
+export class TargetError extends Error {
+  readonly code: TargetErrorCode;
+  constructor(code: TargetErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TargetError";
+    this.code = code;
+  }
+}
+
+/** Where a batch's requests go. */
+export interface Target {
+  /** A short description for logs, e.g. `http://127.0.0.1:8000/v1` or `mock`. */
+  readonly description: string;
+  /** Sends one request. @throws {TargetError} when no response came. */
+  send(request: TargetRequest): Promise<TargetResponse>;
+}

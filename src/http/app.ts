@@ -1,0 +1,69 @@
+/**
+ * The batchspool Hono app: OpenAI's Files and Batches APIs under `/v1`, and
+ * `/health`. Web APIs only, so any runtime can serve it and any Hono app can
+ * mount it.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { BatchEngine } from "../batch/engine.ts";
+import { DEFAULT_FILE_LIMITS } from "../batch/file_service.ts";
+import { consoleLogger, type Logger } from "../batch/logger.ts";
+import { apiKeyAuth, type OwnerVariables } from "./auth.ts";
+import { batchesRoutes } from "./batches_routes.ts";
+import { errorReply } from "./error_response.ts";
+import { filesRoutes } from "./files_routes.ts";
+import { RequestError } from "./request_error.ts";
+
+/** Options for {@link createApp}. */
+export interface AppOptions {
+  /** The engine that serves files and batches (from `createBatchEngine`). */
+  engine: BatchEngine;
+  /** API keys; each is its own owner. None: every request is the owner `default`. */
+  apiKeys?: readonly string[];
+  /** Largest upload in bytes (default 512 MB); should match the engine's file limit. */
+  maxFileBytes?: number;
+  logger?: Logger;
+}
+
+/**
+ * Creates the HTTP app.
+ *
+ * @example
+ * ```ts
+ * const storage = await createFsStorage({ dir: "./data" });
+ * const engine = createBatchEngine({ storage, target: createMockTarget() });
+ * await engine.start();
+ * const app = createApp({ engine });
+ * Deno.serve(app.fetch); // or Bun.serve({ fetch: app.fetch }), or mount: parent.route("/", app)
+ * ```
+ */
+export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables }> {
+  const { engine } = options;
+  const logger = options.logger ?? consoleLogger;
+  const app = new Hono<{ Variables: OwnerVariables }>();
+
+  app.onError((error, c) => {
+    const reply = errorReply(error, logger);
+    return c.json(reply.body, reply.status);
+  });
+  app.notFound((c) => {
+    const reply = errorReply(
+      new RequestError("not_found", `Unknown request URL: ${c.req.method} ${new URL(c.req.url).pathname}.`),
+      logger,
+    );
+    return c.json(reply.body, reply.status);
+  });
+
+  app.get("/health", (c) =>
+    engine.ready ? c.json({ status: "ok" }) : c.json({ status: "starting" }, 503));
+
+  app.use("/v1/*", async (_c, next) => {
+    if (!engine.ready) throw new RequestError("not_ready", "The server is starting or stopping; try again shortly.");
+    await next();
+  });
+  app.use("/v1/*", apiKeyAuth(options.apiKeys ?? []));
+  app.route("/v1/files", filesRoutes({ files: engine.files, maxFileBytes: options.maxFileBytes ?? DEFAULT_FILE_LIMITS.maxFileBytes }));
+  app.route("/v1/batches", batchesRoutes(engine));
+  return app;
+}

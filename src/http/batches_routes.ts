@@ -1,0 +1,56 @@
+/**
+ * `/v1/batches`: create, retrieve, cancel, list.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { BatchEngine } from "../batch/engine.ts";
+import type { OwnerVariables } from "./auth.ts";
+import { integerParam, listBody } from "./query_params.ts";
+import { RequestError } from "./request_error.ts";
+
+/** Largest accepted create-batch body. */
+const MAX_JSON_BYTES = 1024 * 1024;
+
+/** The `/v1/batches` routes. */
+export function batchesRoutes(engine: BatchEngine): Hono<{ Variables: OwnerVariables }> {
+  const app = new Hono<{ Variables: OwnerVariables }>();
+
+  app.post(
+    "/",
+    bodyLimit({
+      maxSize: MAX_JSON_BYTES,
+      onError: () => {
+        throw new RequestError("payload_too_large", `The request body may be at most ${MAX_JSON_BYTES} bytes.`);
+      },
+    }),
+    async (c) => {
+      const type = c.req.header("content-type");
+      if (type && !/^application\/([\w.+-]*\+)?json\s*(;|$)/i.test(type)) {
+        throw new RequestError("unsupported_media_type", "The request body must be JSON (application/json).");
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(await c.req.text());
+      } catch (error) {
+        throw new RequestError("invalid_request", "The request body is not valid JSON.", { cause: error });
+      }
+      return c.json(await engine.createBatch(c.var.owner, body));
+    },
+  );
+
+  app.get("/", async (c) => {
+    const page = await engine.listBatches(c.var.owner, {
+      after: c.req.query("after") || undefined,
+      limit: integerParam(c.req.query("limit"), "limit"),
+    });
+    return c.json(listBody(page.data, page.has_more));
+  });
+
+  app.get("/:id", async (c) => c.json(await engine.getBatch(c.var.owner, c.req.param("id"))));
+
+  app.post("/:id/cancel", async (c) => c.json(await engine.cancelBatch(c.var.owner, c.req.param("id"))));
+
+  return app;
+}

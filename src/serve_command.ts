@@ -1,0 +1,218 @@
+/**
+ * `batchspool serve`: configuration from flags and environment, start-up,
+ * graceful shutdown.
+ *
+ * @module
+ */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createBatchEngine } from "./batch/engine.ts";
+import { DEFAULT_FILE_LIMITS } from "./batch/file_service.ts";
+import { consoleLogger } from "./batch/logger.ts";
+import { createHttpTarget } from "./batch/targets/fetch_target.ts";
+import { createMockTarget } from "./batch/targets/mock_target.ts";
+import type { Target } from "./batch/targets/types.ts";
+import { createApp } from "./http/app.ts";
+import { serve } from "./runtime/serve.ts";
+import { createFsStorage } from "./storage/fs.ts";
+
+/** The server's settings after flags and environment are read. */
+export interface ServeConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  upstream: string;
+  upstreamKey: string | undefined;
+  apiKeys: string[];
+  noAuth: boolean;
+  concurrency: number;
+  requestsPerMinute: number | undefined;
+  tokensPerMinute: number | undefined;
+  maxRetries: number;
+  requestTimeoutMs: number;
+  checkpointIntervalMs: number;
+  mockLatencyMs: number;
+}
+
+/** A start-up problem: printed with the usage, exit code 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** The `serve` usage text. */
+export const SERVE_USAGE = `Usage: batchspool serve [options]
+
+Serves the OpenAI Files and Batches APIs, running batches against an upstream.
+
+Options (each also read from the environment variable shown):
+  --host <addr>            BATCHSPOOL_HOST           address to bind (default 127.0.0.1)
+  --port <n>               BATCHSPOOL_PORT           port (default 8787; 0 picks a free port)
+  --data <dir>             BATCHSPOOL_DATA           data directory (default ./batchspool-data)
+  --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
+                                                     the word "mock" selects the built-in mock target
+  --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
+  --api-key <key>          BATCHSPOOL_API_KEYS       accepted client key; repeatable (env: comma-separated)
+  --no-auth                BATCHSPOOL_NO_AUTH=1      allow a non-loopback host without API keys
+  --concurrency <n>        BATCHSPOOL_CONCURRENCY    requests in flight upstream (default 32)
+  --rpm <n>                BATCHSPOOL_RPM            requests-per-minute budget upstream
+  --tpm <n>                BATCHSPOOL_TPM            tokens-per-minute budget upstream
+  --max-retries <n>        BATCHSPOOL_MAX_RETRIES    retries of 408/429/5xx/timeouts (default 5)
+  --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
+  --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
+  --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
+  -h, --help               show this help
+`;
+
+function integer(value: string | undefined, name: string, min: number): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    throw new ConfigError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i;
+
+/**
+ * Reads the serve configuration from arguments and environment.
+ *
+ * @throws {ConfigError} naming the option at fault.
+ */
+export function readServeConfig(args: string[], env: Record<string, string | undefined>): ServeConfig {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        data: { type: "string" },
+        upstream: { type: "string" },
+        "upstream-key": { type: "string" },
+        "api-key": { type: "string", multiple: true },
+        "no-auth": { type: "boolean" },
+        concurrency: { type: "string" },
+        rpm: { type: "string" },
+        tpm: { type: "string" },
+        "max-retries": { type: "string" },
+        "request-timeout": { type: "string" },
+        "checkpoint-interval": { type: "string" },
+        "mock-latency": { type: "string" },
+      },
+    }));
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const upstream = values.upstream ?? env.BATCHSPOOL_UPSTREAM;
+  if (!upstream) {
+    throw new ConfigError(
+      "no upstream: pass --upstream <url> (an OpenAI-style base URL including /v1, e.g. http://127.0.0.1:8000/v1) " +
+        "or --upstream mock, or set BATCHSPOOL_UPSTREAM",
+    );
+  }
+  if (upstream !== "mock") {
+    try {
+      const url = new URL(upstream);
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error();
+    } catch {
+      throw new ConfigError(`--upstream must be an http(s) URL or "mock", got ${JSON.stringify(upstream)}`);
+    }
+  }
+  const apiKeys = [
+    ...(values["api-key"] ?? []),
+    ...(env.BATCHSPOOL_API_KEYS ?? "").split(","),
+  ].map((key) => key.trim()).filter(Boolean);
+  const host = values.host ?? env.BATCHSPOOL_HOST ?? "127.0.0.1";
+  const noAuth = values["no-auth"] ?? ["1", "true", "yes"].includes(env.BATCHSPOOL_NO_AUTH ?? "");
+  if (apiKeys.length === 0 && !noAuth && !LOOPBACK.test(host)) {
+    throw new ConfigError(
+      `refusing to serve ${host} without API keys: pass --api-key <key> (or BATCHSPOOL_API_KEYS), ` +
+        `bind a loopback address, or pass --no-auth to accept anyone`,
+    );
+  }
+  return {
+    host,
+    port: integer(values.port ?? env.BATCHSPOOL_PORT, "--port", 0) ?? 8787,
+    dataDir: values.data ?? env.BATCHSPOOL_DATA ?? "./batchspool-data",
+    upstream,
+    upstreamKey: values["upstream-key"] ?? env.BATCHSPOOL_UPSTREAM_KEY ?? env.OPENAI_API_KEY,
+    apiKeys,
+    noAuth,
+    concurrency: integer(values.concurrency ?? env.BATCHSPOOL_CONCURRENCY, "--concurrency", 1) ?? 32,
+    requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),
+    tokensPerMinute: integer(values.tpm ?? env.BATCHSPOOL_TPM, "--tpm", 1),
+    maxRetries: integer(values["max-retries"] ?? env.BATCHSPOOL_MAX_RETRIES, "--max-retries", 0) ?? 5,
+    requestTimeoutMs: (integer(values["request-timeout"] ?? env.BATCHSPOOL_REQUEST_TIMEOUT, "--request-timeout", 1) ?? 600) *
+      1000,
+    checkpointIntervalMs:
+      (integer(values["checkpoint-interval"] ?? env.BATCHSPOOL_CHECKPOINT_INTERVAL, "--checkpoint-interval", 1) ?? 5) *
+      1000,
+    mockLatencyMs: integer(values["mock-latency"] ?? env.BATCHSPOOL_MOCK_LATENCY, "--mock-latency", 0) ?? 0,
+  };
+}
+
+/** Builds the target a configuration names. */
+export function targetFor(config: ServeConfig): Target {
+  return config.upstream === "mock"
+    ? createMockTarget({ latencyMs: config.mockLatencyMs })
+    : createHttpTarget({ baseUrl: config.upstream, apiKey: config.upstreamKey, timeoutMs: config.requestTimeoutMs });
+}
+
+/**
+ * Runs the server until SIGINT or SIGTERM. Resolves when it has shut down.
+ */
+export async function runServe(config: ServeConfig): Promise<void> {
+  const storage = await createFsStorage({ dir: config.dataDir });
+  const target = targetFor(config);
+  const engine = createBatchEngine({
+    storage,
+    target,
+    concurrency: config.concurrency,
+    requestsPerMinute: config.requestsPerMinute,
+    tokensPerMinute: config.tokensPerMinute,
+    maxRetries: config.maxRetries,
+    checkpoints: { intervalMs: config.checkpointIntervalMs },
+    logger: consoleLogger,
+  });
+  const app = createApp({ engine, apiKeys: config.apiKeys, maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes });
+  const server = await serve({
+    fetch: app.fetch,
+    hostname: config.host,
+    port: config.port,
+    maxRequestBodySize: DEFAULT_FILE_LIMITS.maxFileBytes + 1024 * 1024,
+  });
+  const shownHost = config.host.includes(":") && !config.host.startsWith("[") ? `[${config.host}]` : config.host;
+  console.log(`batchspool listening on http://${shownHost}:${server.port}`);
+  console.log(`data: ${storage.kind} storage in ${config.dataDir}`);
+  console.log(`target: ${target.description}`);
+  console.log(
+    `auth: ${
+      config.apiKeys.length
+        ? `${config.apiKeys.length} API key(s), each its own owner`
+        : config.noAuth
+        ? "none (--no-auth)"
+        : "none (loopback only)"
+    }`,
+  );
+  await engine.start();
+  console.log("ready");
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      console.log(`${signal}: shutting down`);
+      await engine.close();
+      await server.close();
+      await storage.close();
+      resolve();
+    };
+    process.once("SIGINT", () => void stop("SIGINT"));
+    process.once("SIGTERM", () => void stop("SIGTERM"));
+  });
+}
