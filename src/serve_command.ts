@@ -203,16 +203,21 @@ export async function runServe(config: ServeConfig): Promise<void> {
 
   await new Promise<void>((resolve) => {
     let stopping = false;
-    const stop = async (signal: string) => {
+    const onSignal = async (signal: string) => {
+      // A second signal while shutting down is ignored: the first one's shutdown finishes.
       if (stopping) return;
       stopping = true;
       console.log(`${signal}: shutting down`);
       await engine.close();
       await server.close();
       await storage.close();
+      // Listeners keep Deno's event loop alive: remove them so the process can exit.
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      console.log("stopped");
       resolve();
     };
-    process.once("SIGINT", () => void stop("SIGINT"));
-    process.once("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
   });
 }

@@ -16,8 +16,16 @@ function randomHex(bytes: number): string {
   return out;
 }
 
+let lastTime = 0;
+
+/**
+ * The time part of an id: milliseconds, but strictly increasing within the
+ * process (ids made in the same millisecond take the next one), so ids sort in
+ * the order they were made.
+ */
 function timeHex(now: number): string {
-  return Math.floor(now).toString(16).padStart(12, "0").slice(-12);
+  lastTime = Math.max(Math.floor(now), lastTime + 1);
+  return lastTime.toString(16).padStart(12, "0").slice(-12);
 }
 
 const FILE_ID = /^file-[0-9a-f]{36}$/;

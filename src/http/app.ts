@@ -45,7 +45,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
 
   app.onError((error, c) => {
     const reply = errorReply(error, logger);
-    return c.json(reply.body, reply.status);
+    return c.json(reply.body, reply.status, reply.headers);
   });
   app.notFound((c) => {
     const reply = errorReply(

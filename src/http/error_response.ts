@@ -13,10 +13,12 @@ export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
 
-/** A status and the body to send with it. */
+/** A status, the body to send with it, and extra headers. */
 export interface ErrorReply {
   status: 400 | 401 | 404 | 409 | 413 | 415 | 500 | 503;
   body: OpenAIErrorBody;
+  /** `x-should-retry: false` on conflicts: the official SDKs retry 409s otherwise, and ours never change. */
+  headers?: Record<string, string>;
 }
 
 const body = (message: string, type: string, param: string | null, code: string | null): OpenAIErrorBody => ({
@@ -44,7 +46,11 @@ export function errorReply(error: unknown, logger: Logger): ErrorReply {
       case "not_found":
         return { status: 404, body: body(error.message, "invalid_request_error", error.param, null) };
       case "conflict":
-        return { status: 409, body: body(error.message, "invalid_request_error", error.param, null) };
+        return {
+          status: 409,
+          body: body(error.message, "invalid_request_error", error.param, null),
+          headers: { "x-should-retry": "false" },
+        };
       case "too_large":
         return { status: 413, body: body(error.message, "invalid_request_error", error.param, "file_too_large") };
       case "unavailable":

@@ -1,0 +1,93 @@
+/** Builds an in-process app on memory storage for `app.request()` tests. */
+import { createBatchEngine, type BatchEngineOptions } from "../src/batch/engine.ts";
+import { silentLogger } from "../src/batch/logger.ts";
+import type { BatchObject } from "../src/batch/objects.ts";
+import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import { createApp } from "../src/http/app.ts";
+import { createMemoryStorage } from "../src/storage/memory.ts";
+import type { Storage } from "../src/storage/types.ts";
+
+export interface TestApp {
+  app: ReturnType<typeof createApp>;
+  engine: ReturnType<typeof createBatchEngine>;
+  storage: Storage;
+  close(): Promise<void>;
+}
+
+export async function makeTestApp(
+  options: Partial<BatchEngineOptions> & { apiKeys?: string[]; start?: boolean } = {},
+): Promise<TestApp> {
+  const storage = options.storage ?? createMemoryStorage();
+  const engine = createBatchEngine({
+    target: createMockTarget(),
+    logger: silentLogger,
+    checkpoints: false,
+    ...options,
+    storage,
+  });
+  if (options.start !== false) await engine.start();
+  const app = createApp({
+    engine,
+    apiKeys: options.apiKeys,
+    logger: silentLogger,
+    maxFileBytes: options.fileLimits?.maxFileBytes,
+  });
+  return {
+    app,
+    engine,
+    storage,
+    async close() {
+      await engine.close();
+      await storage.close();
+    },
+  };
+}
+
+export function chatLine(customId: string, content = `hello ${customId}`, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    custom_id: customId,
+    method: "POST",
+    url: "/v1/chat/completions",
+    body: { model: "test-model", messages: [{ role: "user", content }], ...extra },
+  });
+}
+
+export function uploadForm(content: string | Uint8Array, fields: Record<string, string> = { purpose: "batch" }, filename = "input.jsonl"): FormData {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
+  form.append("file", new Blob([content as BlobPart]), filename);
+  return form;
+}
+
+export async function upload(
+  app: TestApp["app"],
+  content: string | Uint8Array,
+  fields: Record<string, string> = { purpose: "batch" },
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return await app.request("/v1/files", { method: "POST", body: uploadForm(content, fields), headers });
+}
+
+export async function postJson(app: TestApp["app"], path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return await app.request(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+/** Polls a batch until it reaches a final status. */
+export async function waitForBatch(
+  app: TestApp["app"],
+  id: string,
+  headers: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<BatchObject> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const batch = await (await app.request(`/v1/batches/${id}`, { headers })).json() as BatchObject;
+    if (["completed", "failed", "expired", "cancelled"].includes(batch.status)) return batch;
+    if (Date.now() > deadline) throw new Error(`batch ${id} still ${batch.status}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
