@@ -1,0 +1,90 @@
+/**
+ * A real OpenAI-style upstream on 127.0.0.1 for engine tests. Each request's
+ * `model` chooses its behaviour:
+ *   ok | slow:<ms> | status:<code> | flaky:<n> | ratelimit:<n>:<seconds> | hang | drop | text
+ * `flaky` and `ratelimit` fail the first <n> attempts of each distinct prompt.
+ */
+import { createServer, type IncomingMessage, type Server } from "node:http";
+
+export interface UpstreamRequest {
+  at: number;
+  model: string;
+  prompt: string;
+  authorization: string | undefined;
+}
+
+export interface Upstream {
+  baseUrl: string;
+  requests: UpstreamRequest[];
+  close(): Promise<void>;
+}
+
+async function readBody(request: IncomingMessage): Promise<string> {
+  let text = "";
+  for await (const chunk of request) text += chunk;
+  return text;
+}
+
+export async function startUpstream(): Promise<Upstream> {
+  const requests: UpstreamRequest[] = [];
+  const attempts = new Map<string, number>();
+  const server: Server = createServer(async (request, response) => {
+    const body = JSON.parse(await readBody(request));
+    const model: string = body.model ?? "ok";
+    const prompt: string = body.messages?.[0]?.content ?? body.input ?? "";
+    requests.push({ at: Date.now(), model, prompt, authorization: request.headers.authorization });
+    const attempt = (attempts.get(prompt) ?? 0) + 1;
+    attempts.set(prompt, attempt);
+    const [kind, a, b] = model.split(":");
+    const send = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
+      response.writeHead(status, { "content-type": "application/json", "x-request-id": `up-${requests.length}`, ...headers });
+      response.end(JSON.stringify(payload));
+    };
+    const ok = () =>
+      send(200, {
+        id: "chatcmpl-up",
+        object: "chat.completion",
+        model,
+        choices: [{ index: 0, message: { role: "assistant", content: `echo ${prompt}` }, finish_reason: "stop" }],
+        usage: {
+          prompt_tokens: 10,
+          completion_tokens: 5,
+          total_tokens: 15,
+          prompt_tokens_details: { cached_tokens: 2 },
+          completion_tokens_details: { reasoning_tokens: 1 },
+        },
+      });
+    const error = (status: number, headers: Record<string, string> = {}) =>
+      send(status, { error: { message: `upstream says ${status}`, type: "server_error", param: null, code: null } }, headers);
+    switch (kind) {
+      case "slow":
+        return setTimeout(ok, Number(a));
+      case "status":
+        return error(Number(a));
+      case "flaky":
+        return attempt <= Number(a) ? error(500) : ok();
+      case "ratelimit":
+        return attempt <= Number(a) ? error(429, { "retry-after": b }) : ok();
+      case "hang":
+        return;
+      case "drop":
+        return request.socket.destroy();
+      case "text":
+        response.writeHead(200, { "content-type": "text/plain" });
+        return response.end("not json");
+      default:
+        return ok();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    baseUrl: `http://127.0.0.1:${port}/v1`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,256 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Hono } from "hono";
+import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine.ts";
+import { silentLogger } from "../src/batch/logger.ts";
+import { createHttpTarget, createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
+import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import { createFsStorage } from "../src/storage/fs.ts";
+import { createMemoryStorage } from "../src/storage/memory.ts";
+import { allCustomIds, ended, line, records, submit, waitUntil } from "./_engine.ts";
+import { startUpstream, type Upstream } from "./_upstream.ts";
+import { removeDir, tempDir } from "./_tmp.ts";
+
+const FAST_BACKOFF = { baseMs: 5, maxMs: 20 };
+
+async function withUpstream(
+  options: Partial<BatchEngineOptions> & { timeoutMs?: number },
+  body: (engine: ReturnType<typeof createBatchEngine>, upstream: Upstream) => Promise<void>,
+) {
+  const upstream = await startUpstream();
+  const storage = createMemoryStorage();
+  const engine = createBatchEngine({
+    storage,
+    target: createHttpTarget({ baseUrl: upstream.baseUrl, apiKey: "up-key", timeoutMs: options.timeoutMs ?? 5_000 }),
+    logger: silentLogger,
+    checkpoints: false,
+    backoff: FAST_BACKOFF,
+    ...options,
+  });
+  await engine.start();
+  try {
+    await body(engine, upstream);
+  } finally {
+    await engine.close();
+    await storage.close();
+    await upstream.close();
+  }
+}
+
+test("engine: results land in the output file (2xx) or the error file (non-2xx, or no response) with the right shapes", () =>
+  withUpstream({ maxRetries: 2, timeoutMs: 300 }, async (engine, upstream) => {
+    const batch = await submit(engine, [
+      line("ok-1", "ok"),
+      line("ok-2", "ok"),
+      line("bad-request", "status:400"),
+      line("server-error", "status:500"),
+      line("flaky", "flaky:2"),
+      line("hang", "hang"),
+      line("drop", "drop"),
+      line("text", "text"),
+    ]);
+    const done = await waitUntil(engine, batch.id, ended);
+    assert.equal(done.status, "completed");
+    assert.deepEqual(done.request_counts, { total: 8, completed: 3, failed: 5 });
+    const output = await records(engine, done.output_file_id);
+    const errors = await records(engine, done.error_file_id);
+    assert.deepEqual(output.map((r) => r.custom_id).sort(), ["flaky", "ok-1", "ok-2"]);
+    const byId = Object.fromEntries(errors.map((r) => [r.custom_id, r]));
+    assert.deepEqual(Object.keys(byId).sort(), ["bad-request", "drop", "hang", "server-error", "text"]);
+    const ok = output.find((r) => r.custom_id === "ok-1")!;
+    assert.deepEqual(Object.keys(ok), ["id", "custom_id", "response", "error"]);
+    const response = ok.response as { status_code: number; request_id: string; body: Record<string, unknown> };
+    assert.equal(response.status_code, 200);
+    assert.match(response.request_id, /^up-\d+$/, "the upstream's x-request-id");
+    assert.equal(response.body.object, "chat.completion");
+    assert.equal(ok.error, null);
+    assert.equal((byId["bad-request"].response as { status_code: number }).status_code, 400);
+    assert.equal(byId["bad-request"].error, null);
+    assert.equal((byId["server-error"].response as { status_code: number }).status_code, 500);
+    assert.deepEqual(Object.keys(byId.hang), ["id", "custom_id", "response", "error"]);
+    assert.equal(byId.hang.response, null);
+    assert.equal((byId.hang.error as { code: string }).code, "request_timeout");
+    assert.equal((byId.drop.error as { code: string }).code, "connection_error");
+    assert.equal((byId.text.error as { code: string }).code, "invalid_response");
+    const attempts = (prompt: string) => upstream.requests.filter((r) => r.prompt === prompt).length;
+    assert.equal(attempts("bad-request"), 1, "other 4xx are not retried");
+    assert.equal(attempts("server-error"), 3, "500 is retried up to max-retries");
+    assert.equal(attempts("flaky"), 3, "succeeds on the third attempt");
+    assert.equal(attempts("hang"), 3, "timeouts are retried");
+    // Deno's fetch itself resends once when a connection closes before any response.
+    assert.ok([3, 6].includes(attempts("drop")), `dropped connections are retried (${attempts("drop")} attempts)`);
+    assert.equal(attempts("ok-1"), 1);
+    assert.ok(upstream.requests.every((r) => r.authorization === "Bearer up-key"));
+    // Usage: three 200s with 10 prompt (2 cached) and 5 completion (1 reasoning) tokens each.
+    assert.deepEqual(done.usage, {
+      input_tokens: 30,
+      input_tokens_details: { cached_tokens: 6 },
+      output_tokens: 15,
+      output_tokens_details: { reasoning_tokens: 3 },
+      total_tokens: 45,
+    });
+  }));
+
+test("engine: a 429 with Retry-After pauses the whole target, then the line succeeds", () =>
+  withUpstream({ concurrency: 4, maxRetries: 3 }, async (engine, upstream) => {
+    const lines = [line("limited", "ratelimit:1:1"), ...Array.from({ length: 40 }, (_, i) => line(`n${i}`, "slow:30"))];
+    const batch = await submit(engine, lines);
+    const done = await waitUntil(engine, batch.id, ended);
+    assert.deepEqual(done.request_counts, { total: 41, completed: 41, failed: 0 });
+    const limited = upstream.requests.filter((r) => r.prompt === "limited");
+    assert.equal(limited.length, 2);
+    const gap = limited[1].at - limited[0].at;
+    assert.ok(gap >= 950, `the retry waited for Retry-After (waited ${gap} ms)`);
+    // While paused, nobody else is sent anything (requests already in flight may still arrive at once).
+    const quiet = upstream.requests.filter((r) => r.at > limited[0].at + 100 && r.at < limited[0].at + 900);
+    assert.deepEqual(quiet.map((r) => r.prompt), [], "no request started during the 429 pause");
+  }));
+
+test("engine: retries give up after max-retries and the batch goes on", () =>
+  withUpstream({ maxRetries: 1 }, async (engine, upstream) => {
+    const batch = await submit(engine, [line("always-503", "status:503"), line("fine", "ok")]);
+    const done = await waitUntil(engine, batch.id, ended);
+    assert.deepEqual(done.request_counts, { total: 2, completed: 1, failed: 1 });
+    assert.equal(upstream.requests.filter((r) => r.prompt === "always-503").length, 2);
+    const [error] = await records(engine, done.error_file_id);
+    assert.equal((error.response as { status_code: number }).status_code, 503);
+  }));
+
+test("engine: cancel mid-run stops dispatching, keeps partial results and ends cancelled", () =>
+  withUpstream({ concurrency: 2, cancelGraceMs: 5_000 }, async (engine, upstream) => {
+    const batch = await submit(engine, Array.from({ length: 60 }, (_, i) => line(`c${i}`, "slow:50")));
+    await waitUntil(engine, batch.id, (b) => b.request_counts.completed >= 4);
+    const cancelling = await engine.cancelBatch("default", batch.id);
+    assert.equal(cancelling.status, "cancelling");
+    assert.equal(typeof cancelling.cancelling_at, "number");
+    const sentAtCancel = upstream.requests.length;
+    const done = await waitUntil(engine, batch.id, ended);
+    assert.equal(done.status, "cancelled");
+    assert.equal(typeof done.cancelled_at, "number");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Requests already sent may reach the upstream just after the cancel; nothing new is sent.
+    assert.ok(upstream.requests.length <= sentAtCancel + 2, `${upstream.requests.length} sent, ${sentAtCancel} at cancel`);
+    const output = await records(engine, done.output_file_id);
+    assert.equal(output.length, done.request_counts.completed);
+    assert.ok(done.request_counts.completed >= 4 && done.request_counts.completed < 60);
+    assert.equal(new Set(output.map((r) => r.custom_id)).size, output.length);
+  }));
+
+test("engine: cancel aborts requests still in flight after the grace period", () =>
+  withUpstream({ concurrency: 2, cancelGraceMs: 100 }, async (engine) => {
+    const batch = await submit(engine, [line("h1", "hang"), line("h2", "hang"), line("h3", "hang")]);
+    await waitUntil(engine, batch.id, (b) => b.status === "in_progress");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await engine.cancelBatch("default", batch.id);
+    const done = await waitUntil(engine, batch.id, ended, 5_000);
+    assert.equal(done.status, "cancelled");
+    assert.deepEqual(done.request_counts, { total: 3, completed: 0, failed: 0 });
+    assert.equal(done.output_file_id, null);
+  }));
+
+test("engine: when the window expires, undone lines go to the error file as batch_expired", () =>
+  withUpstream({ concurrency: 1 }, async (engine) => {
+    const ids = Array.from({ length: 30 }, (_, i) => `e${i}`);
+    const batch = await submit(engine, ids.map((id) => line(id, "slow:150")), { window: "1s" });
+    const done = await waitUntil(engine, batch.id, ended, 10_000);
+    assert.equal(done.status, "expired");
+    assert.equal(typeof done.expired_at, "number");
+    assert.ok(done.request_counts.completed > 0 && done.request_counts.completed < 30, JSON.stringify(done.request_counts));
+    assert.equal(done.request_counts.completed + done.request_counts.failed, 30);
+    const errors = await records(engine, done.error_file_id);
+    assert.equal(errors.length, done.request_counts.failed);
+    for (const error of errors) {
+      assert.equal(error.response, null);
+      assert.deepEqual(error.error, {
+        code: "batch_expired",
+        message: "This request could not be executed before the completion window expired.",
+      });
+    }
+    assert.deepEqual(await allCustomIds(engine, done), [...ids].sort());
+  }));
+
+test("engine: the in-process target serves a batch from a Hono app with no network hop", async () => {
+  const model = new Hono().post("/v1/embeddings", async (c) => {
+    const body = await c.req.json();
+    return c.json({
+      object: "list",
+      data: [{ object: "embedding", index: 0, embedding: [body.input.length] }],
+      model: body.model,
+      usage: { prompt_tokens: 3, total_tokens: 3 },
+    }, 200, { "x-request-id": "in-proc" });
+  });
+  const storage = createMemoryStorage();
+  const engine = createBatchEngine({
+    storage,
+    target: createInProcessTarget(model.fetch),
+    logger: silentLogger,
+    checkpoints: false,
+  });
+  await engine.start();
+  try {
+    const lines = ["a", "bb", "ccc"].map((input) =>
+      JSON.stringify({ custom_id: input, method: "POST", url: "/v1/embeddings", body: { model: "e", input } })
+    );
+    const batch = await submit(engine, lines, { endpoint: "/v1/embeddings" });
+    const done = await waitUntil(engine, batch.id, ended);
+    assert.deepEqual(done.request_counts, { total: 3, completed: 3, failed: 0 });
+    assert.equal(done.usage.input_tokens, 9);
+    assert.equal(done.usage.total_tokens, 9);
+    const output = await records(engine, done.output_file_id);
+    const lengths = Object.fromEntries(output.map((r) => {
+      const response = r.response as { request_id: string; body: { data: { embedding: number[] }[] } };
+      assert.equal(response.request_id, "in-proc");
+      return [r.custom_id, response.body.data[0].embedding[0]];
+    }));
+    assert.deepEqual(lengths, { a: 1, bb: 2, ccc: 3 });
+  } finally {
+    await engine.close();
+    await storage.close();
+  }
+});
+
+test("engine: the mock target answers every endpoint with usage", async () => {
+  const storage = createMemoryStorage();
+  const engine = createBatchEngine({ storage, target: createMockTarget(), logger: silentLogger, checkpoints: false });
+  await engine.start();
+  try {
+    for (const endpoint of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations"]) {
+      const body = endpoint === "/v1/chat/completions"
+        ? { model: "m", messages: [{ role: "user", content: "one two three" }] }
+        : { model: "m", input: "one two three", prompt: "one two three" };
+      const lines = [JSON.stringify({ custom_id: "x", method: "POST", url: endpoint, body })];
+      const done = await waitUntil(engine, (await submit(engine, lines, { endpoint })).id, ended);
+      assert.deepEqual(done.request_counts, { total: 1, completed: 1, failed: 0 }, endpoint);
+      const [record] = await records(engine, done.output_file_id);
+      assert.equal((record.response as { status_code: number }).status_code, 200);
+      if (endpoint !== "/v1/moderations") assert.ok(done.usage.input_tokens > 0, `${endpoint} reports usage`);
+    }
+  } finally {
+    await engine.close();
+    await storage.close();
+  }
+});
+
+test("engine: a 10,000-line batch through the mock target has every custom_id exactly once", async () => {
+  const dir = await tempDir();
+  const storage = await createFsStorage({ dir });
+  const engine = createBatchEngine({
+    storage,
+    target: createMockTarget(),
+    logger: silentLogger,
+    checkpoints: false,
+    concurrency: 64,
+  });
+  await engine.start();
+  try {
+    const ids = Array.from({ length: 10_000 }, (_, i) => `id-${i}`);
+    const batch = await submit(engine, ids.map((id) => line(id, "m")));
+    const done = await waitUntil(engine, batch.id, ended, 120_000);
+    assert.deepEqual(done.request_counts, { total: 10_000, completed: 10_000, failed: 0 });
+    assert.deepEqual(await allCustomIds(engine, done), [...ids].sort());
+  } finally {
+    await engine.close();
+    await storage.close();
+    await removeDir(dir);
+  }
+});
