@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Dispatcher, type Lease } from "../src/batch/dispatcher.ts";
+import { backoffDelay, retryAfterMs } from "../src/batch/retry.ts";
+
+test("Dispatcher never has more leases out than its concurrency", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 3 });
+  let out = 0;
+  let peak = 0;
+  await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+    const lease = await dispatcher.acquire(`q${i % 2}`);
+    out++;
+    peak = Math.max(peak, out);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    out--;
+    lease.release();
+  }));
+  assert.equal(peak, 3);
+  assert.equal(dispatcher.inFlight, 0);
+});
+
+test("Dispatcher rotates fairly: a small queue is not starved by a big one", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  const blocker = await dispatcher.acquire("setup");
+  const order: string[] = [];
+  const waiters = [
+    ...Array.from({ length: 10 }, () => dispatcher.acquire("big").then((lease) => ({ queue: "big", lease }))),
+    ...Array.from({ length: 3 }, () => dispatcher.acquire("small").then((lease) => ({ queue: "small", lease }))),
+  ];
+  blocker.release();
+  for (const waiter of waiters) {
+    waiter.then(({ queue, lease }) => {
+      order.push(queue);
+      setTimeout(() => lease.release(), 0);
+    });
+  }
+  await Promise.all(waiters);
+  assert.deepEqual(order.slice(0, 6), ["big", "small", "big", "small", "big", "small"]);
+});
+
+test("Dispatcher holds requests beyond the requests-per-minute budget", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 100, requestsPerMinute: 600 }); // 10 a second
+  for (let i = 0; i < 600; i++) (await dispatcher.acquire("q")).release();
+  const started = Date.now();
+  let granted = false;
+  const next = dispatcher.acquire("q").then((lease) => {
+    granted = true;
+    return lease;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  assert.equal(granted, false, "the 601st request waits for the budget");
+  const lease: Lease = await next;
+  const waited = Date.now() - started;
+  assert.ok(waited >= 40 && waited < 1000, `waited ${waited} ms for one request's worth of budget`);
+  lease.release();
+});
+
+test("Dispatcher spends the token budget by estimate and corrects it by reported usage", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 10, tokensPerMinute: 60_000 }); // 1000 a second
+  const first = await dispatcher.acquire("q", 50_000);
+  first.release(59_900); // the response used more than estimated: only 100 tokens are left
+  let granted = false;
+  const second = dispatcher.acquire("q", 1000).then((lease) => {
+    granted = true;
+    return lease;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(granted, false, "1000 tokens are not available yet");
+  (await second).release();
+});
+
+test("Dispatcher.backOff() pauses every grant and halves the concurrency", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 8 });
+  dispatcher.backOff(200);
+  assert.equal(dispatcher.limit, 4);
+  const started = Date.now();
+  const lease = await dispatcher.acquire("q");
+  assert.ok(Date.now() - started >= 190, "no grant during the pause");
+  lease.release();
+  for (let i = 0; i < 100; i++) dispatcher.noteSuccess();
+  assert.equal(dispatcher.limit, 8, "successes raise the limit back");
+});
+
+test("Dispatcher.acquire() rejects when its signal aborts while waiting", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  const held = await dispatcher.acquire("a");
+  const controller = new AbortController();
+  const waiting = dispatcher.acquire("b", 0, controller.signal);
+  controller.abort(new Error("stop"));
+  await assert.rejects(waiting, /stop/);
+  held.release();
+  assert.equal(dispatcher.inFlight, 0);
+});
+
+test("retryAfterMs() reads seconds, HTTP dates and retry-after-ms", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  assert.equal(retryAfterMs(new Headers({ "retry-after": "3" }), now), 3000);
+  assert.equal(retryAfterMs(new Headers({ "retry-after": "Thu, 01 Jan 2026 00:00:05 GMT" }), now), 5000);
+  assert.equal(retryAfterMs(new Headers({ "retry-after-ms": "250" }), now), 250);
+  assert.equal(retryAfterMs(new Headers({ "retry-after": "soon" }), now), null);
+  assert.equal(retryAfterMs(new Headers(), now), null);
+});
+
+test("backoffDelay() grows exponentially with jitter and is capped", () => {
+  const policy = { baseMs: 100, maxMs: 1000 };
+  assert.equal(backoffDelay(0, policy, () => 0), 50);
+  assert.equal(backoffDelay(0, policy, () => 1), 100);
+  assert.equal(backoffDelay(3, policy, () => 1), 800);
+  assert.equal(backoffDelay(10, policy, () => 1), 1000);
+});
