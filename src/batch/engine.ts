@@ -21,6 +21,7 @@
  * @module
  */
 import { createSha256 } from "../integrity/sha256.ts";
+import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
 import { type BatchParams, DEFAULT_ENDPOINTS, parseBatchParams } from "./batch_params.ts";
@@ -479,21 +480,27 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       const page = await storage.documents.list(ACTIVE_PREFIX, { after, limit: 1000 });
       for (const key of page.keys) {
         after = key;
-        const entry = await storage.documents.get<{ owner: string }>(key);
         const batchId = key.slice(ACTIVE_PREFIX.length);
-        const doc = entry && await storage.documents.get<BatchRecord>(batchDocKey(entry.value.owner, batchId));
-        if (!doc || FINAL_STATUSES.has(doc.value.batch.status)) {
-          // The batch ended (or never got written) just before a crash: only the index entry is left.
-          await storage.documents.delete(key);
-          continue;
+        try {
+          const entry = await storage.documents.get<{ owner: string }>(key);
+          const doc = entry && await storage.documents.get<BatchRecord>(batchDocKey(entry.value.owner, batchId));
+          if (!doc || FINAL_STATUSES.has(doc.value.batch.status)) {
+            // The batch ended (or never got written) just before a crash: only the index entry is left.
+            await storage.documents.delete(key);
+            continue;
+          }
+          const batch = activate(doc.value, doc.version);
+          if (doc.value.batch.status === "cancelling") batch.stop = "cancel";
+          if (doc.value.batch.status !== "validating") {
+            await recoverProgress(batch, latest?.snapshot.batches[batchId]);
+          }
+          active.set(batchId, batch);
+          resumed.push(batch);
+        } catch (error) {
+          if (!isStorageError(error, "corrupt")) throw error;
+          // Never trust a document that fails its hash: report it and leave the batch for an operator.
+          logger.error(`batch ${batchId} was not resumed: ${(error as Error).message}`);
         }
-        const batch = activate(doc.value, doc.version);
-        if (doc.value.batch.status === "cancelling") batch.stop = "cancel";
-        if (doc.value.batch.status !== "validating") {
-          await recoverProgress(batch, latest?.snapshot.batches[batchId]);
-        }
-        active.set(batchId, batch);
-        resumed.push(batch);
       }
       if (!page.more) break;
     }

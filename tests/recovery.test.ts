@@ -1,0 +1,261 @@
+import assert from "node:assert/strict";
+import { appendFile, readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { CheckpointStore, type EngineSnapshot } from "../src/batch/checkpoints.ts";
+import { createBatchEngine, type BatchEngine } from "../src/batch/engine.ts";
+import type { Logger } from "../src/batch/logger.ts";
+import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import { batchDocKey, checkpointKey, fileBlobKey, outputLogKey } from "../src/batch/storage_keys.ts";
+import { sealEnvelope } from "../src/integrity/envelope.ts";
+import { createFsStorage } from "../src/storage/fs.ts";
+import { createMemoryStorage } from "../src/storage/memory.ts";
+import type { Storage } from "../src/storage/types.ts";
+import { writeCrashedBatch } from "./_crashed_state.ts";
+import { allCustomIds, ended, OWNER, records, waitUntil } from "./_engine.ts";
+import { removeDir, tempDir } from "./_tmp.ts";
+
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (m) => lines.push(`info: ${m}`),
+    warn: (m) => lines.push(`warn: ${m}`),
+    error: (m) => lines.push(`error: ${m}`),
+  };
+}
+
+async function withFsStorage(body: (storage: Storage, dir: string) => Promise<void>) {
+  const dir = await tempDir();
+  const storage = await createFsStorage({ dir });
+  try {
+    await body(storage, dir);
+  } finally {
+    await storage.close();
+    await removeDir(dir);
+  }
+}
+
+async function startEngine(storage: Storage, logger: Logger, latencyMs = 0): Promise<BatchEngine> {
+  const engine = createBatchEngine({
+    storage,
+    target: createMockTarget({ latencyMs }),
+    logger,
+    checkpoints: { intervalMs: 60_000 },
+  });
+  await engine.start();
+  return engine;
+}
+
+test("recovery: an in-progress batch resumes where it stopped and ends with every line exactly once", () =>
+  withFsStorage(async (storage) => {
+    const crashed = await writeCrashedBatch(storage, { count: 50, done: [1, 2, 3, 10, 20], failed: [4] });
+    const logger = recordingLogger();
+    const engine = await startEngine(storage, logger);
+    try {
+      const done = await waitUntil(engine, crashed.id, ended);
+      assert.equal(done.status, "completed");
+      assert.deepEqual(done.request_counts, { total: 50, completed: 49, failed: 1 });
+      assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+      assert.ok(logger.lines.some((l) => l.includes("resumed at 6/50") && l.includes("full scan")), logger.lines.join("\n"));
+      const resent = (await records(engine, done.output_file_id)).filter((r) => (r.response as { request_id: string | null }).request_id !== null);
+      assert.equal(resent.length, 44, "only the 44 unfinished lines were sent");
+    } finally {
+      await engine.close();
+    }
+  }));
+
+test("recovery: a torn last record is cut away and that line is done again, once", () =>
+  withFsStorage(async (storage, dir) => {
+    const crashed = await writeCrashedBatch(storage, { count: 10, done: [1, 2, 3] });
+    await storage.close();
+    const torn = '{"id":"batch_req_00000000_4","custom_id":"line-4","response":{"status_co';
+    await appendFile(join(dir, "logs", outputLogKey(crashed.id)), torn);
+    const reopened = await createFsStorage({ dir });
+    const engine = await startEngine(reopened, recordingLogger());
+    try {
+      const done = await waitUntil(engine, crashed.id, ended);
+      assert.deepEqual(done.request_counts, { total: 10, completed: 10, failed: 0 });
+      const text = await new Response((await engine.files.content(OWNER, done.output_file_id!)).stream).text();
+      assert.ok(!text.includes("status_co\n") && !text.includes('"status_co{'), "the torn bytes are gone");
+      for (const line of text.trimEnd().split("\n")) JSON.parse(line);
+      assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+    } finally {
+      await engine.close();
+      await reopened.close();
+    }
+  }));
+
+test("recovery: a status document half-written by a crash (temp file, no rename) leaves the old one in force", () =>
+  withFsStorage(async (storage, dir) => {
+    const crashed = await writeCrashedBatch(storage, { count: 5, done: [1] });
+    await storage.close();
+    const docDir = join(dir, "docs", "tenants", "default", "batches");
+    await writeFile(join(docDir, ".tmp-crashed"), '{"sha256":"00","payload":{"version":2,"value":{"batch":{"status":"comp');
+    const reopened = await createFsStorage({ dir });
+    const engine = await startEngine(reopened, recordingLogger());
+    try {
+      const done = await waitUntil(engine, crashed.id, ended);
+      assert.equal(done.status, "completed");
+      assert.deepEqual(done.request_counts, { total: 5, completed: 5, failed: 0 });
+      assert.ok(!(await readdir(docDir)).some((name) => name.startsWith(".tmp-")));
+    } finally {
+      await engine.close();
+      await reopened.close();
+    }
+  }));
+
+test("recovery: a status document that fails its hash is reported and not trusted", () =>
+  withFsStorage(async (storage, dir) => {
+    const crashed = await writeCrashedBatch(storage, { count: 5, done: [] });
+    await storage.close();
+    const path = join(dir, "docs", batchDocKey(OWNER, crashed.id) + ".json");
+    await writeFile(path, (await readFile(path, "utf8")).replace('"total":5', '"total":9'));
+    const reopened = await createFsStorage({ dir });
+    const logger = recordingLogger();
+    const engine = await startEngine(reopened, logger);
+    try {
+      assert.ok(logger.lines.some((l) => l.startsWith(`error: batch ${crashed.id} was not resumed`) && l.includes("integrity")));
+      assert.equal(await reopened.logs.length(outputLogKey(crashed.id)), 0, "nothing was sent for it");
+    } finally {
+      await engine.close();
+      await reopened.close();
+    }
+  }));
+
+test("recovery: an input file changed on disk fails its batch with a clear error instead of running it", () =>
+  withFsStorage(async (storage, dir) => {
+    const crashed = await writeCrashedBatch(storage, { count: 5, done: [1, 2] });
+    await storage.close();
+    const path = join(dir, "blobs", fileBlobKey(crashed.record.batch.input_file_id));
+    await writeFile(path, (await readFile(path, "utf8")).replace("line-5", "line-X"));
+    const reopened = await createFsStorage({ dir });
+    const engine = await startEngine(reopened, recordingLogger());
+    try {
+      const failed = await waitUntil(engine, crashed.id, ended);
+      assert.equal(failed.status, "failed");
+      assert.equal(failed.errors?.data[0].code, "input_file_corrupted");
+      assert.equal(failed.request_counts.completed, 2, "finished results are kept");
+      assert.ok(failed.output_file_id);
+    } finally {
+      await engine.close();
+      await reopened.close();
+    }
+  }));
+
+test("recovery: a cancel request survives a restart", async () => {
+  const storage = createMemoryStorage();
+  const crashed = await writeCrashedBatch(storage, { count: 20, done: [1, 2], status: "cancelling" });
+  const engine = await startEngine(storage, recordingLogger());
+  try {
+    const done = await waitUntil(engine, crashed.id, ended);
+    assert.equal(done.status, "cancelled");
+    assert.deepEqual(done.request_counts, { total: 20, completed: 2, failed: 0 });
+  } finally {
+    await engine.close();
+  }
+});
+
+test("recovery: an expiry deadline that passed while down expires the batch at start", async () => {
+  const storage = createMemoryStorage();
+  const crashed = await writeCrashedBatch(storage, {
+    count: 8,
+    done: [1, 2, 3],
+    expiresAt: Math.floor(Date.now() / 1000) - 5,
+  });
+  const engine = await startEngine(storage, recordingLogger());
+  try {
+    const done = await waitUntil(engine, crashed.id, ended);
+    assert.equal(done.status, "expired");
+    assert.deepEqual(done.request_counts, { total: 8, completed: 3, failed: 5 });
+    const errors = await records(engine, done.error_file_id);
+    assert.ok(errors.every((r) => (r.error as { code: string }).code === "batch_expired"));
+    assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+  } finally {
+    await engine.close();
+  }
+});
+
+/** Runs a batch on a slow target until some lines are done, checkpointing, then stops the engine as a crash would leave it. */
+async function checkpointedState(storage: Storage) {
+  const crashed = await writeCrashedBatch(storage, { count: 40, done: [] });
+  const engine = createBatchEngine({
+    storage,
+    target: createMockTarget({ latencyMs: 20 }),
+    logger: recordingLogger(),
+    concurrency: 2,
+    checkpoints: { intervalMs: 60_000, keep: 5 },
+    shutdownGraceMs: 0,
+  });
+  await engine.start();
+  await waitUntil(engine, crashed.id, (b) => b.request_counts.completed >= 6);
+  assert.equal(await engine.checkpoint(), 1);
+  await waitUntil(engine, crashed.id, (b) => b.request_counts.completed >= 12);
+  assert.equal(await engine.checkpoint(), 2);
+  await waitUntil(engine, crashed.id, (b) => b.request_counts.completed >= 16);
+  await engine.close(); // writes checkpoint 3 on the way out
+  return crashed;
+}
+
+test("recovery: a checkpoint with a bad hash is skipped for the one before, and only the logs' tails are read", () =>
+  withFsStorage(async (storage) => {
+    const crashed = await checkpointedState(storage);
+    const newest = await storage.documents.get<{ envelope: string }>(checkpointKey(3));
+    assert.ok(newest);
+    await storage.documents.put(checkpointKey(3), { envelope: newest.value.envelope.replace('"format":1', '"format":2') });
+    const logger = recordingLogger();
+    const engine = await startEngine(storage, logger);
+    try {
+      assert.ok(logger.lines.some((l) => l.startsWith("warn: checkpoint 3 is corrupted")), logger.lines.join("\n"));
+      assert.ok(logger.lines.includes("info: recovering from checkpoint 2"), logger.lines.join("\n"));
+      assert.ok(logger.lines.some((l) => l.includes("checkpoint + ") && l.includes("log bytes")), logger.lines.join("\n"));
+      const done = await waitUntil(engine, crashed.id, ended);
+      assert.deepEqual(done.request_counts, { total: 40, completed: 40, failed: 0 });
+      assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+    } finally {
+      await engine.close();
+    }
+  }));
+
+test("recovery: with every checkpoint corrupted it falls back to a full scan of the logs", () =>
+  withFsStorage(async (storage, dir) => {
+    const crashed = await checkpointedState(storage);
+    for (const name of await readdir(join(dir, "docs", "checkpoints"))) {
+      await writeFile(join(dir, "docs", "checkpoints", name), "garbage");
+    }
+    const logger = recordingLogger();
+    const engine = await startEngine(storage, logger);
+    try {
+      assert.equal(logger.lines.filter((l) => l.startsWith("warn: checkpoint")).length, 3);
+      assert.ok(logger.lines.some((l) => l.includes("full scan")), logger.lines.join("\n"));
+      const done = await waitUntil(engine, crashed.id, ended);
+      assert.deepEqual(done.request_counts, { total: 40, completed: 40, failed: 0 });
+      assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+    } finally {
+      await engine.close();
+    }
+  }));
+
+test("CheckpointStore keeps the last N, loads the newest valid one, and continues numbering after a restart", async () => {
+  const storage = createMemoryStorage();
+  const logger = recordingLogger();
+  const snapshot = (n: number): EngineSnapshot => ({
+    format: 1,
+    nodeId: "n",
+    createdAt: n,
+    queued: [],
+    batches: {},
+    metadata: { n },
+  });
+  const first = new CheckpointStore(storage, { keep: 2, logger });
+  for (let i = 1; i <= 4; i++) assert.equal(await first.save(snapshot(i)), i);
+  assert.deepEqual(await first.sequences(), [4, 3]);
+  const second = new CheckpointStore(storage, { keep: 2, logger });
+  assert.equal(await second.save(snapshot(5)), 5);
+  assert.deepEqual(await second.sequences(), [5, 4]);
+  await storage.documents.put(checkpointKey(5), { envelope: sealEnvelope(snapshot(5)).replace('"n":5', '"n":6') });
+  const latest = await second.loadLatest();
+  assert.equal(latest?.sequence, 4);
+  assert.deepEqual(latest?.snapshot.metadata, { n: 4 });
+  assert.throws(() => new CheckpointStore(storage, { keep: 0, logger }), RangeError);
+});
