@@ -151,7 +151,8 @@ test("engine: cancel aborts requests still in flight after the grace period", ()
 test("engine: when the window expires, undone lines go to the error file as batch_expired", () =>
   withUpstream({ concurrency: 1 }, async (engine) => {
     const ids = Array.from({ length: 30 }, (_, i) => `e${i}`);
-    const batch = await submit(engine, ids.map((id) => line(id, "slow:150")), { window: "1s" });
+    // A 2 s window ends 1-2 s after creation (expires_at is in whole seconds); 30 lines need 3 s.
+    const batch = await submit(engine, ids.map((id) => line(id, "slow:100")), { window: "2s" });
     const done = await waitUntil(engine, batch.id, ended, 10_000);
     assert.equal(done.status, "expired");
     assert.equal(typeof done.expired_at, "number");
