@@ -9,14 +9,25 @@
  * @module
  */
 import process from "node:process";
+import { CLIENT_USAGE, runClientCommand } from "./client/commands.ts";
 import { ConfigError, readServeConfig, runServe, SERVE_USAGE } from "./serve_command.ts";
 
 const USAGE = `Usage: batchspool <command> [options]
 
 Commands:
-  serve        run the Batch API server (batchspool serve --help)
+  serve                 run the Batch API server
+  submit <file.jsonl>   upload a file and create a batch (--wait to follow it and download results)
+  status <batch_id>     show a batch
+  cancel <batch_id>     cancel a batch
+  list                  list batches, newest first
+  download <batch_id>   download a batch's output and error files
 
+Client commands talk to --base-url (or OPENAI_BASE_URL, default http://127.0.0.1:8787/v1)
+with --api-key (or OPENAI_API_KEY): batchspool, OpenAI, or any compatible server.
 Run "batchspool <command> --help" for a command's options.
+
+Exit codes: 0 ok; 1 the batch ended failed, expired or cancelled; 2 usage error;
+3 server unreachable; 4 request refused (4xx); 5 server error (5xx); 130 interrupted.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -42,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  if (command in CLIENT_USAGE) return await runClientCommand(command, rest);
   console.error(`batchspool: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   return 2;
 }

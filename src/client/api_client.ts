@@ -1,0 +1,178 @@
+/**
+ * A small client of the public Files and Batches HTTP API, for the CLI. It
+ * speaks only what OpenAI documents, so it works against batchspool, OpenAI,
+ * or any compatible server.
+ *
+ * @module
+ */
+import { open, stat } from "node:fs/promises";
+import { basename } from "node:path";
+import type { BatchObject, FileObject } from "../batch/objects.ts";
+
+/** Where the API is and how to authenticate. */
+export interface ClientConfig {
+  /** Base URL including `/v1`. */
+  baseUrl: string;
+  apiKey: string | undefined;
+}
+
+/** Why a client call failed; `exitCode` is what the CLI exits with. */
+export class ClientError extends Error {
+  readonly exitCode: number;
+  readonly status: number | null;
+  constructor(message: string, exitCode: number, status: number | null = null) {
+    super(message);
+    this.name = "ClientError";
+    this.exitCode = exitCode;
+    this.status = status;
+  }
+}
+
+/** Exit codes scripts can rely on. */
+export const EXIT = {
+  ok: 0,
+  /** The batch ended failed, expired or cancelled. */
+  batchNotCompleted: 1,
+  usage: 2,
+  /** The server could not be reached. */
+  unreachable: 3,
+  /** The server refused the request (4xx). */
+  rejected: 4,
+  /** The server failed (5xx). */
+  serverError: 5,
+} as const;
+
+const CHUNK = 256 * 1024;
+
+/** Streams a file from disk in chunks. */
+function fileChunks(path: string): ReadableStream<Uint8Array> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      handle ??= await open(path, "r");
+      const buffer = new Uint8Array(CHUNK);
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK, null);
+      if (bytesRead === 0) {
+        await handle.close();
+        controller.close();
+      } else {
+        controller.enqueue(buffer.subarray(0, bytesRead));
+      }
+    },
+    async cancel() {
+      await handle?.close();
+    },
+  });
+}
+
+/** A multipart/form-data body streamed from text fields and one file on disk. */
+function multipartBody(
+  fields: Record<string, string>,
+  file: { name: string; filename: string; path: string },
+  boundary: string,
+): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  const escape = (value: string) => value.replace(/["\\\r\n]/g, "_");
+  let head = "";
+  for (const [name, value] of Object.entries(fields)) {
+    head += `--${boundary}\r\nContent-Disposition: form-data; name="${escape(name)}"\r\n\r\n${value}\r\n`;
+  }
+  head += `--${boundary}\r\nContent-Disposition: form-data; name="${escape(file.name)}"; filename="${
+    escape(file.filename)
+  }"\r\nContent-Type: application/jsonl\r\n\r\n`;
+  const parts: (Uint8Array | (() => ReadableStream<Uint8Array>))[] = [
+    encoder.encode(head),
+    () => fileChunks(file.path),
+    encoder.encode(`\r\n--${boundary}--\r\n`),
+  ];
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        if (reader) {
+          const { done, value } = await reader.read();
+          if (!done) return controller.enqueue(value);
+          reader = undefined;
+        }
+        const next = parts.shift();
+        if (next === undefined) return controller.close();
+        if (next instanceof Uint8Array) return controller.enqueue(next);
+        reader = next().getReader();
+      }
+    },
+  });
+}
+
+/**
+ * Creates a client.
+ *
+ * @example
+ * ```ts
+ * const api = createApiClient({ baseUrl: "http://127.0.0.1:8787/v1", apiKey: undefined });
+ * const batch = await api.retrieveBatch("batch_…");
+ * ```
+ */
+export function createApiClient(config: ClientConfig): {
+  uploadFile(path: string, purpose: string): Promise<FileObject>;
+  createBatch(body: Record<string, unknown>): Promise<BatchObject>;
+  retrieveBatch(id: string): Promise<BatchObject>;
+  cancelBatch(id: string): Promise<BatchObject>;
+  listBatches(limit: number): Promise<{ data: BatchObject[]; has_more: boolean }>;
+  fileContent(id: string): Promise<ReadableStream<Uint8Array>>;
+} {
+  const base = config.baseUrl.replace(/\/+$/, "");
+  const call = async (path: string, init: RequestInit & { duplex?: "half" } = {}): Promise<Response> => {
+    const headers = new Headers(init.headers);
+    if (config.apiKey) headers.set("authorization", `Bearer ${config.apiKey}`);
+    let response: Response;
+    try {
+      response = await fetch(`${base}${path}`, { ...init, headers });
+    } catch (error) {
+      throw new ClientError(
+        `cannot reach ${base}: ${(error as Error).message}. Is the server running? Check --base-url or OPENAI_BASE_URL.`,
+        EXIT.unreachable,
+      );
+    }
+    if (response.ok) return response;
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json() as { error?: { message?: string; param?: string | null } };
+      if (body.error?.message) message = `${response.status}: ${body.error.message}${body.error.param ? ` (param: ${body.error.param})` : ""}`;
+    } catch {
+      // Not an OpenAI error body: keep the status line.
+    }
+    if (response.status === 401) message += ". Pass --api-key or set OPENAI_API_KEY.";
+    throw new ClientError(message, response.status >= 500 ? EXIT.serverError : EXIT.rejected, response.status);
+  };
+  const json = async <T>(path: string, init?: RequestInit): Promise<T> => (await (await call(path, init)).json()) as T;
+
+  return {
+    async uploadFile(path, purpose) {
+      try {
+        await stat(path);
+      } catch {
+        throw new ClientError(`cannot read ${path}: no such file`, EXIT.usage);
+      }
+      const boundary = `batchspool-${crypto.randomUUID()}`;
+      return await json<FileObject>("/files", {
+        method: "POST",
+        headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+        body: multipartBody({ purpose }, { name: "file", filename: basename(path), path }, boundary),
+        duplex: "half",
+      } as RequestInit);
+    },
+    createBatch: (body) =>
+      json<BatchObject>("/batches", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }),
+    retrieveBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}`),
+    cancelBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/cancel`, { method: "POST" }),
+    listBatches: (limit) => json(`/batches?limit=${limit}`),
+    async fileContent(id) {
+      const response = await call(`/files/${encodeURIComponent(id)}/content`);
+      return response.body ?? new ReadableStream({ start: (c) => c.close() });
+    },
+  };
+}

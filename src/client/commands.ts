@@ -1,0 +1,285 @@
+/**
+ * The client commands of the CLI: `submit`, `status`, `cancel`, `list` and
+ * `download`. They speak only the public HTTP API.
+ *
+ * @module
+ */
+import { open } from "node:fs/promises";
+import process from "node:process";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import type { BatchObject } from "../batch/objects.ts";
+import { ClientError, createApiClient, EXIT } from "./api_client.ts";
+import { ProgressView } from "./progress.ts";
+
+/** Usage of each client command. */
+export const CLIENT_USAGE: Record<string, string> = {
+  submit: `Usage: batchspool submit <file.jsonl> [options]
+
+Uploads a JSONL file of requests and creates a batch.
+
+Options:
+  --endpoint <path>    endpoint of every line (default /v1/chat/completions)
+  --window <dur>       completion window (default 24h)
+  --metadata <k=v>     metadata pair; repeatable
+  --wait               show progress until the batch ends, then download its files
+  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl)
+  --errors <file>      with --wait: where the error file goes (default <batch_id>_errors.jsonl)
+  --base-url <url>     API base URL including /v1 (env OPENAI_BASE_URL; default http://127.0.0.1:8787/v1)
+  --api-key <key>      API key (env OPENAI_API_KEY)
+`,
+  status: `Usage: batchspool status <batch_id> [--json] [--base-url <url>] [--api-key <key>]
+
+Shows a batch's status and counts (--json: the whole Batch object).
+`,
+  cancel: `Usage: batchspool cancel <batch_id> [--base-url <url>] [--api-key <key>]
+
+Asks the server to cancel a batch; finished results are kept.
+`,
+  list: `Usage: batchspool list [--limit <n>] [--base-url <url>] [--api-key <key>]
+
+Lists batches, newest first (default limit 20).
+`,
+  download: `Usage: batchspool download <batch_id> [--out <file>] [--errors <file>] [--base-url <url>] [--api-key <key>]
+
+Downloads a finished batch's output and error files.
+`,
+};
+
+const COMMON = {
+  "base-url": { type: "string" },
+  "api-key": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function clientFor(values: { "base-url"?: string; "api-key"?: string }) {
+  return createApiClient({
+    baseUrl: values["base-url"] ?? process.env.OPENAI_BASE_URL ?? "http://127.0.0.1:8787/v1",
+    apiKey: values["api-key"] ?? process.env.OPENAI_API_KEY,
+  });
+}
+
+function summary(batch: BatchObject): string {
+  const { total, completed, failed } = batch.request_counts;
+  const lines = [
+    `${batch.id}  ${batch.status}`,
+    `  endpoint   ${batch.endpoint}`,
+    `  requests   ${completed} completed, ${failed} failed, ${total} total`,
+  ];
+  if (batch.output_file_id) lines.push(`  output     ${batch.output_file_id}`);
+  if (batch.error_file_id) lines.push(`  errors     ${batch.error_file_id}`);
+  for (const error of batch.errors?.data ?? []) {
+    lines.push(`  error      ${error.line ? `line ${error.line}: ` : ""}${error.code}: ${error.message}`);
+  }
+  return lines.join("\n");
+}
+
+const FINAL = new Set(["completed", "failed", "expired", "cancelled"]);
+
+async function saveStream(stream: ReadableStream<Uint8Array>, path: string): Promise<number> {
+  const handle = await open(path, "w");
+  let bytes = 0;
+  try {
+    for await (const chunk of stream) {
+      await handle.write(chunk);
+      bytes += chunk.length;
+    }
+  } finally {
+    await handle.close();
+  }
+  return bytes;
+}
+
+async function downloadResults(
+  api: ReturnType<typeof createApiClient>,
+  batch: BatchObject,
+  outPath: string | undefined,
+  errorsPath: string | undefined,
+): Promise<void> {
+  for (const [fileId, path] of [
+    [batch.output_file_id, outPath ?? `${batch.id}_output.jsonl`],
+    [batch.error_file_id, errorsPath ?? `${batch.id}_errors.jsonl`],
+  ] as const) {
+    if (!fileId) continue;
+    const bytes = await saveStream(await api.fileContent(fileId), path);
+    console.error(`saved ${path} (${bytes} bytes)`);
+  }
+}
+
+/** Asks a yes/no question on the terminal. */
+function ask(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  return new Promise((resolve) => {
+    rl.question(question, (answer) => {
+      rl.close();
+      resolve(/^y(es)?$/i.test(answer.trim()));
+    });
+  });
+}
+
+/** Polls until the batch ends, drawing progress; Ctrl-C asks whether to cancel. */
+async function waitForBatch(api: ReturnType<typeof createApiClient>, id: string): Promise<BatchObject> {
+  const tty = Boolean(process.stderr.isTTY);
+  const view = new ProgressView();
+  let interrupted = false;
+  const onInterrupt = () => {
+    interrupted = true;
+  };
+  process.on("SIGINT", onInterrupt);
+  let lastPrinted = 0;
+  try {
+    for (;;) {
+      const batch = await api.retrieveBatch(id);
+      const now = Date.now();
+      if (tty) process.stderr.write(`\r\x1b[2K${view.render(batch, now, true)}`);
+      else if (now - lastPrinted >= 5_000 || FINAL.has(batch.status)) {
+        console.error(view.render(batch, now, false));
+        lastPrinted = now;
+      }
+      if (FINAL.has(batch.status)) {
+        if (tty) process.stderr.write("\n");
+        return batch;
+      }
+      if (interrupted) {
+        interrupted = false;
+        if (tty) process.stderr.write("\n");
+        const cancel = process.stdin.isTTY && await ask(`Cancel batch ${id}? [y/N] `);
+        if (cancel) {
+          await api.cancelBatch(id);
+          console.error("cancelling; waiting for it to end (Ctrl-C again leaves it)");
+        } else {
+          throw new ClientError(`left batch ${id} running; follow it with: batchspool status ${id}`, 130);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, tty ? 500 : 1_000));
+    }
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
+}
+
+/**
+ * Runs a client command; returns the exit code.
+ *
+ * @example
+ * ```ts
+ * process.exitCode = await runClientCommand("status", ["batch_…"]);
+ * ```
+ */
+export async function runClientCommand(command: string, args: string[]): Promise<number> {
+  try {
+    switch (command) {
+      case "submit": {
+        const { values, positionals } = parseArgs({
+          args,
+          allowPositionals: true,
+          options: {
+            ...COMMON,
+            endpoint: { type: "string" },
+            window: { type: "string" },
+            metadata: { type: "string", multiple: true },
+            wait: { type: "boolean" },
+            out: { type: "string" },
+            errors: { type: "string" },
+          },
+        });
+        if (values.help) return usage(command, EXIT.ok);
+        if (positionals.length !== 1) return usage(command, EXIT.usage, "give exactly one JSONL file");
+        const metadata: Record<string, string> = {};
+        for (const pair of values.metadata ?? []) {
+          const at = pair.indexOf("=");
+          if (at < 1) return usage(command, EXIT.usage, `--metadata wants key=value, got ${JSON.stringify(pair)}`);
+          metadata[pair.slice(0, at)] = pair.slice(at + 1);
+        }
+        const api = clientFor(values);
+        const file = await api.uploadFile(positionals[0], "batch");
+        console.error(`uploaded ${positionals[0]} as ${file.id} (${file.bytes} bytes)`);
+        let batch = await api.createBatch({
+          input_file_id: file.id,
+          endpoint: values.endpoint ?? "/v1/chat/completions",
+          completion_window: values.window ?? "24h",
+          ...(Object.keys(metadata).length ? { metadata } : {}),
+        });
+        console.log(batch.id);
+        if (!values.wait) return EXIT.ok;
+        batch = await waitForBatch(api, batch.id);
+        console.error(summary(batch));
+        await downloadResults(api, batch, values.out, values.errors);
+        return batch.status === "completed" ? EXIT.ok : EXIT.batchNotCompleted;
+      }
+      case "status": {
+        const { values, positionals } = parseArgs({
+          args,
+          allowPositionals: true,
+          options: { ...COMMON, json: { type: "boolean" } },
+        });
+        if (values.help) return usage(command, EXIT.ok);
+        if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
+        const batch = await clientFor(values).retrieveBatch(positionals[0]);
+        console.log(values.json ? JSON.stringify(batch, null, 2) : summary(batch));
+        return EXIT.ok;
+      }
+      case "cancel": {
+        const { values, positionals } = parseArgs({ args, allowPositionals: true, options: COMMON });
+        if (values.help) return usage(command, EXIT.ok);
+        if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
+        console.log(summary(await clientFor(values).cancelBatch(positionals[0])));
+        return EXIT.ok;
+      }
+      case "list": {
+        const { values, positionals } = parseArgs({
+          args,
+          allowPositionals: true,
+          options: { ...COMMON, limit: { type: "string" } },
+        });
+        if (values.help) return usage(command, EXIT.ok);
+        if (positionals.length) return usage(command, EXIT.usage, "list takes no arguments");
+        const limit = values.limit === undefined ? 20 : Number(values.limit);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+          return usage(command, EXIT.usage, "--limit must be an integer from 1 to 100");
+        }
+        const page = await clientFor(values).listBatches(limit);
+        for (const batch of page.data) {
+          const { total, completed, failed } = batch.request_counts;
+          console.log(`${batch.id}  ${batch.status.padEnd(11)}  ${completed + failed}/${total}  ${batch.endpoint}`);
+        }
+        if (page.has_more) console.log(`… more; use --limit to see up to 100`);
+        return EXIT.ok;
+      }
+      case "download": {
+        const { values, positionals } = parseArgs({
+          args,
+          allowPositionals: true,
+          options: { ...COMMON, out: { type: "string" }, errors: { type: "string" } },
+        });
+        if (values.help) return usage(command, EXIT.ok);
+        if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
+        const api = clientFor(values);
+        const batch = await api.retrieveBatch(positionals[0]);
+        if (!batch.output_file_id && !batch.error_file_id) {
+          console.error(`batch ${batch.id} is ${batch.status} and has no result files yet`);
+          return FINAL.has(batch.status) ? EXIT.ok : EXIT.batchNotCompleted;
+        }
+        await downloadResults(api, batch, values.out, values.errors);
+        return EXIT.ok;
+      }
+    }
+    return usage(command, EXIT.usage, `unknown command ${JSON.stringify(command)}`);
+  } catch (error) {
+    if (error instanceof ClientError) {
+      console.error(`batchspool ${command}: ${error.message}`);
+      return error.exitCode;
+    }
+    if ((error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      return usage(command, EXIT.usage, (error as Error).message);
+    }
+    throw error;
+  }
+}
+
+function usage(command: string, code: number, problem?: string): number {
+  const text = CLIENT_USAGE[command] ?? "";
+  if (problem) console.error(`batchspool ${command}: ${problem}\n\n${text}`);
+  else console.log(text);
+  return code;
+}
