@@ -62,9 +62,11 @@ const runtimes = {
 let failures = 0;
 if (!skipChecks && !only) {
   const checks = [
+    ["build", process.execPath, ["scripts/build.mjs"]],
     ["tsc", bin("tsc"), ["--noEmit", "-p", "tsconfig.json"]],
     ["deno check", bin("deno"), ["check", "mod.ts", "src/", "tests/", "bench/", "scripts/"]],
     ["deno lint", bin("deno"), ["lint"]],
+    ["deno publish --dry-run", bin("deno"), ["publish", "--dry-run", "--allow-dirty"]],
   ];
   for (const [label, command, commandArgs] of checks) {
     const { code } = await run(label, command, commandArgs);

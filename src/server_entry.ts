@@ -1,0 +1,54 @@
+/**
+ * A ready-to-serve module: its default export is `{ fetch, port }`, configured
+ * from the environment (the same `BATCHSPOOL_*` variables as `batchspool serve`),
+ * so hosts that serve a module's default export can run batchspool directly:
+ *
+ * ```sh
+ * BATCHSPOOL_UPSTREAM=mock deno serve -A --port 8787 src/server_entry.ts
+ * BATCHSPOOL_UPSTREAM=mock bun src/server_entry.ts
+ * ```
+ *
+ * Importing it opens the data directory and starts the engine; SIGINT and
+ * SIGTERM close both before the process exits.
+ *
+ * @module
+ */
+import process from "node:process";
+import { createBatchEngine } from "./batch/engine.ts";
+import { consoleLogger } from "./batch/logger.ts";
+import { createApp } from "./http/app.ts";
+import { readServeConfig, targetFor } from "./serve_command.ts";
+import { createFsStorage } from "./storage/fs.ts";
+
+const config = readServeConfig([], process.env);
+const storage = await createFsStorage({ dir: config.dataDir });
+const engine = createBatchEngine({
+  storage,
+  target: targetFor(config),
+  concurrency: config.concurrency,
+  requestsPerMinute: config.requestsPerMinute,
+  tokensPerMinute: config.tokensPerMinute,
+  maxRetries: config.maxRetries,
+  checkpoints: { intervalMs: config.checkpointIntervalMs },
+  logger: consoleLogger,
+});
+const app = createApp({ engine, apiKeys: config.apiKeys });
+engine.start().catch((error) => {
+  consoleLogger.error(`start-up failed: ${(error as Error).message}`);
+  process.exit(1);
+});
+
+const shutdown = async () => {
+  await engine.close();
+  await storage.close();
+  process.exit(0);
+};
+process.once("SIGINT", shutdown);
+process.once("SIGTERM", shutdown);
+
+/** The handler and port for `deno serve` and `bun`. */
+const server: { fetch: (request: Request) => Response | Promise<Response>; port: number } = {
+  fetch: app.fetch,
+  port: config.port,
+};
+export default server;
