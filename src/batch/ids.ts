@@ -9,10 +9,23 @@
  * @module
  */
 
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+const POOL_SIZE = 4096;
+let pool = new Uint8Array(0);
+let poolOffset = 0;
+
+/**
+ * Random hex from a pool refilled 4 KiB at a time: one `getRandomValues` call
+ * serves hundreds of ids instead of one (it is costly per call on Node).
+ */
 function randomHex(bytes: number): string {
-  const buffer = crypto.getRandomValues(new Uint8Array(bytes));
+  if (poolOffset + bytes > pool.length) {
+    pool = crypto.getRandomValues(new Uint8Array(POOL_SIZE));
+    poolOffset = 0;
+  }
   let out = "";
-  for (const byte of buffer) out += byte.toString(16).padStart(2, "0");
+  for (let i = 0; i < bytes; i++) out += HEX[pool[poolOffset + i]];
+  poolOffset += bytes;
   return out;
 }
 

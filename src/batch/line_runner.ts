@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { setMaxListeners } from "node:events";
 import type { Storage } from "../storage/types.ts";
 import type { ActiveBatch } from "./active_batch.ts";
 import type { Dispatcher, Lease } from "./dispatcher.ts";
@@ -72,6 +73,10 @@ const sleep = (ms: number, signal: AbortSignal) =>
 export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promise<void> {
   const batchId = active.record.batch.id;
   const stopSignal = AbortSignal.any([active.stopDispatch.signal, ctx.stopping]);
+  // One combined signal for every request of this run (not one per request: AbortSignal.any is costly).
+  // Each request in flight listens to it, so lift Node's listener warning threshold.
+  const requestSignal = AbortSignal.any([active.abortRequests.signal, ctx.abandon]);
+  setMaxListeners(0, requestSignal);
   const window = new Set<Promise<void>>();
   const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR;
   let failure: unknown;
@@ -86,7 +91,7 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
       break;
     }
     active.inFlight.add(line);
-    const task = runLine(ctx, active, line, request, bodyText, lease, stopSignal)
+    const task = runLine(ctx, active, { line, request, bodyText }, lease, stopSignal, requestSignal)
       .catch((error) => {
         failure ??= error;
       })
@@ -108,11 +113,10 @@ type Outcome =
 async function runLine(
   ctx: RunContext,
   active: ActiveBatch,
-  line: number,
-  request: RequestLine,
-  bodyText: string,
+  { line, request, bodyText }: { line: number; request: RequestLine; bodyText: string },
   firstLease: Lease,
   stopSignal: AbortSignal,
+  requestSignal: AbortSignal,
 ): Promise<void> {
   const batchId = active.record.batch.id;
   let lease: Lease | null = firstLease;
@@ -122,7 +126,7 @@ async function runLine(
       const response = await ctx.target.send({
         url: request.url,
         bodyText,
-        signal: AbortSignal.any([active.abortRequests.signal, ctx.abandon]),
+        signal: requestSignal,
       });
       outcome = { kind: "response", response };
       lease.release(totalTokensOf(response.body.usage));

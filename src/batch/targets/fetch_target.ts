@@ -45,6 +45,31 @@ async function readResponse(response: Response): Promise<TargetResponse> {
   return { status: response.status, body, requestId, retryAfterMs: retryAfterMs(response.headers), json };
 }
 
+/**
+ * A signal that aborts when `outer` does or after `timeoutMs`, whichever is
+ * first, and a `done` to call once the request is over. Cheaper per request
+ * than `AbortSignal.any([outer, AbortSignal.timeout(ms)])`.
+ */
+function withTimeout(outer: AbortSignal, timeoutMs: number): { signal: AbortSignal; timedOut: () => boolean; done: () => void } {
+  const controller = new AbortController();
+  let timedOut = false;
+  const onAbort = () => controller.abort(outer.reason);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new DOMException("timed out", "TimeoutError"));
+  }, timeoutMs);
+  if (outer.aborted) onAbort();
+  else outer.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    timedOut: () => timedOut,
+    done: () => {
+      clearTimeout(timer);
+      outer.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
 function joinUrl(baseUrl: string, lineUrl: string): string {
   return baseUrl.replace(/\/+$/, "") + lineUrl.replace(/^\/v1(?=\/)/, "");
 }
@@ -64,24 +89,25 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
   return {
     description: options.baseUrl,
     async send(request: TargetRequest): Promise<TargetResponse> {
-      const timeout = AbortSignal.timeout(timeoutMs);
-      const signal = AbortSignal.any([request.signal, timeout]);
+      const deadline = withTimeout(request.signal, timeoutMs);
       try {
         const response = await fetch(joinUrl(options.baseUrl, request.url), {
           method: "POST",
           headers,
           body: request.bodyText,
-          signal,
+          signal: deadline.signal,
         });
         return await readResponse(response);
       } catch (error) {
         if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
-        if (timeout.aborted) {
+        if (deadline.timedOut()) {
           throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
         }
         throw new TargetError("connection_error", `could not reach ${options.baseUrl}: ${(error as Error).message}`, {
           cause: error,
         });
+      } finally {
+        deadline.done();
       }
     },
   };
@@ -101,23 +127,25 @@ export function createInProcessTarget(handler: FetchHandler, options: { timeoutM
   return {
     description: "in-process",
     async send(request: TargetRequest): Promise<TargetResponse> {
-      const signal = AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]);
+      const deadline = withTimeout(request.signal, timeoutMs);
       try {
         const response = await handler(
           new Request(`http://in-process${request.url}`, {
             method: "POST",
             headers: { "content-type": "application/json" },
             body: request.bodyText,
-            signal,
+            signal: deadline.signal,
           }),
         );
         return await readResponse(response);
       } catch (error) {
         if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
-        if (signal.aborted) throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
+        if (deadline.timedOut()) throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
         throw new TargetError("connection_error", `the in-process handler failed: ${(error as Error).message}`, {
           cause: error,
         });
+      } finally {
+        deadline.done();
       }
     },
   };

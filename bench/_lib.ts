@@ -1,0 +1,62 @@
+/** Shared helpers of the benchmarks. */
+import { open } from "node:fs/promises";
+import process from "node:process";
+import { currentRuntime } from "../src/runtime/detect.ts";
+
+/** Writes a JSONL file of `lines` chat requests, each padded to about `bytesPerLine`. Returns its size. */
+export async function writeJsonl(path: string, lines: number, bytesPerLine = 200): Promise<number> {
+  const handle = await open(path, "w");
+  const encoder = new TextEncoder();
+  let size = 0;
+  let buffer = "";
+  for (let i = 0; i < lines; i++) {
+    const base = JSON.stringify({
+      custom_id: `req-${i}`,
+      method: "POST",
+      url: "/v1/chat/completions",
+      body: { model: "bench", messages: [{ role: "user", content: "" }] },
+    });
+    const pad = "x".repeat(Math.max(0, bytesPerLine - base.length - 1));
+    buffer += JSON.stringify({
+      custom_id: `req-${i}`,
+      method: "POST",
+      url: "/v1/chat/completions",
+      body: { model: "bench", messages: [{ role: "user", content: pad }] },
+    }) + "\n";
+    if (buffer.length > 1 << 20) {
+      const bytes = encoder.encode(buffer);
+      await handle.write(bytes);
+      size += bytes.length;
+      buffer = "";
+    }
+  }
+  const bytes = encoder.encode(buffer);
+  await handle.write(bytes);
+  size += bytes.length;
+  await handle.close();
+  return size;
+}
+
+/** Median of numbers. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Percentile (0..100) of numbers. */
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** Number of repetitions from `--runs n` (default `fallback`). */
+export function runsArg(fallback: number): number {
+  const at = process.argv.indexOf("--runs");
+  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
+}
+
+/** Prints a result for scripts/bench.mjs to collect. */
+export function report(name: string, result: Record<string, unknown>): void {
+  console.log(`BENCH_RESULT ${JSON.stringify({ name, runtime: currentRuntime(), ...result })}`);
+}

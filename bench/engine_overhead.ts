@@ -1,0 +1,117 @@
+/**
+ * Benchmark 1 — engine overhead: lines per second from batch creation to
+ * `completed` for a 50,000-line chat batch against an in-process target that
+ * answers at once, on the fs store with full durability (validation, dispatch,
+ * group-committed appends, finalization with hashing all included).
+ *
+ * The floor: a plain loop that reads the same JSONL, parses each line, builds
+ * the result record and appends it to a log of the same store, keeping as many
+ * appends in flight as the engine keeps lines (2 × concurrency), so the same
+ * group commit coalesces them. Bar: engine ÷ floor ≥ 0.5.
+ *
+ * The target for the bar implements the `Target` interface directly, so the
+ * figure is the engine's own cost. A second figure uses `createInProcessTarget`
+ * with a fetch handler, which adds the runtime's `Request`/`Response` cost
+ * (large on Node).
+ */
+import { join } from "node:path";
+import { createBatchEngine } from "../src/batch/engine.ts";
+import { readLines } from "../src/batch/line_reader.ts";
+import { silentLogger } from "../src/batch/logger.ts";
+import { responseRecord } from "../src/batch/result_records.ts";
+import { createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
+import type { Target } from "../src/batch/targets/types.ts";
+import { createFsStorage } from "../src/storage/fs.ts";
+import { median, report, runsArg, writeJsonl } from "./_lib.ts";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { fileStream } from "../src/storage/fs_paths.ts";
+import { tmpdir } from "node:os";
+
+const LINES = Number(process.env.BENCH_LINES ?? 50_000);
+const CONCURRENCY = 32;
+const WINDOW = 2 * CONCURRENCY;
+const ANSWER = {
+  id: "chatcmpl-1",
+  object: "chat.completion",
+  created: 1,
+  model: "bench",
+  choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+  usage: { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 },
+};
+
+const directTarget: Target = {
+  description: "direct",
+  send: async () => ({ status: 200, body: ANSWER, requestId: null, retryAfterMs: null, json: true }),
+};
+
+async function engineRun(input: string, target: Target): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), "bench-engine-"));
+  const storage = await createFsStorage({ dir });
+  const engine = createBatchEngine({
+    storage,
+    target,
+    logger: silentLogger,
+    concurrency: CONCURRENCY,
+  });
+  await engine.start();
+  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content: await readFile(input) });
+  const file = await engine.files.commit(received, { purpose: "batch" });
+  const started = performance.now();
+  const batch = await engine.createBatch("default", { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  for (;;) {
+    const b = await engine.getBatch("default", batch.id);
+    if (b.status === "completed") break;
+    if (b.status === "failed") throw new Error(JSON.stringify(b.errors));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await engine.close();
+  await storage.close();
+  await rm(dir, { recursive: true, force: true });
+  return LINES / seconds;
+}
+
+async function floorRun(input: string): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), "bench-floor-"));
+  const storage = await createFsStorage({ dir });
+  const started = performance.now();
+  const stream = fileStream(input, 0, (await stat(input)).size);
+  const window = new Set<Promise<unknown>>();
+  for await (const { line, text } of readLines(stream)) {
+    const request = JSON.parse(text!);
+    const record = responseRecord(line, request.custom_id, { status_code: 200, request_id: null, body: ANSWER });
+    const append = storage.logs.append("floor/out", [record]).finally(() => window.delete(append));
+    window.add(append);
+    if (window.size >= WINDOW) await Promise.race(window);
+  }
+  await Promise.all(window);
+  const seconds = (performance.now() - started) / 1000;
+  await storage.close();
+  await rm(dir, { recursive: true, force: true });
+  return LINES / seconds;
+}
+
+const dir = await mkdtemp(join(tmpdir(), "bench-input-"));
+const input = join(dir, "in.jsonl");
+await writeJsonl(input, LINES, 300);
+const runs = runsArg(3);
+const engine: number[] = [];
+const floor: number[] = [];
+const handler: number[] = [];
+for (let i = 0; i < runs; i++) {
+  floor.push(await floorRun(input));
+  engine.push(await engineRun(input, directTarget));
+  handler.push(await engineRun(input, createInProcessTarget(() => Response.json(ANSWER))));
+}
+await rm(dir, { recursive: true, force: true });
+const ratio = median(engine) / median(floor);
+report("engine_overhead", {
+  lines: LINES,
+  engine_lines_per_s: Math.round(median(engine)),
+  floor_lines_per_s: Math.round(median(floor)),
+  ratio: Number(ratio.toFixed(3)),
+  bar: ">= 0.5",
+  pass: ratio >= 0.5,
+  fetch_handler_target_lines_per_s: Math.round(median(handler)),
+  runs: { engine: engine.map(Math.round), floor: floor.map(Math.round), fetch_handler: handler.map(Math.round) },
+});
