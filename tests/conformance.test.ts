@@ -19,7 +19,7 @@ async function withServer(args: string[], body: (server: ServerProcess) => Promi
   } finally {
     const code = await server.stop();
     await removeDir(dir);
-    assert.match(server.output(), /SIGTERM: shutting down\nstopped\n/, "a graceful shutdown");
+    assert.match(server.output(), /SIGTERM: shutting down\n(.*\n)*stopped\n$/, "a graceful shutdown");
     // Deno's child_process reports a child it signalled as (null, SIGTERM) even when it exited 0.
     if (currentRuntime() !== "deno") assert.equal(code, 0, `server exit code; it said:\n${server.output()}`);
   }
