@@ -60,3 +60,27 @@ export function runsArg(fallback: number): number {
 export function report(name: string, result: Record<string, unknown>): void {
   console.log(`BENCH_RESULT ${JSON.stringify({ name, runtime: currentRuntime(), ...result })}`);
 }
+
+/** Starts bench/_upstream_server.mjs in its own Node process; resolves with its base URL and a stop function. */
+export async function startBenchUpstream(latencyMs: number): Promise<{ baseUrl: string; stop(): Promise<void> }> {
+  const { spawn } = await import("node:child_process");
+  const { fileURLToPath } = await import("node:url");
+  const child = spawn("node", [fileURLToPath(new URL("./_upstream_server.mjs", import.meta.url)), String(latencyMs)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.on("data", (chunk: Uint8Array) => {
+      const match = /port (\d+)/.exec(String(chunk));
+      if (match) resolve(Number(match[1]));
+    });
+    child.on("exit", (code: number | null) => reject(new Error(`upstream exited ${code}`)));
+  });
+  return {
+    baseUrl: `http://127.0.0.1:${port}/v1`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.on("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}

@@ -23,8 +23,19 @@ export interface ServerProcess {
   exited: Promise<number | null>;
 }
 
-export function startServer(args: string[], env: Record<string, string> = {}): Promise<ServerProcess> {
-  const [command, commandArgs] = typeScriptCommand(CLI, ["serve", "--port", "0", ...args]);
+/**
+ * Starts `batchspool serve --port 0 …args`. From the TypeScript source on this
+ * runtime by default; `fromBuild` runs the npm build with Node, as users do.
+ */
+export function startServer(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { fromBuild?: boolean } = {},
+): Promise<ServerProcess> {
+  const serveArgs = ["serve", "--port", "0", ...args];
+  const [command, commandArgs] = options.fromBuild
+    ? ["node", [fileURLToPath(new URL("../dist/cli.js", import.meta.url)), ...serveArgs]]
+    : typeScriptCommand(CLI, serveArgs);
   const child = spawn(command, commandArgs, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, NO_COLOR: "1", ...env },

@@ -108,3 +108,16 @@ test("backoffDelay() grows exponentially with jitter and is capped", () => {
   assert.equal(backoffDelay(3, policy, () => 1), 800);
   assert.equal(backoffDelay(10, policy, () => 1), 1000);
 });
+
+test("responseRecord() splices a one-line body as received and serialises a multi-line one", async () => {
+  const { responseRecord } = await import("../src/batch/result_records.ts");
+  const response = { status_code: 200, request_id: "r", body: { a: [1, 2], s: "x\ny" } };
+  const spliced = responseRecord(7, "c\"7", response, ' {"a":[1, 2],"s":"x\\ny"} ');
+  const parsed = JSON.parse(spliced);
+  assert.match(spliced, /^\{"id":"batch_req_[0-9a-f]+_7","custom_id":"c\\"7","response":\{"status_code":200,"request_id":"r","body":\{"a":\[1, 2\]/);
+  assert.deepEqual(parsed.response.body, response.body);
+  assert.equal(parsed.error, null);
+  const multiLine = responseRecord(8, "c8", response, '{\n  "a": [1, 2],\n  "s": "x\\ny"\n}');
+  assert.ok(!multiLine.includes("\n"));
+  assert.deepEqual(JSON.parse(multiLine).response.body, response.body);
+});

@@ -185,7 +185,7 @@ async function recordOutcome(
         status_code: response.status,
         request_id: response.requestId,
         body: response.body,
-      });
+      }, response.bodyJson);
     }
   }
   await appendResults(ctx.storage, active, kind, [{ line, record, usage }]);

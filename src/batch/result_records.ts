@@ -15,7 +15,8 @@ export interface ResponseRecord {
 
 /**
  * The record of a request that got a response (2xx for the output file, any
- * other status for the error file).
+ * other status for the error file). `bodyJson`, when given, is the body's JSON
+ * text exactly as received (it must be the JSON of `response.body`).
  *
  * @example
  * ```ts
@@ -23,8 +24,15 @@ export interface ResponseRecord {
  * // {"id":"batch_req_…_3","custom_id":"req-3","response":{…},"error":null}
  * ```
  */
-export function responseRecord(line: number, customId: string, response: ResponseRecord): string {
-  return JSON.stringify({ id: newRequestId(line), custom_id: customId, response, error: null });
+export function responseRecord(line: number, customId: string, response: ResponseRecord, bodyJson?: string): string {
+  // The body's own JSON text is spliced in when it has no line breaks: serialising
+  // the parsed body again would cost as much as parsing it did.
+  if (bodyJson === undefined || bodyJson.includes("\n") || bodyJson.includes("\r")) {
+    return JSON.stringify({ id: newRequestId(line), custom_id: customId, response, error: null });
+  }
+  return `{"id":"${newRequestId(line)}","custom_id":${JSON.stringify(customId)},"response":{"status_code":${response.status_code},"request_id":${
+    JSON.stringify(response.request_id)
+  },"body":${bodyJson.trim()}},"error":null}`;
 }
 
 /** The record of a request that never got a response. */

@@ -42,7 +42,14 @@ async function readResponse(response: Response): Promise<TargetResponse> {
   }
   let requestId: string | null = null;
   for (const name of REQUEST_ID_HEADERS) requestId ??= response.headers.get(name);
-  return { status: response.status, body, requestId, retryAfterMs: retryAfterMs(response.headers), json };
+  return {
+    status: response.status,
+    body,
+    bodyJson: json ? text : undefined,
+    requestId,
+    retryAfterMs: retryAfterMs(response.headers),
+    json,
+  };
 }
 
 /**

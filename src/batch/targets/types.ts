@@ -24,6 +24,8 @@ export interface TargetResponse {
   requestId: string | null;
   /** A delay the target asked for (Retry-After), in ms. */
   retryAfterMs: number | null;
+  /** The body's JSON text as received, when it is a JSON object (spliced into result records as is). */
+  bodyJson?: string;
   /** Whether the body was JSON; a 2xx without JSON is treated as an invalid response. */
   json: boolean;
 }

@@ -1,0 +1,22 @@
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createBatchEngine } from "../src/batch/engine.ts";
+import { silentLogger } from "../src/batch/logger.ts";
+import { createHttpTarget } from "../src/batch/targets/fetch_target.ts";
+import { createFsStorage } from "../src/storage/fs.ts";
+import { startBenchUpstream } from "./_lib.ts";
+const up = await startBenchUpstream(Number(process.env.LAT ?? 50));
+const N = Number(process.env.N ?? 2000);
+const storage = await createFsStorage({ dir: await mkdtemp(join(tmpdir(), "x-")) });
+const engine = createBatchEngine({ storage, target: createHttpTarget({ baseUrl: up.baseUrl }), logger: silentLogger, concurrency: 32 });
+await engine.start();
+const body = { model: "bench", messages: [{ role: "user", content: "x".repeat(200) }] };
+const content = new TextEncoder().encode(Array.from({ length: N }, (_, i) => JSON.stringify({ custom_id: `r${i}`, method: "POST", url: "/v1/chat/completions", body })).join("\n"));
+const r = await engine.files.receive({ owner: "default", filename: "x", purpose: "batch", content });
+const f = await engine.files.commit(r, { purpose: "batch" });
+const t0 = performance.now();
+const b = await engine.createBatch("default", { input_file_id: f.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+let last = ""; let lastDone = -1;
+for (;;) { const x = await engine.getBatch("default", b.id); const done = x.request_counts.completed; if (x.status !== last || (done % 500 < 20 && done !== lastDone)) { console.log(x.status, (performance.now() - t0).toFixed(0), done); last = x.status; lastDone = done; } if (x.status === "completed") break; await new Promise((r) => setTimeout(r, 2)); }
+await engine.close(); await storage.close(); await up.stop();
