@@ -5,6 +5,7 @@
  */
 import type { BatchObject, BatchRecord } from "./objects.ts";
 import type { BatchProgress } from "./progress.ts";
+import type { ResultWriter } from "./result_writer.ts";
 
 /** Why a batch stops dispatching before its lines are all done. */
 export type StopReason = "cancel" | "expire";
@@ -16,6 +17,8 @@ export interface ActiveBatch {
   version: number;
   /** Known once the batch is in progress. */
   progress: BatchProgress | null;
+  /** Writes results into the logs and `progress`; set with `progress`. */
+  results: ResultWriter | null;
   /** Set when the batch must stop dispatching (cancel or expiry). */
   stop: StopReason | null;
   /** Aborted when dispatching must stop: wakes waits for slots and backoffs. */
@@ -37,6 +40,7 @@ export function activate(record: BatchRecord, version: number): ActiveBatch {
     record,
     version,
     progress: null,
+    results: null,
     stop: null,
     stopDispatch: new AbortController(),
     abortRequests: new AbortController(),

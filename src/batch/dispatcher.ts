@@ -108,6 +108,15 @@ export class Dispatcher {
   /** Waits for a slot for `queue`; rejects with the signal's reason when aborted first. */
   acquire(queue: string, estimatedTokens = 0, signal?: AbortSignal): Promise<Lease> {
     if (signal?.aborted) return Promise.reject(signal.reason);
+    // Fast path: nobody waits and every budget allows it — no waiter, no abort listener.
+    if (this.#rotation.length === 0 && this.#inFlight < this.limit && this.#clock() >= this.#pausedUntil) {
+      if ((this.#requests?.waitFor(1) ?? 0) === 0 && (this.#tokens?.waitFor(estimatedTokens) ?? 0) === 0) {
+        this.#requests?.spend(1);
+        this.#tokens?.spend(estimatedTokens);
+        this.#inFlight++;
+        return Promise.resolve(this.#lease(estimatedTokens));
+      }
+    }
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         tokens: estimatedTokens,

@@ -42,6 +42,7 @@ import {
   FINAL_STATUSES,
 } from "./objects.ts";
 import { BatchProgress } from "./progress.ts";
+import { createResultWriter } from "./result_writer.ts";
 import { type BackoffPolicy, DEFAULT_BACKOFF } from "./retry.ts";
 import {
   ACTIVE_PREFIX,
@@ -187,6 +188,11 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     return write;
   };
 
+  const attachProgress = (batch: ActiveBatch, progress: BatchProgress) => {
+    batch.progress = progress;
+    batch.results = createResultWriter(storage, batch.record.batch.id, progress);
+  };
+
   const setStatus = (batch: ActiveBatch, status: BatchStatus) => {
     const b = batch.record.batch;
     b.status = status;
@@ -296,7 +302,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     batch.record.input_lines = result.lines;
     b.model = result.model;
     b.request_counts = { total: result.requests, completed: 0, failed: 0 };
-    batch.progress = new BatchProgress(result.lines);
+    attachProgress(batch, new BatchProgress(result.lines));
     batch.inputVerified = true;
     // A cancel that arrived during validation has already moved the batch to cancelling.
     if (batch.stop !== "cancel") setStatus(batch, "in_progress");
@@ -464,7 +470,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
         );
       }
     }
-    batch.progress = progress;
+    attachProgress(batch, progress);
     logger.info(
       `batch ${id}: resumed at ${progress.finished}/${batch.record.batch.request_counts.total} ` +
         `(${fromCheckpoint?.progress ? `checkpoint + ${tail} log bytes` : `full scan of ${outLength + errLength} log bytes`})`,

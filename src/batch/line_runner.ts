@@ -14,7 +14,7 @@ import type { Logger } from "./logger.ts";
 import type { LogKind } from "./progress.ts";
 import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";
 import { backoffDelay, type BackoffPolicy, RETRYABLE_STATUSES } from "./retry.ts";
-import { errorLogKey, fileBlobKey, outputLogKey } from "./storage_keys.ts";
+import { fileBlobKey } from "./storage_keys.ts";
 import { type Target, TargetError, type TargetResponse } from "./targets/types.ts";
 import { estimateRequestTokens, totalTokensOf } from "./usage.ts";
 import type { RequestLine } from "./validate_input.ts";
@@ -33,8 +33,15 @@ export interface RunContext {
   logger: Logger;
 }
 
-/** Most lines of one batch in flight or waiting to retry, as a multiple of the concurrency. */
+/**
+ * Most lines of one batch started and not finished: in flight or waiting to
+ * retry (up to twice the concurrency), plus results waiting for their group
+ * commit. The latter must not hold up dispatching — an fsync takes far longer
+ * than a fast target's answer — so they get room of their own; each is one
+ * small record, so memory stays bounded.
+ */
 const WINDOW_FACTOR = 2;
+const RESULTS_AWAITING_COMMIT = 1024;
 /** Records appended together when expiring the rest of a batch. */
 const EXPIRY_GROUP = 512;
 
@@ -78,7 +85,7 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
   const requestSignal = AbortSignal.any([active.abortRequests.signal, ctx.abandon]);
   setMaxListeners(0, requestSignal);
   const window = new Set<Promise<void>>();
-  const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR;
+  const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR + RESULTS_AWAITING_COMMIT;
   let failure: unknown;
   for await (const { line, request } of unfinishedLines(ctx.storage, active)) {
     while (window.size >= maxWindow) await Promise.race(window);
@@ -153,11 +160,10 @@ async function runLine(
       return;
     }
   }
-  await recordOutcome(ctx, active, line, request.custom_id, outcome);
+  await recordOutcome(active, line, request.custom_id, outcome);
 }
 
 async function recordOutcome(
-  ctx: RunContext,
   active: ActiveBatch,
   line: number,
   customId: string,
@@ -188,20 +194,7 @@ async function recordOutcome(
       }, response.bodyJson);
     }
   }
-  await appendResults(ctx.storage, active, kind, [{ line, record, usage }]);
-}
-
-/** Appends result records to a batch's log and marks their lines finished. */
-export async function appendResults(
-  storage: Storage,
-  active: ActiveBatch,
-  kind: LogKind,
-  results: { line: number; record: string; usage?: unknown }[],
-): Promise<void> {
-  const batchId = active.record.batch.id;
-  const key = kind === "output" ? outputLogKey(batchId) : errorLogKey(batchId);
-  const { end } = await storage.logs.append(key, results.map((result) => result.record));
-  for (const result of results) active.progress!.record(result.line, kind, result.usage, end);
+  await active.results!.write(kind, [{ line, record, usage }]);
 }
 
 /** Writes every unfinished line to the error log as `batch_expired`. */
@@ -210,9 +203,9 @@ export async function expireRemaining(ctx: RunContext, active: ActiveBatch): Pro
   for await (const { line, request } of unfinishedLines(ctx.storage, active)) {
     group.push({ line, record: failureRecord(line, request.custom_id, { code: "batch_expired", message: EXPIRED_MESSAGE }) });
     if (group.length === EXPIRY_GROUP) {
-      await appendResults(ctx.storage, active, "errors", group);
+      await active.results!.write("errors", group);
       group = [];
     }
   }
-  if (group.length) await appendResults(ctx.storage, active, "errors", group);
+  if (group.length) await active.results!.write("errors", group);
 }
