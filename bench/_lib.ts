@@ -84,3 +84,33 @@ export async function startBenchUpstream(latencyMs: number): Promise<{ baseUrl: 
       }),
   };
 }
+
+/** Starts the real server for a benchmark: from the source on Deno and Bun, from the npm build on Node. */
+export async function startBenchServer(args: string[]): Promise<import("../tests/_server.ts").ServerProcess> {
+  const { startServer } = await import("../tests/_server.ts");
+  const server = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
+  await server.waitFor(/ready/);
+  return server;
+}
+
+/** Resident set size now and at its peak (VmHWM) of a process, in MiB, from /proc (Linux). */
+export async function memoryOf(pid: number): Promise<{ rssMiB: number; peakMiB: number }> {
+  const { readFile } = await import("node:fs/promises");
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+  return { rssMiB: kib("VmRSS") / 1024, peakMiB: kib("VmHWM") / 1024 };
+}
+
+/** Polls a batch over HTTP until `predicate` holds; returns it. */
+export async function pollBatch(
+  baseUrl: string,
+  id: string,
+  predicate: (batch: import("../src/batch/objects.ts").BatchObject) => boolean,
+  everyMs = 20,
+): Promise<import("../src/batch/objects.ts").BatchObject> {
+  for (;;) {
+    const batch = await (await fetch(`${baseUrl}/batches/${id}`)).json();
+    if (predicate(batch)) return batch;
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}

@@ -19,7 +19,7 @@ function streamOf(text: string | Uint8Array, chunkSize: number): ReadableStream<
 
 async function lines(text: string | Uint8Array, chunkSize: number, max?: number) {
   const out = [];
-  for await (const l of readLines(streamOf(text, chunkSize), max)) out.push(l);
+  for await (const group of readLines(streamOf(text, chunkSize), max)) out.push(...group);
   return out;
 }
 

@@ -52,9 +52,11 @@ async function* unfinishedLines(
 ): AsyncGenerator<{ line: number; request: RequestLine }> {
   const progress = active.progress!;
   const input = await storage.blobs.get(fileBlobKey(active.record.batch.input_file_id));
-  for await (const { line, text } of readLines(input)) {
-    if (text === null || progress.isDone(line) || text.trim() === "") continue;
-    yield { line, request: JSON.parse(text) as RequestLine };
+  for await (const group of readLines(input)) {
+    for (const { line, text } of group) {
+      if (text === null || progress.isDone(line) || text.trim() === "") continue;
+      yield { line, request: JSON.parse(text) as RequestLine };
+    }
   }
 }
 

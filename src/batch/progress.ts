@@ -131,27 +131,29 @@ export class BatchProgress {
     const report: ScanReport = { records: 0, unreadable: 0, duplicates: 0 };
     const encoder = new TextEncoder();
     let offset = fromOffset;
-    for await (const { text } of readLines(log, Number.MAX_SAFE_INTEGER)) {
-      if (text === null) continue;
-      offset += encoder.encode(text).length + 1;
-      report.records++;
-      const line = lineOfRecord(text);
-      if (line === undefined) {
-        report.unreadable++;
-        continue;
+    for await (const group of readLines(log, Number.MAX_SAFE_INTEGER)) {
+      for (const { text } of group) {
+        if (text === null) continue;
+        offset += encoder.encode(text).length + 1;
+        report.records++;
+        const line = lineOfRecord(text);
+        if (line === undefined) {
+          report.unreadable++;
+          continue;
+        }
+        if (this.isDone(line)) {
+          report.duplicates++;
+          continue;
+        }
+        let usage: unknown;
+        try {
+          usage = (JSON.parse(text) as { response?: { body?: { usage?: unknown } } }).response?.body?.usage;
+        } catch {
+          report.unreadable++;
+          continue;
+        }
+        this.record(line, kind, usage, offset);
       }
-      if (this.isDone(line)) {
-        report.duplicates++;
-        continue;
-      }
-      let usage: unknown;
-      try {
-        usage = (JSON.parse(text) as { response?: { body?: { usage?: unknown } } }).response?.body?.usage;
-      } catch {
-        report.unreadable++;
-        continue;
-      }
-      this.record(line, kind, usage, offset);
     }
     if (kind === "output") this.outputLength = Math.max(this.outputLength, offset);
     else this.errorLength = Math.max(this.errorLength, offset);

@@ -129,53 +129,67 @@ export async function validateInput(
   let lines = 0;
   let model: string | null = null;
 
-  for await (const { line, text, problem } of readLines(hashed, limits.maxLineBytes)) {
-    lines = line;
-    if (problem === "too_long") {
-      requests++;
-      report({ code: "invalid_request", message: `Line is longer than ${limits.maxLineBytes} bytes.`, param: null, line });
-      continue;
-    }
-    if (text === null) {
-      requests++;
-      report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
-      continue;
-    }
-    if (text.trim() === "") continue;
-    requests++;
-    if (requests === limits.maxRequests + 1) {
-      report({
-        code: "invalid_request",
-        message: `The input file has more than the maximum of ${limits.maxRequests} requests.`,
-        param: null,
-        line,
-      });
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
-      continue;
-    }
-    const problems = checkRequestLine(value, endpoint, line);
-    for (const entry of problems) report(entry);
-    const request = value as Partial<RequestLine>;
-    if (typeof request.custom_id === "string") {
-      if (seen.has(request.custom_id)) {
+  for await (const group of readLines(hashed, limits.maxLineBytes)) {
+    for (const { line, text, problem } of group) {
+      lines = line;
+      if (problem === "too_long") {
+        requests++;
         report({
-          code: "duplicate_custom_id",
-          message: `The custom_id ${JSON.stringify(request.custom_id)} appears more than once in this batch.`,
-          param: "custom_id",
+          code: "invalid_request",
+          message: `Line is longer than ${limits.maxLineBytes} bytes.`,
+          param: null,
+          line,
+        });
+        continue;
+      }
+      if (text === null) {
+        requests++;
+        report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
+        continue;
+      }
+      if (text.trim() === "") continue;
+      requests++;
+      if (requests === limits.maxRequests + 1) {
+        report({
+          code: "invalid_request",
+          message: `The input file has more than the maximum of ${limits.maxRequests} requests.`,
+          param: null,
           line,
         });
       }
-      seen.add(request.custom_id);
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
+        continue;
+      }
+      const problems = checkRequestLine(value, endpoint, line);
+      for (const entry of problems) report(entry);
+      const request = value as Partial<RequestLine>;
+      if (typeof request.custom_id === "string") {
+        if (seen.has(request.custom_id)) {
+          report({
+            code: "duplicate_custom_id",
+            message: `The custom_id ${JSON.stringify(request.custom_id)} appears more than once in this batch.`,
+            param: "custom_id",
+            line,
+          });
+        }
+        seen.add(request.custom_id);
+      }
+      if (model === null && problems.length === 0 && typeof request.body?.model === "string") {
+        model = request.body.model;
+      }
     }
-    if (model === null && problems.length === 0 && typeof request.body?.model === "string") model = request.body.model;
   }
   if (requests === 0) {
-    report({ code: "empty_file", message: "The input file is empty: it contains no requests.", param: null, line: null });
+    report({
+      code: "empty_file",
+      message: "The input file is empty: it contains no requests.",
+      param: null,
+      line: null,
+    });
   }
   return { requests, lines, model, sha256: hash.hexDigest(), errors, unlistedErrors };
 }

@@ -16,6 +16,19 @@ import { assertValidKey, assertValidPrefix } from "./keys.ts";
 import { pageKeys } from "./page_keys.ts";
 import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "./types.ts";
 
+/** Size of the writes a `put` gathers chunks into. */
+const WRITE_SIZE = 1024 * 1024;
+
+function concatChunks(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
 /** Creates the blob store rooted at `root` (a directory it may create). */
 export function createFsBlobStore(root: string, ensureOpen: () => void): BlobStore {
   const pathOf = (key: string) => {
@@ -34,6 +47,20 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       let bytes = 0;
       const handle = await open(temp, "w");
       let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+      // Write-behind: chunks are gathered into writes of about WRITE_SIZE, and one
+      // write may be in progress while the next chunks are read and hashed, so
+      // the source (often a network upload) is not paused by every disk write.
+      let gathered: Uint8Array[] = [];
+      let gatheredBytes = 0;
+      let writing: Promise<void> | null = null;
+      const startWrite = async () => {
+        const data = gathered.length === 1 ? gathered[0] : concatChunks(gathered, gatheredBytes);
+        gathered = [];
+        gatheredBytes = 0;
+        if (writing) await writing;
+        writing = writeFully(handle, data);
+        writing.catch(() => {});
+      };
       try {
         const take = async (chunk: Uint8Array) => {
           bytes += chunk.length;
@@ -41,7 +68,9 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
             throw new StorageError("too_large", `blob ${key} exceeds ${options.maxBytes} bytes`, { key });
           }
           hash.update(chunk);
-          await writeFully(handle, chunk);
+          gathered.push(chunk);
+          gatheredBytes += chunk.length;
+          if (gatheredBytes >= WRITE_SIZE) await startWrite();
         };
         if (source instanceof Uint8Array) {
           await take(source);
@@ -49,6 +78,8 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
           reader = source.getReader();
           for (let r = await reader.read(); !r.done; r = await reader.read()) await take(r.value);
         }
+        if (gatheredBytes > 0) await startWrite();
+        if (writing) await writing;
         await handle.sync();
         await handle.close();
         await rename(temp, path);
@@ -56,6 +87,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
         return { key, bytes, sha256: hash.hexDigest() };
       } catch (error) {
         await reader?.cancel().catch(() => {});
+        await (writing as Promise<void> | null)?.catch(() => {});
         await handle.close().catch(() => {});
         await unlink(temp).catch(() => {});
         if (error instanceof StorageError) throw error;

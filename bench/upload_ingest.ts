@@ -1,0 +1,96 @@
+/**
+ * Benchmark 3 — upload ingest: a 200 MB JSONL upload to the real server over
+ * HTTP (streamed, counted, hashed, written), then its validation at batch
+ * creation, in MB/s; beside it the floor: copying the same file on disk and
+ * hashing it (one after the other, as the upload must do both).
+ * Bar: upload ≥ 0.5 × floor.
+ */
+import { mkdtemp, open, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApiClient } from "../src/client/api_client.ts";
+import { createSha256 } from "../src/integrity/sha256.ts";
+import { median, pollBatch, report, runsArg, startBenchServer, writeJsonl } from "./_lib.ts";
+
+const MB = 1_000_000;
+const SIZE_MB = Number(process.env.BENCH_UPLOAD_MB ?? 200);
+const LINES = 50_000;
+
+async function copyFile(from: string, to: string): Promise<number> {
+  const started = performance.now();
+  const input = await open(from, "r");
+  const output = await open(to, "w");
+  const buffer = new Uint8Array(256 * 1024);
+  for (;;) {
+    const { bytesRead } = await input.read(buffer, 0, buffer.length, null);
+    if (!bytesRead) break;
+    await output.write(buffer.subarray(0, bytesRead));
+  }
+  await output.sync();
+  await input.close();
+  await output.close();
+  return (performance.now() - started) / 1000;
+}
+
+async function hashFile(path: string): Promise<number> {
+  const started = performance.now();
+  const input = await open(path, "r");
+  const hash = createSha256();
+  const buffer = new Uint8Array(256 * 1024);
+  for (;;) {
+    const { bytesRead } = await input.read(buffer, 0, buffer.length, null);
+    if (!bytesRead) break;
+    hash.update(buffer.subarray(0, bytesRead));
+  }
+  hash.hexDigest();
+  await input.close();
+  return (performance.now() - started) / 1000;
+}
+
+const dir = await mkdtemp(join(tmpdir(), "bench-ingest-"));
+const input = join(dir, "in.jsonl");
+await writeJsonl(input, LINES, Math.round((SIZE_MB * MB) / LINES));
+const size = (await stat(input)).size;
+const runs = runsArg(3);
+const floor: number[] = [];
+const copy: number[] = [];
+const hashing: number[] = [];
+const upload: number[] = [];
+const ingest: number[] = [];
+for (let i = 0; i < runs; i++) {
+  const copySeconds = await copyFile(input, join(dir, "copy.jsonl"));
+  const hashSeconds = await hashFile(input);
+  await rm(join(dir, "copy.jsonl"));
+  copy.push(size / MB / copySeconds);
+  hashing.push(size / MB / hashSeconds);
+  floor.push(size / MB / (copySeconds + hashSeconds));
+
+  const server = await startBenchServer(["--upstream", "mock", "--data", join(dir, `data-${i}`)]);
+  const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
+  const started = performance.now();
+  const file = await api.uploadFile(input, "batch");
+  const uploaded = performance.now();
+  const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  const validated = await pollBatch(server.baseURL, batch.id, (b) => b.status !== "validating", 5);
+  const finished = performance.now();
+  if (validated.status === "failed") throw new Error(JSON.stringify(validated.errors));
+  upload.push(size / MB / ((uploaded - started) / 1000));
+  ingest.push(size / MB / ((finished - started) / 1000));
+  await api.cancelBatch(batch.id).catch(() => {});
+  await server.stop();
+  await rm(join(dir, `data-${i}`), { recursive: true, force: true });
+}
+await rm(dir, { recursive: true, force: true });
+const ratio = median(ingest) / median(floor);
+report("upload_ingest", {
+  file_mb: Number((size / MB).toFixed(1)),
+  lines: LINES,
+  ingest_mb_per_s: Number(median(ingest).toFixed(1)),
+  upload_only_mb_per_s: Number(median(upload).toFixed(1)),
+  floor_mb_per_s: Number(median(floor).toFixed(1)),
+  copy_mb_per_s: Number(median(copy).toFixed(1)),
+  hash_mb_per_s: Number(median(hashing).toFixed(1)),
+  ratio: Number(ratio.toFixed(3)),
+  bar: ">= 0.5",
+  pass: ratio >= 0.5,
+});
