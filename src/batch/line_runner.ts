@@ -42,6 +42,14 @@ export interface RunContext {
  */
 const WINDOW_FACTOR = 2;
 const RESULTS_AWAITING_COMMIT = 1024;
+/**
+ * Longest stretch the dispatch loop runs before it lets the event loop serve
+ * other work (status requests, uploads). Against a target that answers at once
+ * everything is promise continuations, which would otherwise starve I/O.
+ */
+const SLICE_MS = 4;
+const nextMacrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 /** Records appended together when expiring the rest of a batch. */
 const EXPIRY_GROUP = 512;
 
@@ -89,7 +97,12 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
   const window = new Set<Promise<void>>();
   const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR + RESULTS_AWAITING_COMMIT;
   let failure: unknown;
+  let sliceStart = performance.now();
   for await (const { line, request } of unfinishedLines(ctx.storage, active)) {
+    if (performance.now() - sliceStart > SLICE_MS) {
+      await nextMacrotask();
+      sliceStart = performance.now();
+    }
     while (window.size >= maxWindow) await Promise.race(window);
     if (stopSignal.aborted || failure) break;
     const bodyText = JSON.stringify(request.body);

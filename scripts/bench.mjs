@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Runs the benchmarks under Node, Bun and Deno, writes each result as JSON under
+// bench/results/, and prints one table per benchmark.
+// Usage: npm run bench [-- <benchmark> ...] [--runtimes node,bun,deno] [--runs n]
+import { spawn } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+
+const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency"];
+const args = process.argv.slice(2);
+const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+const runtimes = (option("--runtimes") ?? "node,bun,deno").split(",");
+const runs = option("--runs");
+const named = args.filter((a, i) => !a.startsWith("--") && !["--runtimes", "--runs"].includes(args[i - 1]));
+const benches = named.length ? named : ALL;
+
+const commands = {
+  node: [process.execPath, ["--import", "tsx"]],
+  bun: ["node_modules/.bin/bun", []],
+  deno: ["node_modules/.bin/deno", ["run", "-A"]],
+};
+
+function run(command, commandArgs) {
+  return new Promise((resolve) => {
+    const child = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "inherit"] });
+    let output = "";
+    child.stdout.on("data", (chunk) => {
+      output += chunk;
+      process.stdout.write(chunk);
+    });
+    child.on("close", (code) => resolve({ code, output }));
+  });
+}
+
+mkdirSync("bench/results", { recursive: true });
+const build = await run(process.execPath, ["scripts/build.mjs"]);
+if (build.code !== 0) process.exit(1);
+const machine = { cores: (await import("node:os")).cpus().length, memory_gib: Math.round((await import("node:os")).totalmem() / 2 ** 30) };
+let failed = 0;
+for (const bench of benches) {
+  const rows = [];
+  for (const runtime of runtimes) {
+    const [command, prefix] = commands[runtime];
+    console.log(`\n=== ${bench} on ${runtime}`);
+    const { code, output } = await run(command, [...prefix, `bench/${bench}.ts`, ...(runs ? ["--runs", runs] : [])]);
+    const line = output.split("\n").find((l) => l.startsWith("BENCH_RESULT "));
+    if (code !== 0 || !line) {
+      console.log(`${bench} on ${runtime} failed (exit ${code})`);
+      failed++;
+      continue;
+    }
+    const result = { ...JSON.parse(line.slice("BENCH_RESULT ".length)), machine, date: new Date().toISOString() };
+    writeFileSync(`bench/results/${bench}-${runtime}.json`, JSON.stringify(result, null, 2) + "\n");
+    rows.push(result);
+  }
+  console.log(`\n${bench}`);
+  for (const row of rows) {
+    const { name: _name, runtime, runs: _runs, machine: _machine, date: _date, ...figures } = row;
+    console.log(`  ${runtime.padEnd(5)} ${JSON.stringify(figures)}`);
+  }
+}
+process.exit(failed ? 1 : 0);
