@@ -1,0 +1,125 @@
+/**
+ * The crash soak: hundreds of SIGKILLs of the real server while batches run
+ * against a slow local upstream, a restart on the same data directory after
+ * each, and a check of every batch that completes: every custom_id exactly
+ * once across its output and error files, no torn line, counts equal to the
+ * files' line counts.
+ *
+ * Usage: <runtime> bench/soak.ts [--kills 200] [--lines 2000]
+ * (npm run soak -- --kills 200 runs it on Node, from the npm build).
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import process from "node:process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { BatchObject } from "../src/batch/objects.ts";
+import { createApiClient } from "../src/client/api_client.ts";
+import { currentRuntime } from "../src/runtime/detect.ts";
+import { type ServerProcess, startServer } from "../tests/_server.ts";
+import { report, startBenchUpstream } from "./_lib.ts";
+
+const arg = (name: string, fallback: number) =>
+  process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback;
+const KILLS = arg("--kills", 200);
+const LINES = arg("--lines", 2000);
+
+const upstream = await startBenchUpstream(5);
+const dir = await mkdtemp(join(tmpdir(), "bench-soak-"));
+const args = ["--upstream", upstream.baseUrl, "--data", join(dir, "data"), "--concurrency", "8", "--checkpoint-interval", "1"];
+const start = async (): Promise<ServerProcess> => {
+  const server = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
+  await server.waitFor(/ready/);
+  return server;
+};
+
+const stats = {
+  kills: 0,
+  batches_verified: 0,
+  results_verified: 0,
+  lost: 0,
+  duplicated: 0,
+  torn_lines: 0,
+  count_mismatches: 0,
+  kills_by_status: {} as Record<string, number>,
+};
+let batchNumber = 0;
+let current: { id: string; ids: Set<string> } | null = null;
+
+async function verify(api: ReturnType<typeof createApiClient>, batch: BatchObject, ids: Set<string>) {
+  const lines: string[] = [];
+  for (const fileId of [batch.output_file_id, batch.error_file_id]) {
+    if (!fileId) continue;
+    const text = await new Response(await api.fileContent(fileId)).text();
+    lines.push(...text.split("\n").filter(Boolean));
+  }
+  const seen = new Map<string, number>();
+  for (const line of lines) {
+    try {
+      const id = JSON.parse(line).custom_id as string;
+      seen.set(id, (seen.get(id) ?? 0) + 1);
+    } catch {
+      stats.torn_lines++;
+    }
+  }
+  for (const id of ids) {
+    const n = seen.get(id) ?? 0;
+    if (n === 0) stats.lost++;
+    if (n > 1) stats.duplicated += n - 1;
+  }
+  const { total, completed, failed } = batch.request_counts;
+  if (total !== ids.size || completed + failed !== lines.length) stats.count_mismatches++;
+  stats.batches_verified++;
+  stats.results_verified += lines.length;
+}
+
+async function submitNext(api: ReturnType<typeof createApiClient>) {
+  batchNumber++;
+  const ids = new Set(Array.from({ length: LINES }, (_, i) => `b${batchNumber}-${i}`));
+  const input = join(dir, `in-${batchNumber}.jsonl`);
+  const body = { model: "soak", messages: [{ role: "user", content: "hello" }] };
+  await writeFile(input, [...ids].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions", body })).join("\n"));
+  const file = await api.uploadFile(input, "batch");
+  const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  current = { id: batch.id, ids };
+}
+
+const started = performance.now();
+let server = await start();
+while (stats.kills < KILLS) {
+  const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
+  if (current) {
+    const batch = await api.retrieveBatch(current.id);
+    if (batch.status === "completed") {
+      await verify(api, batch, current.ids);
+      current = null;
+    } else if (batch.status !== "validating" && batch.status !== "in_progress" && batch.status !== "finalizing") {
+      throw new Error(`batch ${batch.id} ended ${batch.status}`);
+    }
+  }
+  if (!current) await submitNext(api);
+  await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 600));
+  const status = (await api.retrieveBatch(current!.id)).status;
+  await server.kill();
+  stats.kills++;
+  stats.kills_by_status[status] = (stats.kills_by_status[status] ?? 0) + 1;
+  if (stats.kills % 25 === 0) console.error(`${stats.kills} kills, ${stats.batches_verified} batches verified`);
+  server = await start();
+}
+const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
+for (;;) {
+  const batch = await api.retrieveBatch(current!.id);
+  if (batch.status === "completed") {
+    await verify(api, batch, current!.ids);
+    break;
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+await server.stop();
+await upstream.stop();
+await rm(dir, { recursive: true, force: true });
+report("soak", {
+  ...stats,
+  lines_per_batch: LINES,
+  minutes: Number(((performance.now() - started) / 60_000).toFixed(1)),
+  pass: stats.lost === 0 && stats.duplicated === 0 && stats.torn_lines === 0 && stats.count_mismatches === 0,
+});
