@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { BatchObject, FileObject } from "../src/batch/objects.ts";
+import { createMockTarget } from "../src/batch/targets/mock_target.ts";
 import { chatLine, makeTestApp, postJson, type TestApp, upload, waitForBatch } from "./_app.ts";
 
 async function withApp(options: Parameters<typeof makeTestApp>[0], body: (t: TestApp) => Promise<void>) {
@@ -380,4 +381,21 @@ test("health is 503 until the engine has recovered, then 200; /v1 waits too", as
 test("unknown routes get an OpenAI-shaped 404", () =>
   withApp({}, async ({ app }) => {
     await expectError(await app.request("/v1/nothing"), 404, null, "unknown_url");
+  }));
+
+test("files: deleting a running batch's input removes it from the API at once, and its bytes when the batch ends", () =>
+  withApp({ target: createMockTarget({ latencyMs: 20 }), concurrency: 1 }, async (t) => {
+    const created = await createBatchFrom(t, ["a", "b", "c", "d", "e"].map((id) => chatLine(id)).join("\n"));
+    while ((await t.engine.getBatch("default", created.id)).status === "validating") {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const deleted = await t.app.request(`/v1/files/${created.input_file_id}`, { method: "DELETE" });
+    assert.equal(deleted.status, 200);
+    const running = await t.engine.getBatch("default", created.id);
+    assert.ok(running.status === "in_progress" && running.request_counts.completed < 5, "deleted while it ran");
+    await expectError(await t.app.request(`/v1/files/${created.input_file_id}`), 404);
+    const done = await waitForBatch(t.app, created.id);
+    assert.equal(done.status, "completed");
+    assert.deepEqual(done.request_counts, { total: 5, completed: 5, failed: 0 });
+    assert.equal(await t.storage.blobs.stat(`files/${created.input_file_id}`), null, "the bytes are gone once it ended");
   }));
