@@ -122,7 +122,8 @@ export function fileStream(path: string, start: number, end: number): ReadableSt
       }
     },
     cancel: closeHandle,
-  }, { highWaterMark: 0 });
+    // One chunk is read ahead, so the disk read overlaps the consumer's work on the previous one.
+  }, { highWaterMark: 1 });
 }
 
 /**
