@@ -114,3 +114,45 @@ export async function pollBatch(
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
+
+/**
+ * Runs one batch through an in-process engine on a fresh fs store and returns
+ * its lines per second, from batch creation to `completed`.
+ */
+export async function timeBatchInProcess(
+  target: import("../src/batch/targets/types.ts").Target,
+  content: Uint8Array,
+  concurrency: number,
+): Promise<number> {
+  const { mkdtemp, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { createBatchEngine } = await import("../src/batch/engine.ts");
+  const { silentLogger } = await import("../src/batch/logger.ts");
+  const { createFsStorage } = await import("../src/storage/fs.ts");
+  const dir = await mkdtemp(join(tmpdir(), "bench-batch-"));
+  const storage = await createFsStorage({ dir });
+  const engine = createBatchEngine({ storage, target, logger: silentLogger, concurrency });
+  await engine.start();
+  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
+  const file = await engine.files.commit(received, { purpose: "batch" });
+  const started = performance.now();
+  const batch = await engine.createBatch("default", {
+    input_file_id: file.id,
+    endpoint: "/v1/chat/completions",
+    completion_window: "24h",
+  });
+  let done;
+  for (;;) {
+    done = await engine.getBatch("default", batch.id);
+    if (done.status === "completed") break;
+    if (done.status === "failed") throw new Error(JSON.stringify(done.errors));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const rate = done.request_counts.total / ((performance.now() - started) / 1000);
+  if (done.request_counts.failed) throw new Error(`${done.request_counts.failed} requests failed`);
+  await engine.close();
+  await storage.close();
+  await rm(dir, { recursive: true, force: true });
+  return rate;
+}

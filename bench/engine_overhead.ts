@@ -15,14 +15,12 @@
  * (large on Node).
  */
 import { join } from "node:path";
-import { createBatchEngine } from "../src/batch/engine.ts";
 import { readLines } from "../src/batch/line_reader.ts";
-import { silentLogger } from "../src/batch/logger.ts";
 import { responseRecord } from "../src/batch/result_records.ts";
 import { createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
 import type { Target } from "../src/batch/targets/types.ts";
 import { createFsStorage } from "../src/storage/fs.ts";
-import { median, report, runsArg, writeJsonl } from "./_lib.ts";
+import { median, report, runsArg, timeBatchInProcess, writeJsonl } from "./_lib.ts";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { fileStream } from "../src/storage/fs_paths.ts";
 import { tmpdir } from "node:os";
@@ -43,33 +41,6 @@ const directTarget: Target = {
   description: "direct",
   send: async () => ({ status: 200, body: ANSWER, requestId: null, retryAfterMs: null, json: true }),
 };
-
-async function engineRun(input: string, target: Target): Promise<number> {
-  const dir = await mkdtemp(join(tmpdir(), "bench-engine-"));
-  const storage = await createFsStorage({ dir });
-  const engine = createBatchEngine({
-    storage,
-    target,
-    logger: silentLogger,
-    concurrency: CONCURRENCY,
-  });
-  await engine.start();
-  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content: await readFile(input) });
-  const file = await engine.files.commit(received, { purpose: "batch" });
-  const started = performance.now();
-  const batch = await engine.createBatch("default", { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-  for (;;) {
-    const b = await engine.getBatch("default", batch.id);
-    if (b.status === "completed") break;
-    if (b.status === "failed") throw new Error(JSON.stringify(b.errors));
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  const seconds = (performance.now() - started) / 1000;
-  await engine.close();
-  await storage.close();
-  await rm(dir, { recursive: true, force: true });
-  return LINES / seconds;
-}
 
 async function floorRun(input: string): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), "bench-floor-"));
@@ -102,8 +73,9 @@ const floor: number[] = [];
 const handler: number[] = [];
 for (let i = 0; i < runs; i++) {
   floor.push(await floorRun(input));
-  engine.push(await engineRun(input, directTarget));
-  handler.push(await engineRun(input, createInProcessTarget(() => Response.json(ANSWER))));
+  const content = await readFile(input);
+  engine.push(await timeBatchInProcess(directTarget, content, CONCURRENCY));
+  handler.push(await timeBatchInProcess(createInProcessTarget(() => Response.json(ANSWER)), content, CONCURRENCY));
 }
 await rm(dir, { recursive: true, force: true });
 const ratio = median(engine) / median(floor);

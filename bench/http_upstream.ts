@@ -4,47 +4,16 @@
  * fetch loop with the same concurrency hitting the upstream directly (bar ≥ 0.8).
  * With 50 ms of latency at the upstream: throughput ≥ 0.9 × concurrency ÷ latency.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createBatchEngine } from "../src/batch/engine.ts";
-import { silentLogger } from "../src/batch/logger.ts";
 import { createHttpTarget } from "../src/batch/targets/fetch_target.ts";
-import { createFsStorage } from "../src/storage/fs.ts";
-import { median, report, runsArg, startBenchUpstream } from "./_lib.ts";
+import { median, report, runsArg, startBenchUpstream, timeBatchInProcess } from "./_lib.ts";
 
 const CONCURRENCY = 32;
 const body = { model: "bench", messages: [{ role: "user", content: "x".repeat(200) }] };
 const lineOf = (i: number) => JSON.stringify({ custom_id: `r${i}`, method: "POST", url: "/v1/chat/completions", body });
 
-async function engineRate(baseUrl: string, lines: number): Promise<number> {
-  const dir = await mkdtemp(join(tmpdir(), "bench-http-"));
-  const storage = await createFsStorage({ dir });
-  const engine = createBatchEngine({
-    storage,
-    target: createHttpTarget({ baseUrl }),
-    logger: silentLogger,
-    concurrency: CONCURRENCY,
-  });
-  await engine.start();
+function engineRate(baseUrl: string, lines: number): Promise<number> {
   const content = new TextEncoder().encode(Array.from({ length: lines }, (_, i) => lineOf(i)).join("\n"));
-  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
-  const file = await engine.files.commit(received, { purpose: "batch" });
-  const started = performance.now();
-  const batch = await engine.createBatch("default", { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-  for (;;) {
-    const b = await engine.getBatch("default", batch.id);
-    if (b.status === "completed") {
-      if (b.request_counts.completed !== lines) throw new Error(`only ${b.request_counts.completed} succeeded`);
-      break;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  const rate = lines / ((performance.now() - started) / 1000);
-  await engine.close();
-  await storage.close();
-  await rm(dir, { recursive: true, force: true });
-  return rate;
+  return timeBatchInProcess(createHttpTarget({ baseUrl }), content, CONCURRENCY);
 }
 
 async function plainFetchRate(baseUrl: string, lines: number): Promise<number> {

@@ -43,7 +43,7 @@ const stats = {
   kills_by_status: {} as Record<string, number>,
 };
 let batchNumber = 0;
-let current: { id: string; ids: Set<string> } | null = null;
+const state: { current: { id: string; ids: Set<string> } | null } = { current: null };
 
 async function verify(api: ReturnType<typeof createApiClient>, batch: BatchObject, ids: Set<string>) {
   const lines: string[] = [];
@@ -80,25 +80,26 @@ async function submitNext(api: ReturnType<typeof createApiClient>) {
   await writeFile(input, [...ids].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions", body })).join("\n"));
   const file = await api.uploadFile(input, "batch");
   const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-  current = { id: batch.id, ids };
+  state.current = { id: batch.id, ids };
 }
 
 const started = performance.now();
 let server = await start();
 while (stats.kills < KILLS) {
   const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
+  const current = state.current;
   if (current) {
     const batch = await api.retrieveBatch(current.id);
     if (batch.status === "completed") {
       await verify(api, batch, current.ids);
-      current = null;
+      state.current = null;
     } else if (batch.status !== "validating" && batch.status !== "in_progress" && batch.status !== "finalizing") {
       throw new Error(`batch ${batch.id} ended ${batch.status}`);
     }
   }
-  if (!current) await submitNext(api);
+  if (!state.current) await submitNext(api);
   await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 600));
-  const status = (await api.retrieveBatch(current!.id)).status;
+  const status = (await api.retrieveBatch(state.current!.id)).status;
   await server.kill();
   stats.kills++;
   stats.kills_by_status[status] = (stats.kills_by_status[status] ?? 0) + 1;
@@ -107,9 +108,9 @@ while (stats.kills < KILLS) {
 }
 const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
 for (;;) {
-  const batch = await api.retrieveBatch(current!.id);
+  const batch = await api.retrieveBatch(state.current!.id);
   if (batch.status === "completed") {
-    await verify(api, batch, current!.ids);
+    await verify(api, batch, state.current!.ids);
     break;
   }
   await new Promise((resolve) => setTimeout(resolve, 100));

@@ -6,7 +6,7 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createBatchEngine } from "./batch/engine.ts";
+import { type BatchEngine, createBatchEngine } from "./batch/engine.ts";
 import { DEFAULT_FILE_LIMITS } from "./batch/file_service.ts";
 import { consoleLogger } from "./batch/logger.ts";
 import { createHttpTarget } from "./batch/targets/fetch_target.ts";
@@ -15,6 +15,7 @@ import type { Target } from "./batch/targets/types.ts";
 import { createApp } from "./http/app.ts";
 import { serve } from "./runtime/serve.ts";
 import { createFsStorage } from "./storage/fs.ts";
+import type { Storage } from "./storage/types.ts";
 
 /** The server's settings after flags and environment are read. */
 export interface ServeConfig {
@@ -162,15 +163,11 @@ export function targetFor(config: ServeConfig): Target {
     : createHttpTarget({ baseUrl: config.upstream, apiKey: config.upstreamKey, timeoutMs: config.requestTimeoutMs });
 }
 
-/**
- * Runs the server until SIGINT or SIGTERM. Resolves when it has shut down.
- */
-export async function runServe(config: ServeConfig): Promise<void> {
-  const storage = await createFsStorage({ dir: config.dataDir });
-  const target = targetFor(config);
-  const engine = createBatchEngine({
+/** Builds the engine a configuration describes, on `storage`. Call `start()` on it. */
+export function engineFor(config: ServeConfig, storage: Storage): BatchEngine {
+  return createBatchEngine({
     storage,
-    target,
+    target: targetFor(config),
     concurrency: config.concurrency,
     requestsPerMinute: config.requestsPerMinute,
     tokensPerMinute: config.tokensPerMinute,
@@ -178,6 +175,15 @@ export async function runServe(config: ServeConfig): Promise<void> {
     checkpoints: { intervalMs: config.checkpointIntervalMs },
     logger: consoleLogger,
   });
+}
+
+/**
+ * Runs the server until SIGINT or SIGTERM. Resolves when it has shut down.
+ */
+export async function runServe(config: ServeConfig): Promise<void> {
+  const storage = await createFsStorage({ dir: config.dataDir });
+  const engine = engineFor(config, storage);
+  const target = engine.target;
   const app = createApp({ engine, apiKeys: config.apiKeys, maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes });
   const server = await serve({
     fetch: app.fetch,

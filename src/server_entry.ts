@@ -14,24 +14,14 @@
  * @module
  */
 import process from "node:process";
-import { createBatchEngine } from "./batch/engine.ts";
 import { consoleLogger } from "./batch/logger.ts";
 import { createApp } from "./http/app.ts";
-import { readServeConfig, targetFor } from "./serve_command.ts";
+import { engineFor, readServeConfig } from "./serve_command.ts";
 import { createFsStorage } from "./storage/fs.ts";
 
 const config = readServeConfig([], process.env);
 const storage = await createFsStorage({ dir: config.dataDir });
-const engine = createBatchEngine({
-  storage,
-  target: targetFor(config),
-  concurrency: config.concurrency,
-  requestsPerMinute: config.requestsPerMinute,
-  tokensPerMinute: config.tokensPerMinute,
-  maxRetries: config.maxRetries,
-  checkpoints: { intervalMs: config.checkpointIntervalMs },
-  logger: consoleLogger,
-});
+const engine = engineFor(config, storage);
 const app = createApp({ engine, apiKeys: config.apiKeys });
 engine.start().catch((error) => {
   consoleLogger.error(`start-up failed: ${(error as Error).message}`);

@@ -21,16 +21,14 @@ export interface InputLine {
   problem?: "too_long" | "invalid_utf8";
 }
 
+import { concatBytes } from "../storage/concat_bytes.ts";
+
 const NEWLINE = 10;
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b;
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
+  return a.length === 0 ? b : concatBytes([a, b], a.length + b.length);
 }
 
 /**

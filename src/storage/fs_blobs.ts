@@ -10,6 +10,7 @@
 import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { createSha256 } from "../integrity/sha256.ts";
+import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writeFully } from "./fs_paths.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
@@ -18,16 +19,6 @@ import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, Pu
 
 /** Size of the writes a `put` gathers chunks into. */
 const WRITE_SIZE = 1024 * 1024;
-
-function concatChunks(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
 
 /** Creates the blob store rooted at `root` (a directory it may create). */
 export function createFsBlobStore(root: string, ensureOpen: () => void): BlobStore {
@@ -54,7 +45,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       let gatheredBytes = 0;
       let writing: Promise<void> | null = null;
       const startWrite = async () => {
-        const data = gathered.length === 1 ? gathered[0] : concatChunks(gathered, gatheredBytes);
+        const data = gathered.length === 1 ? gathered[0] : concatBytes(gathered, gatheredBytes);
         gathered = [];
         gatheredBytes = 0;
         if (writing) await writing;

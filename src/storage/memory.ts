@@ -5,6 +5,7 @@
  * @module
  */
 import { createSha256 } from "../integrity/sha256.ts";
+import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
 import { pageKeys } from "./page_keys.ts";
@@ -25,16 +26,6 @@ import type {
 } from "./types.ts";
 
 const encoder = new TextEncoder();
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
 
 function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
   return new ReadableStream({
@@ -93,7 +84,7 @@ export function createMemoryStorage(): Storage {
           throw error;
         }
       }
-      blobs.set(key, concat(chunks, total));
+      blobs.set(key, concatBytes(chunks, total));
       return { key, bytes: total, sha256: hash.hexDigest() };
     },
     async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
@@ -140,7 +131,7 @@ export function createMemoryStorage(): Storage {
       ensureOpen();
       assertValidKey(key);
       const log = logs.get(key);
-      const bytes = log ? concat(log.chunks, log.length) : new Uint8Array(0);
+      const bytes = log ? concatBytes(log.chunks, log.length) : new Uint8Array(0);
       return streamOf(bytes.subarray(fromOffset));
     },
     async length(key: string): Promise<number> {
