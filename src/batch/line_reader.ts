@@ -1,7 +1,7 @@
 /**
- * Splits a byte stream into lines without holding more than one line (and one
- * chunk) in memory. `\n` and `\r\n` endings, a missing final newline and a UTF-8
- * byte order mark are all accepted.
+ * Splits bytes into lines without holding more than one line (and one chunk)
+ * in memory. `\n` and `\r\n` endings, a missing final newline and a UTF-8 byte
+ * order mark are all accepted.
  *
  * Speed: the lines that end in one chunk are decoded with one `TextDecoder`
  * call, split as a string and handed over as one array, so the cost of an
@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { concatBytes } from "../storage/concat_bytes.ts";
 
 /** One physical line of input. */
 export interface InputLine {
@@ -21,14 +22,141 @@ export interface InputLine {
   problem?: "too_long" | "invalid_utf8";
 }
 
-import { concatBytes } from "../storage/concat_bytes.ts";
-
 const NEWLINE = 10;
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return a.length === 0 ? b : concatBytes([a, b], a.length + b.length);
+}
+
+/**
+ * An incremental line splitter: feed it chunks, get the lines they complete.
+ *
+ * @example
+ * ```ts
+ * const splitter = new LineSplitter();
+ * splitter.push(new TextEncoder().encode("a\nb")); // [{ line: 1, text: "a" }]
+ * splitter.end(); // [{ line: 2, text: "b" }]
+ * ```
+ */
+export class LineSplitter {
+  readonly maxLineBytes: number;
+  #decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  #lineNumber = 0;
+  /** Bytes of the unfinished last line. */
+  #carry: Uint8Array = EMPTY;
+  /** The unfinished line is already too long: its bytes are dropped until it ends. */
+  #skipping = false;
+  #out: InputLine[] = [];
+
+  /** @param maxLineBytes lines longer than this are reported as `too_long`, never buffered whole. */
+  constructor(maxLineBytes: number = 16 * 1024 * 1024) {
+    this.maxLineBytes = maxLineBytes;
+  }
+
+  /** Takes the next chunk (which may be reused by the caller afterwards); returns the lines it completes. */
+  push(input: Uint8Array): InputLine[] {
+    let chunk = input;
+    if (this.#skipping) {
+      const end = chunk.indexOf(NEWLINE);
+      if (end < 0) return this.#take();
+      this.#problem("too_long");
+      this.#skipping = false;
+      chunk = chunk.subarray(end + 1);
+    }
+    const first = chunk.indexOf(NEWLINE);
+    if (first < 0) {
+      // No line ends in this chunk: it all belongs to the unfinished line.
+      this.#extendCarry(chunk);
+      return this.#take();
+    }
+    if (this.#carry.length + first > this.maxLineBytes) {
+      // The carried line ends here but is too long: report it and go on after it.
+      this.#problem("too_long");
+      this.#carry = EMPTY;
+      chunk = chunk.subarray(first + 1);
+    }
+    const last = chunk.lastIndexOf(NEWLINE);
+    if (last >= 0) {
+      this.#splitRegion(concat(this.#carry, chunk.subarray(0, last + 1)));
+      this.#carry = EMPTY;
+    }
+    this.#extendCarry(chunk.subarray(last + 1));
+    return this.#take();
+  }
+
+  /** Ends the input; returns the last line when it had no newline. */
+  end(): InputLine[] {
+    if (this.#skipping) this.#problem("too_long");
+    else if (this.#carry.length > 0) this.#splitRegion(concat(this.#carry, new Uint8Array([NEWLINE])));
+    this.#carry = EMPTY;
+    this.#skipping = false;
+    return this.#take();
+  }
+
+  #take(): InputLine[] {
+    const out = this.#out;
+    this.#out = [];
+    return out;
+  }
+
+  #extendCarry(bytes: Uint8Array) {
+    if (bytes.length === 0) return;
+    if (this.#carry.length + bytes.length > this.maxLineBytes) {
+      this.#skipping = true;
+      this.#carry = EMPTY;
+    } else {
+      // Copy: the caller's buffer may be reused.
+      this.#carry = concatBytes([this.#carry, bytes], this.#carry.length + bytes.length);
+    }
+  }
+
+  #push(text: string) {
+    this.#lineNumber++;
+    let line = text.endsWith("\r") ? text.slice(0, -1) : text;
+    if (this.#lineNumber === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
+    const max = this.maxLineBytes;
+    const tooLong = line.length > max || (line.length * 3 > max && encoder.encode(line).length > max);
+    this.#out.push(tooLong ? { line: this.#lineNumber, text: null, problem: "too_long" } : { line: this.#lineNumber, text: line });
+  }
+
+  #problem(problem: "too_long" | "invalid_utf8") {
+    this.#lineNumber++;
+    this.#out.push({ line: this.#lineNumber, text: null, problem });
+  }
+
+  /** Adds the lines of `region` (complete lines, each ending in \n). */
+  #splitRegion(region: Uint8Array) {
+    let text: string | null;
+    try {
+      text = this.#decoder.decode(region);
+    } catch {
+      text = null;
+    }
+    if (text !== null) {
+      let start = 0;
+      for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
+        this.#push(text.slice(start, end));
+        start = end + 1;
+      }
+      return;
+    }
+    let start = 0;
+    for (let end = region.indexOf(NEWLINE); end >= 0; end = region.indexOf(NEWLINE, start)) {
+      const bytes = region.subarray(start, end);
+      start = end + 1;
+      if (bytes.length > this.maxLineBytes) {
+        this.#problem("too_long");
+        continue;
+      }
+      try {
+        this.#push(this.#decoder.decode(bytes));
+      } catch {
+        this.#problem("invalid_utf8");
+      }
+    }
+  }
 }
 
 /**
@@ -48,103 +176,15 @@ export async function* readLines(
   stream: ReadableStream<Uint8Array>,
   maxLineBytes: number = 16 * 1024 * 1024,
 ): AsyncGenerator<InputLine[]> {
-  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-  let lineNumber = 0;
-  /** Bytes of the unfinished last line. */
-  let carry: Uint8Array = EMPTY;
-  /** The unfinished line is already too long: its bytes are dropped until it ends. */
-  let skipping = false;
-  let group: InputLine[] = [];
-
-  const push = (text: string) => {
-    lineNumber++;
-    let line = text.endsWith("\r") ? text.slice(0, -1) : text;
-    if (lineNumber === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
-    const tooLong = line.length > maxLineBytes ||
-      (line.length * 3 > maxLineBytes && encoder.encode(line).length > maxLineBytes);
-    group.push(tooLong ? { line: lineNumber, text: null, problem: "too_long" } : { line: lineNumber, text: line });
-  };
-  const pushProblem = (problem: "too_long" | "invalid_utf8") => {
-    lineNumber++;
-    group.push({ line: lineNumber, text: null, problem });
-  };
-
-  /** Adds the lines of `region` (complete lines, each ending in \n). */
-  const splitRegion = (region: Uint8Array) => {
-    let text: string | null;
-    try {
-      text = decoder.decode(region);
-    } catch {
-      text = null;
-    }
-    if (text !== null) {
-      let start = 0;
-      for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
-        push(text.slice(start, end));
-        start = end + 1;
-      }
-      return;
-    }
-    let start = 0;
-    for (let end = region.indexOf(NEWLINE); end >= 0; end = region.indexOf(NEWLINE, start)) {
-      const bytes = region.subarray(start, end);
-      start = end + 1;
-      if (bytes.length > maxLineBytes) {
-        pushProblem("too_long");
-        continue;
-      }
-      try {
-        push(decoder.decode(bytes));
-      } catch {
-        pushProblem("invalid_utf8");
-      }
-    }
-  };
-
+  const splitter = new LineSplitter(maxLineBytes);
   const reader = stream.getReader();
   try {
     for (let r = await reader.read(); !r.done; r = await reader.read()) {
-      let chunk = r.value;
-      if (skipping) {
-        const end = chunk.indexOf(NEWLINE);
-        if (end < 0) continue;
-        pushProblem("too_long");
-        skipping = false;
-        chunk = chunk.subarray(end + 1);
-      }
-      const first = chunk.indexOf(NEWLINE);
-      if (first < 0) {
-        // No line ends in this chunk: it all belongs to the unfinished line.
-        if (carry.length + chunk.length > maxLineBytes) {
-          skipping = true;
-          carry = EMPTY;
-        } else {
-          carry = concat(carry, chunk.slice());
-        }
-        continue;
-      }
-      if (carry.length + first > maxLineBytes) {
-        // The carried line ends here but is too long: report it and go on after it.
-        pushProblem("too_long");
-        carry = EMPTY;
-        chunk = chunk.subarray(first + 1);
-      }
-      const last = chunk.lastIndexOf(NEWLINE);
-      if (last >= 0) splitRegion(concat(carry, chunk.subarray(0, last + 1)));
-      // Copy the remainder: the chunk's buffer may be reused by the source.
-      carry = last >= 0 ? chunk.slice(last + 1) : concat(carry, chunk.slice());
-      if (carry.length > maxLineBytes) {
-        skipping = true;
-        carry = EMPTY;
-      }
-      if (group.length) {
-        yield group;
-        group = [];
-      }
+      const group = splitter.push(r.value);
+      if (group.length) yield group;
     }
-    if (skipping) pushProblem("too_long");
-    else if (carry.length > 0) splitRegion(concat(carry, new Uint8Array([NEWLINE])));
-    if (group.length) yield group;
+    const last = splitter.end();
+    if (last.length) yield last;
   } finally {
     reader.releaseLock();
     await stream.cancel().catch(() => {});
