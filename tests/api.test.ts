@@ -399,3 +399,56 @@ test("files: deleting a running batch's input removes it from the API at once, a
     assert.deepEqual(done.request_counts, { total: 5, completed: 5, failed: 0 });
     assert.equal(await t.storage.blobs.stat(`files/${created.input_file_id}`), null, "the bytes are gone once it ended");
   }));
+
+test("validation: the scan made during upload and a full validation at creation report the same errors", () =>
+  withApp({}, async (t) => {
+    const lines = [
+      chatLine("a"),
+      JSON.stringify({ custom_id: "b", method: "POST", url: "/v1/embeddings", body: {} }),
+      "{bad",
+      chatLine("a"),
+      JSON.stringify({ custom_id: "c", method: "GET", url: "/v1/responses", body: { stream: true } }),
+    ].join("\n");
+    const errorsVia = async (filename: string, fieldsFirst: boolean) => {
+      const form = new FormData();
+      if (fieldsFirst) form.append("purpose", "batch");
+      form.append("file", new Blob([lines]), filename);
+      if (!fieldsFirst) form.append("purpose", "batch");
+      const file = await (await t.app.request("/v1/files", { method: "POST", body: form })).json() as FileObject;
+      const record = await t.engine.files.get("default", file.id);
+      const batch = await (await postJson(t.app, "/v1/batches", {
+        input_file_id: file.id,
+        endpoint: "/v1/chat/completions",
+        completion_window: "24h",
+      })).json() as BatchObject;
+      const failed = await waitForBatch(t.app, batch.id);
+      return { scanned: record.scan !== undefined, errors: failed.errors!.data };
+    };
+    const scanned = await errorsVia("in.jsonl", true);
+    const full = await errorsVia("in.txt", false);
+    assert.equal(scanned.scanned, true);
+    assert.equal(full.scanned, false);
+    assert.deepEqual(scanned.errors, full.errors);
+    assert.deepEqual(scanned.errors.map((e) => [e.code, e.line]), [
+      ["invalid_url", 2],
+      ["invalid_json_line", 3],
+      ["duplicate_custom_id", 4],
+      ["invalid_request", 5],
+      ["streaming_unsupported", 5],
+      ["invalid_url", 5],
+    ]);
+  }));
+
+test("validation: a scanned input whose bytes changed before the batch was created fails as corrupted", () =>
+  withApp({}, async (t) => {
+    const file = await (await upload(t.app, chatLine("a"))).json() as FileObject;
+    await t.storage.blobs.put(`files/${file.id}`, new TextEncoder().encode(chatLine("b")));
+    const batch = await (await postJson(t.app, "/v1/batches", {
+      input_file_id: file.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    })).json() as BatchObject;
+    const failed = await waitForBatch(t.app, batch.id);
+    assert.equal(failed.status, "failed");
+    assert.equal(failed.errors!.data[0].code, "input_file_corrupted");
+  }));

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { createSha256 } from "../integrity/sha256.ts";
+import { sha256OfStream } from "../integrity/sha256.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
@@ -55,7 +55,7 @@ import {
   outputLogKey,
 } from "./storage_keys.ts";
 import type { Target } from "./targets/types.ts";
-import { DEFAULT_VALIDATION_LIMITS, validateInput, type ValidationLimits } from "./validate_input.ts";
+import { DEFAULT_VALIDATION_LIMITS, resolveScan, validateInput, type ValidationLimits } from "./validate_input.ts";
 
 /** Options for {@link createBatchEngine}. */
 export interface BatchEngineOptions {
@@ -159,6 +159,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   });
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },
+    validation: validationLimits,
     clock,
     isInUse: (fileId) => engine.isInputOfActiveBatch(fileId),
   });
@@ -278,7 +279,12 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       }
       throw error;
     }
-    const result = await validateInput(await storage.blobs.get(fileRecord.content.key), b.endpoint, validationLimits);
+    // A scan made while the file was uploaded leaves only the bytes to check (a fast native hash).
+    const scanned = fileRecord.scan && resolveScan(fileRecord.scan, b.endpoint, validationLimits);
+    const input = await storage.blobs.get(fileRecord.content.key);
+    const result = scanned
+      ? { ...scanned, sha256: await sha256OfStream(input) }
+      : await validateInput(input, b.endpoint, validationLimits);
     if (result.sha256 !== fileRecord.sha256) {
       return fail(batch, [{
         code: "input_file_corrupted",
@@ -313,15 +319,14 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   const verifyInput = async (batch: ActiveBatch): Promise<boolean> => {
     if (batch.inputVerified) return true;
     const key = fileBlobKey(batch.record.batch.input_file_id);
-    const hash = createSha256();
+    let actual: string;
     try {
-      for await (const chunk of await storage.blobs.get(key)) hash.update(chunk);
+      actual = await sha256OfStream(await storage.blobs.get(key));
     } catch (error) {
       logger.error(`batch ${batch.record.batch.id}: cannot read its input: ${(error as Error).message}`);
       await failRunning(batch, "input_file_missing", "The input file can no longer be read.");
       return false;
     }
-    const actual = hash.hexDigest();
     if (actual !== batch.record.input_sha256) {
       logger.error(`batch ${batch.record.batch.id}: input SHA-256 ${actual} does not match ${batch.record.input_sha256}`);
       await failRunning(

@@ -9,6 +9,7 @@ import { BatchError } from "./errors.ts";
 import { isFileId, newFileId } from "./ids.ts";
 import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "./objects.ts";
 import { fileBlobKey, fileDocKey, fileDocPrefix } from "./storage_keys.ts";
+import { DEFAULT_VALIDATION_LIMITS, type InputScan, InputScanner, type ValidationLimits } from "./validate_input.ts";
 
 /** Size limits for uploads. */
 export interface FileLimits {
@@ -79,6 +80,8 @@ export interface ReceivedUpload {
   bytes: number;
   sha256: string;
   createdAt: number;
+  /** Validation done while it streamed in, when it looked like a batch input. */
+  scan?: InputScan;
 }
 
 /** Options for {@link createFileService}. */
@@ -91,6 +94,8 @@ export interface FileServiceOptions {
    * removes it from the API at once, but its bytes stay until the batch ends.
    */
   isInUse?: (fileId: string) => boolean;
+  /** Limits of the validation scan that runs while a batch input is uploaded. */
+  validation?: ValidationLimits;
 }
 
 const nowSeconds = (clock: () => number) => Math.floor(clock() / 1000);
@@ -146,10 +151,27 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
   const service: FileService = {
     async receive(upload) {
       const id = newFileId(clock());
+      // A batch input (or a .jsonl file whose purpose is not known yet) is validated
+      // as it streams in, while the upload waits on the network anyway.
+      const looksLikeBatchInput = upload.purpose === "batch" ||
+        (upload.purpose === undefined && /\.jsonl$/i.test(upload.filename));
+      const scanner = looksLikeBatchInput ? new InputScanner(options.validation ?? DEFAULT_VALIDATION_LIMITS) : null;
+      let content = upload.content;
+      if (scanner) {
+        if (content instanceof Uint8Array) scanner.push(content);
+        else {
+          content = content.pipeThrough(
+            new TransformStream<Uint8Array, Uint8Array>({
+              transform(chunk, controller) {
+                scanner.push(chunk);
+                controller.enqueue(chunk);
+              },
+            }),
+          );
+        }
+      }
       try {
-        const info = await storage.blobs.put(fileBlobKey(id), upload.content, {
-          maxBytes: sizeLimitFor(upload.purpose),
-        });
+        const info = await storage.blobs.put(fileBlobKey(id), content, { maxBytes: sizeLimitFor(upload.purpose) });
         return {
           id,
           owner: upload.owner,
@@ -157,6 +179,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           bytes: info.bytes,
           sha256: info.sha256,
           createdAt: nowSeconds(clock),
+          scan: scanner?.finish(),
         };
       } catch (error) {
         if (isStorageError(error, "too_large")) throw tooLarge(upload.purpose);
@@ -206,6 +229,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           owner: received.owner,
           sha256: received.sha256,
           content: { store: "blobs", key: fileBlobKey(received.id) },
+          ...(purpose === "batch" && received.scan ? { scan: received.scan } : {}),
         };
         await storage.documents.put(fileDocKey(received.owner, received.id), record, { ifVersion: 0 });
         return file;

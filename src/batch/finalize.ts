@@ -7,18 +7,12 @@
  *
  * @module
  */
-import { createSha256 } from "../integrity/sha256.ts";
+import { sha256OfStream } from "../integrity/sha256.ts";
 import type { Storage } from "../storage/types.ts";
 import type { ActiveBatch } from "./active_batch.ts";
 import type { FileService } from "./file_service.ts";
 import type { FileRecord } from "./objects.ts";
 import { errorLogKey, outputLogKey } from "./storage_keys.ts";
-
-async function hashLog(storage: Storage, key: string): Promise<string> {
-  const hash = createSha256();
-  for await (const chunk of await storage.logs.read(key)) hash.update(chunk);
-  return hash.hexDigest();
-}
 
 /**
  * Records the batch's non-empty logs as files and sets `output_file_id` and
@@ -53,7 +47,7 @@ export async function recordResultFiles(
         status_details: null,
       },
       owner: record.owner,
-      sha256: await hashLog(storage, key),
+      sha256: await sha256OfStream(await storage.logs.read(key)),
       content: { store: "logs", key },
     };
     await files.adopt(fileRecord);

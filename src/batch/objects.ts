@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { InputScan } from "./validate_input.ts";
 
 /** Purposes a file can be uploaded with. */
 export const UPLOAD_PURPOSES = ["batch", "assistants", "fine-tune", "vision", "user_data", "evals"] as const;
@@ -36,6 +37,8 @@ export interface FileRecord {
   owner: string;
   sha256: string;
   content: FileContentRef;
+  /** For a batch input: what validation found while it was uploaded. */
+  scan?: InputScan;
 }
 
 /** Statuses of the batch lifecycle. */

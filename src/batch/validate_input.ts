@@ -2,10 +2,16 @@
  * Validation of a batch input file: one streaming pass, every error collected
  * (up to a cap) with its 1-based line number.
  *
+ * The pass is split in two so that it can run while the file is uploaded: an
+ * {@link InputScanner} checks everything that does not depend on the batch
+ * (JSON, required fields, method, duplicate ids, streaming, counts) and notes
+ * which lines name which `url`; {@link resolveScan} then checks those urls
+ * against the endpoint given at batch creation.
+ *
  * @module
  */
 import { createSha256 } from "../integrity/sha256.ts";
-import { readLines } from "./line_reader.ts";
+import { LineSplitter } from "./line_reader.ts";
 import type { BatchErrorEntry } from "./objects.ts";
 
 /** Limits for validation. */
@@ -51,11 +57,34 @@ export interface RequestLine {
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/**
- * Checks one parsed line against the batch's endpoint. Returns the problems
- * (empty when the line is a valid request).
- */
-export function checkRequestLine(value: unknown, endpoint: string, line: number): BatchErrorEntry[] {
+/** What a scan found, before the batch's endpoint is known. Serialisable (kept with the file). */
+export interface InputScan {
+  /** The limits it was made with; a scan made with other limits is not used. */
+  limits: ValidationLimits;
+  requests: number;
+  lines: number;
+  model: string | null;
+  /** Errors that do not depend on the endpoint, in line order, at most `maxErrors`. */
+  errors: BatchErrorEntry[];
+  unlistedErrors: number;
+  /** For each `url` named: how many lines name it and the first `maxErrors` of them. */
+  urls: Record<string, { count: number; lines: number[] }>;
+  /** False when more distinct urls were named than are tracked: validate the file again. */
+  urlsComplete: boolean;
+}
+
+const invalidUrl = (endpoint: string, line: number): BatchErrorEntry => ({
+  code: "invalid_url",
+  message: `The URL provided for this request does not match the batch endpoint ${endpoint}.`,
+  param: "url",
+  line,
+});
+
+/** Distinct urls a scan tracks; a file naming more is validated again at batch creation. */
+const MAX_TRACKED_URLS = 16;
+
+/** Checks one parsed line, except its `url` against the endpoint. Returns its problems. */
+export function checkRequestLine(value: unknown, line: number): BatchErrorEntry[] {
   const problems: BatchErrorEntry[] = [];
   const problem = (code: string, message: string, param: string | null) =>
     problems.push({ code, message, param, line });
@@ -78,12 +107,8 @@ export function checkRequestLine(value: unknown, endpoint: string, line: number)
   if (value.method !== undefined && value.method !== null && value.method !== "POST") {
     problem("invalid_request", `Invalid value for 'method': only POST is supported.`, "method");
   }
-  if (value.url !== undefined && value.url !== null && value.url !== endpoint) {
-    problem(
-      "invalid_url",
-      `The URL provided for this request does not match the batch endpoint ${endpoint}.`,
-      "url",
-    );
+  if (value.url !== undefined && value.url !== null && typeof value.url !== "string") {
+    problem("invalid_url", "'url' must be a string.", "url");
   }
   if (value.body !== undefined && value.body !== null) {
     if (!isObject(value.body)) {
@@ -96,7 +121,166 @@ export function checkRequestLine(value: unknown, endpoint: string, line: number)
 }
 
 /**
- * Validates an input stream for `endpoint`.
+ * Scans input incrementally: feed it chunks as they arrive, then `finish()`.
+ * Given the endpoint, it reports every `url` that differs; without it (at
+ * upload time) it notes which lines name which url, for {@link resolveScan}.
+ *
+ * @example
+ * ```ts
+ * const scanner = new InputScanner(DEFAULT_VALIDATION_LIMITS);
+ * for await (const chunk of upload) scanner.push(chunk);
+ * const scan = scanner.finish();
+ * ```
+ */
+export class InputScanner {
+  readonly limits: ValidationLimits;
+  readonly endpoint: string | undefined;
+  #splitter: LineSplitter;
+  #errors: BatchErrorEntry[] = [];
+  #unlistedErrors = 0;
+  #seen = new Set<string>();
+  #requests = 0;
+  #lines = 0;
+  #model: string | null = null;
+  #urls = new Map<string, { count: number; lines: number[] }>();
+  #urlsComplete = true;
+
+  constructor(limits: ValidationLimits = DEFAULT_VALIDATION_LIMITS, endpoint?: string) {
+    this.limits = limits;
+    this.endpoint = endpoint;
+    this.#splitter = new LineSplitter(limits.maxLineBytes);
+  }
+
+  /** Scans the lines this chunk completes. */
+  push(chunk: Uint8Array): void {
+    this.#scan(this.#splitter.push(chunk));
+  }
+
+  /** Scans the last line and returns the result. */
+  finish(): InputScan {
+    this.#scan(this.#splitter.end());
+    if (this.#requests === 0) {
+      this.#report({ code: "empty_file", message: "The input file is empty: it contains no requests.", param: null, line: null });
+    }
+    return {
+      limits: this.limits,
+      requests: this.#requests,
+      lines: this.#lines,
+      model: this.#model,
+      errors: this.#errors,
+      unlistedErrors: this.#unlistedErrors,
+      urls: Object.fromEntries(this.#urls),
+      urlsComplete: this.#urlsComplete,
+    };
+  }
+
+  #report(entry: BatchErrorEntry) {
+    if (this.#errors.length < this.limits.maxErrors) this.#errors.push(entry);
+    else this.#unlistedErrors++;
+  }
+
+  #scan(group: readonly { line: number; text: string | null; problem?: string }[]) {
+    const limits = this.limits;
+    for (const { line, text, problem } of group) {
+      this.#lines = line;
+      if (problem === "too_long") {
+        this.#requests++;
+        this.#report({ code: "invalid_request", message: `Line is longer than ${limits.maxLineBytes} bytes.`, param: null, line });
+        continue;
+      }
+      if (text === null) {
+        this.#requests++;
+        this.#report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
+        continue;
+      }
+      if (text.trim() === "") continue;
+      this.#requests++;
+      if (this.#requests === limits.maxRequests + 1) {
+        this.#report({
+          code: "invalid_request",
+          message: `The input file has more than the maximum of ${limits.maxRequests} requests.`,
+          param: null,
+          line,
+        });
+      }
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        this.#report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
+        continue;
+      }
+      const problems = checkRequestLine(value, line);
+      const request = value as Partial<RequestLine>;
+      if (typeof request.url === "string") {
+        if (this.endpoint === undefined) this.#noteUrl(request.url, line);
+        else if (request.url !== this.endpoint) problems.push(invalidUrl(this.endpoint, line));
+      }
+      for (const entry of problems) this.#report(entry);
+      if (typeof request.custom_id === "string") {
+        if (this.#seen.has(request.custom_id)) {
+          this.#report({
+            code: "duplicate_custom_id",
+            message: `The custom_id ${JSON.stringify(request.custom_id)} appears more than once in this batch.`,
+            param: "custom_id",
+            line,
+          });
+        }
+        this.#seen.add(request.custom_id);
+      }
+      if (this.#model === null && problems.length === 0 && typeof request.body?.model === "string") {
+        this.#model = request.body.model;
+      }
+    }
+  }
+
+  #noteUrl(url: string, line: number) {
+    let entry = this.#urls.get(url);
+    if (!entry) {
+      if (this.#urls.size >= MAX_TRACKED_URLS) {
+        this.#urlsComplete = false;
+        return;
+      }
+      entry = { count: 0, lines: [] };
+      this.#urls.set(url, entry);
+    }
+    entry.count++;
+    if (entry.lines.length < this.limits.maxErrors) entry.lines.push(line);
+  }
+}
+
+/**
+ * Completes a scan for a batch's endpoint: every line whose `url` differs is an
+ * `invalid_url` error, merged with the scan's errors in line order and capped.
+ * Null when the scan cannot answer (too many distinct urls, other limits).
+ */
+export function resolveScan(
+  scan: InputScan,
+  endpoint: string,
+  limits: ValidationLimits,
+): Omit<ValidationResult, "sha256"> | null {
+  if (!scan.urlsComplete || JSON.stringify(scan.limits) !== JSON.stringify(limits)) return null;
+  const urlErrors: BatchErrorEntry[] = [];
+  let unlisted = scan.unlistedErrors;
+  for (const [url, { count, lines }] of Object.entries(scan.urls)) {
+    if (url === endpoint) continue;
+    for (const line of lines) urlErrors.push(invalidUrl(endpoint, line));
+    unlisted += count - lines.length;
+  }
+  const order = (entry: BatchErrorEntry) => entry.line ?? Number.MAX_SAFE_INTEGER;
+  const merged = [...scan.errors, ...urlErrors].sort((a, b) => order(a) - order(b));
+  unlisted += Math.max(0, merged.length - limits.maxErrors);
+  return {
+    requests: scan.requests,
+    lines: scan.lines,
+    model: scan.model,
+    errors: merged.slice(0, limits.maxErrors),
+    unlistedErrors: unlisted,
+  };
+}
+
+/**
+ * Validates an input stream for `endpoint` in one pass.
  *
  * @example
  * ```ts
@@ -110,86 +294,11 @@ export async function validateInput(
   limits: ValidationLimits = DEFAULT_VALIDATION_LIMITS,
 ): Promise<ValidationResult> {
   const hash = createSha256();
-  const hashed = input.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        hash.update(chunk);
-        controller.enqueue(chunk);
-      },
-    }),
-  );
-  const errors: BatchErrorEntry[] = [];
-  let unlistedErrors = 0;
-  const report = (entry: BatchErrorEntry) => {
-    if (errors.length < limits.maxErrors) errors.push(entry);
-    else unlistedErrors++;
-  };
-  const seen = new Set<string>();
-  let requests = 0;
-  let lines = 0;
-  let model: string | null = null;
-
-  for await (const group of readLines(hashed, limits.maxLineBytes)) {
-    for (const { line, text, problem } of group) {
-      lines = line;
-      if (problem === "too_long") {
-        requests++;
-        report({
-          code: "invalid_request",
-          message: `Line is longer than ${limits.maxLineBytes} bytes.`,
-          param: null,
-          line,
-        });
-        continue;
-      }
-      if (text === null) {
-        requests++;
-        report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
-        continue;
-      }
-      if (text.trim() === "") continue;
-      requests++;
-      if (requests === limits.maxRequests + 1) {
-        report({
-          code: "invalid_request",
-          message: `The input file has more than the maximum of ${limits.maxRequests} requests.`,
-          param: null,
-          line,
-        });
-      }
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch {
-        report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
-        continue;
-      }
-      const problems = checkRequestLine(value, endpoint, line);
-      for (const entry of problems) report(entry);
-      const request = value as Partial<RequestLine>;
-      if (typeof request.custom_id === "string") {
-        if (seen.has(request.custom_id)) {
-          report({
-            code: "duplicate_custom_id",
-            message: `The custom_id ${JSON.stringify(request.custom_id)} appears more than once in this batch.`,
-            param: "custom_id",
-            line,
-          });
-        }
-        seen.add(request.custom_id);
-      }
-      if (model === null && problems.length === 0 && typeof request.body?.model === "string") {
-        model = request.body.model;
-      }
-    }
+  const scanner = new InputScanner(limits, endpoint);
+  for await (const chunk of input) {
+    hash.update(chunk);
+    scanner.push(chunk);
   }
-  if (requests === 0) {
-    report({
-      code: "empty_file",
-      message: "The input file is empty: it contains no requests.",
-      param: null,
-      line: null,
-    });
-  }
-  return { requests, lines, model, sha256: hash.hexDigest(), errors, unlistedErrors };
+  const { requests, lines, model, errors, unlistedErrors } = scanner.finish();
+  return { requests, lines, model, errors, unlistedErrors, sha256: hash.hexDigest() };
 }
