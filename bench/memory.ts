@@ -9,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../src/client/api_client.ts";
-import { memoryOf, pollBatch, report, startBenchServer, writeJsonl } from "./_lib.ts";
+import { curlUpload, memoryOf, pollBatch, report, startBenchServer, writeJsonl } from "./_lib.ts";
 
 const LINE_BYTES = 4000;
 
@@ -25,7 +25,7 @@ async function peakFor(lines: number, dir: string): Promise<{ peakMiB: number; i
   }, 50);
   const started = performance.now();
   const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
-  const file = await api.uploadFile(input, "batch");
+  const file = await curlUpload(server.baseURL, input, "batch");
   const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
   const done = await pollBatch(server.baseURL, batch.id, (b) => ["completed", "failed"].includes(b.status), 100);
   if (done.status !== "completed" || done.request_counts.completed !== lines) throw new Error(JSON.stringify(done));

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../src/client/api_client.ts";
 import { createSha256 } from "../src/integrity/sha256.ts";
-import { median, pollBatch, report, runsArg, startBenchServer, writeJsonl } from "./_lib.ts";
+import { curlUpload, median, pollBatch, report, runsArg, startBenchServer, writeJsonl } from "./_lib.ts";
 
 const MB = 1_000_000;
 const SIZE_MB = Number(process.env.BENCH_UPLOAD_MB ?? 200);
@@ -68,7 +68,7 @@ for (let i = 0; i < runs; i++) {
   const server = await startBenchServer(["--upstream", "mock", "--data", join(dir, `data-${i}`)]);
   const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
   const started = performance.now();
-  const file = await api.uploadFile(input, "batch");
+  const file = await curlUpload(server.baseURL, input, "batch");
   const uploaded = performance.now();
   const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
   const validated = await pollBatch(server.baseURL, batch.id, (b) => b.status !== "validating", 5);

@@ -415,6 +415,8 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
           return;
         } catch (error) {
           if (closing.signal.aborted) return;
+          // A failed append leaves its results unfinished; the next try starts a fresh writer.
+          if (batch.progress) attachProgress(batch, batch.progress);
           logger.error(
             `batch ${batch.record.batch.id}: ${(error as Error).message}; retrying in ${RETRY_RUN_AFTER_MS} ms`,
           );

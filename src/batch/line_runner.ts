@@ -33,15 +33,14 @@ export interface RunContext {
   logger: Logger;
 }
 
-/**
- * Most lines of one batch started and not finished: in flight or waiting to
- * retry (up to twice the concurrency), plus results waiting for their group
- * commit. The latter must not hold up dispatching — an fsync takes far longer
- * than a fast target's answer — so they get room of their own; each is one
- * small record, so memory stays bounded.
- */
+/** Most lines of one batch in flight or waiting to retry, as a multiple of the concurrency. */
 const WINDOW_FACTOR = 2;
-const RESULTS_AWAITING_COMMIT = 1024;
+/**
+ * Most results of one batch waiting for their group commit. They do not hold
+ * up dispatching (an fsync takes far longer than a fast target's answer), but
+ * past this many the loop waits, so memory stays bounded.
+ */
+const RESULTS_AWAITING_COMMIT = 2048;
 /**
  * Longest stretch the dispatch loop runs before it lets the event loop serve
  * other work (status requests, uploads). Against a target that answers at once
@@ -50,21 +49,20 @@ const RESULTS_AWAITING_COMMIT = 1024;
 const SLICE_MS = 4;
 const nextMacrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
-/** Records appended together when expiring the rest of a batch. */
-const EXPIRY_GROUP = 512;
-
-/** Streams the input's unfinished request lines with their numbers. */
+/** Streams the input's unfinished request lines with their numbers, a chunk's worth at a time. */
 async function* unfinishedLines(
   storage: Storage,
   active: ActiveBatch,
-): AsyncGenerator<{ line: number; request: RequestLine }> {
+): AsyncGenerator<{ line: number; request: RequestLine }[]> {
   const progress = active.progress!;
   const input = await storage.blobs.get(fileBlobKey(active.record.batch.input_file_id));
   for await (const group of readLines(input)) {
+    const lines: { line: number; request: RequestLine }[] = [];
     for (const { line, text } of group) {
       if (text === null || progress.isDone(line) || text.trim() === "") continue;
-      yield { line, request: JSON.parse(text) as RequestLine };
+      lines.push({ line, request: JSON.parse(text) as RequestLine });
     }
+    if (lines.length) yield lines;
   }
 }
 
@@ -89,41 +87,50 @@ const sleep = (ms: number, signal: AbortSignal) =>
  */
 export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promise<void> {
   const batchId = active.record.batch.id;
+  const results = active.results!;
   const stopSignal = AbortSignal.any([active.stopDispatch.signal, ctx.stopping]);
   // One combined signal for every request of this run (not one per request: AbortSignal.any is costly).
   // Each request in flight listens to it, so lift Node's listener warning threshold.
   const requestSignal = AbortSignal.any([active.abortRequests.signal, ctx.abandon]);
   setMaxListeners(0, requestSignal);
   const window = new Set<Promise<void>>();
-  const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR + RESULTS_AWAITING_COMMIT;
+  const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR;
   let failure: unknown;
   let sliceStart = performance.now();
-  for await (const { line, request } of unfinishedLines(ctx.storage, active)) {
-    if (performance.now() - sliceStart > SLICE_MS) {
-      await nextMacrotask();
-      sliceStart = performance.now();
+  try {
+    dispatch: for await (const group of unfinishedLines(ctx.storage, active)) {
+      for (const { line, request } of group) {
+        if (performance.now() - sliceStart > SLICE_MS) {
+          await nextMacrotask();
+          sliceStart = performance.now();
+        }
+        while (window.size >= maxWindow) await Promise.race(window);
+        if (results.pending >= RESULTS_AWAITING_COMMIT) await results.below(RESULTS_AWAITING_COMMIT / 2);
+        if (stopSignal.aborted || failure) break dispatch;
+        const bodyText = JSON.stringify(request.body);
+        let lease: Lease;
+        try {
+          lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
+        } catch {
+          break dispatch;
+        }
+        active.inFlight.add(line);
+        const task = runLine(ctx, active, { line, request, bodyText }, lease, stopSignal, requestSignal)
+          .catch((error) => {
+            failure ??= error;
+          })
+          .finally(() => {
+            active.inFlight.delete(line);
+            window.delete(task);
+          });
+        window.add(task);
+      }
     }
-    while (window.size >= maxWindow) await Promise.race(window);
-    if (stopSignal.aborted || failure) break;
-    const bodyText = JSON.stringify(request.body);
-    let lease: Lease;
-    try {
-      lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
-    } catch {
-      break;
-    }
-    active.inFlight.add(line);
-    const task = runLine(ctx, active, { line, request, bodyText }, lease, stopSignal, requestSignal)
-      .catch((error) => {
-        failure ??= error;
-      })
-      .finally(() => {
-        active.inFlight.delete(line);
-        window.delete(task);
-      });
-    window.add(task);
+  } finally {
+    // Even when the loop fails, no request of this run may outlive it.
+    await Promise.all(window);
   }
-  await Promise.all(window);
+  await results.below(1);
   if (failure) throw failure;
 }
 
@@ -175,15 +182,11 @@ async function runLine(
       return;
     }
   }
-  await recordOutcome(active, line, request.custom_id, outcome);
+  recordOutcome(active, line, request.custom_id, outcome);
 }
 
-async function recordOutcome(
-  active: ActiveBatch,
-  line: number,
-  customId: string,
-  outcome: Outcome,
-): Promise<void> {
+/** Queues the result of a line for its log. */
+function recordOutcome(active: ActiveBatch, line: number, customId: string, outcome: Outcome): void {
   let kind: LogKind;
   let record: string;
   let usage: unknown;
@@ -209,18 +212,20 @@ async function recordOutcome(
       }, response.bodyJson);
     }
   }
-  await active.results!.write(kind, [{ line, record, usage }]);
+  active.results!.add(kind, { line, record, usage });
 }
 
 /** Writes every unfinished line to the error log as `batch_expired`. */
 export async function expireRemaining(ctx: RunContext, active: ActiveBatch): Promise<void> {
-  let group: { line: number; record: string }[] = [];
-  for await (const { line, request } of unfinishedLines(ctx.storage, active)) {
-    group.push({ line, record: failureRecord(line, request.custom_id, { code: "batch_expired", message: EXPIRED_MESSAGE }) });
-    if (group.length === EXPIRY_GROUP) {
-      await active.results!.write("errors", group);
-      group = [];
+  const results = active.results!;
+  for await (const group of unfinishedLines(ctx.storage, active)) {
+    for (const { line, request } of group) {
+      results.add("errors", {
+        line,
+        record: failureRecord(line, request.custom_id, { code: "batch_expired", message: EXPIRED_MESSAGE }),
+      });
     }
+    await results.below(RESULTS_AWAITING_COMMIT);
   }
-  if (group.length) await active.results!.write("errors", group);
+  await results.below(1);
 }

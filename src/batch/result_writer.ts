@@ -3,8 +3,10 @@
  * log is being made durable, the results that arrive queue up and go together
  * in the next one. The storage's group commit already shares one fsync among
  * concurrent appends; grouping here also shares the per-append work (key
- * checks, encoding, bookkeeping), which dominates once results arrive faster
- * than a disk flush.
+ * checks, encoding, promises), which dominates once results arrive faster than
+ * a disk flush.
+ *
+ * A result counts as finished (in `progress`) only once its group is durable.
  *
  * @module
  */
@@ -19,14 +21,18 @@ export interface PendingResult {
   usage?: unknown;
 }
 
-interface Waiting extends PendingResult {
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-/** A batch's writer of results; `write` resolves once the result is durable and counted. */
+/** A batch's writer of results. */
 export interface ResultWriter {
-  write(kind: LogKind, results: PendingResult[]): Promise<void>;
+  /** Queues a result; it is written with the next group. */
+  add(kind: LogKind, result: PendingResult): void;
+  /** Results queued or being written. */
+  readonly pending: number;
+  /**
+   * Resolves once fewer than `limit` results are pending (0: once everything
+   * queued is durable and counted). Rejects with the error of a failed append;
+   * the results of a failed group stay unfinished.
+   */
+  below(limit: number): Promise<void>;
 }
 
 /**
@@ -35,40 +41,58 @@ export interface ResultWriter {
  * @example
  * ```ts
  * const writer = createResultWriter(storage, batchId, progress);
- * await writer.write("output", [{ line: 3, record, usage }]);
+ * writer.add("output", { line: 3, record, usage });
+ * await writer.below(1); // durable
  * ```
  */
 export function createResultWriter(storage: Storage, batchId: string, progress: BatchProgress): ResultWriter {
-  const queues: Record<LogKind, { waiting: Waiting[]; flushing: boolean }> = {
-    output: { waiting: [], flushing: false },
-    errors: { waiting: [], flushing: false },
-  };
+  const queues: Record<LogKind, PendingResult[]> = { output: [], errors: [] };
+  const flushing: Record<LogKind, boolean> = { output: false, errors: false };
   const keys: Record<LogKind, string> = { output: outputLogKey(batchId), errors: errorLogKey(batchId) };
+  const waiters: { limit: number; resolve(): void; reject(error: unknown): void }[] = [];
+  let pending = 0;
+  let failure: unknown = null;
+
+  const notify = () => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const waiter = waiters[i];
+      if (failure !== null) waiter.reject(failure);
+      else if (pending < waiter.limit || pending === 0) waiter.resolve();
+      else continue;
+      waiters.splice(i, 1);
+    }
+  };
 
   const flush = async (kind: LogKind) => {
-    const queue = queues[kind];
-    queue.flushing = true;
-    while (queue.waiting.length) {
-      const group = queue.waiting.splice(0);
+    flushing[kind] = true;
+    while (queues[kind].length) {
+      const group = queues[kind];
+      queues[kind] = [];
       try {
         const { end } = await storage.logs.append(keys[kind], group.map((result) => result.record));
         for (const result of group) progress.record(result.line, kind, result.usage, end);
-        for (const result of group) result.resolve();
       } catch (error) {
-        for (const result of group) result.reject(error);
+        failure ??= error;
       }
+      pending -= group.length;
+      notify();
     }
-    queue.flushing = false;
+    flushing[kind] = false;
   };
 
   return {
-    write(kind, results) {
-      const queue = queues[kind];
-      const done = Promise.all(results.map((result) =>
-        new Promise<void>((resolve, reject) => queue.waiting.push({ ...result, resolve, reject }))
-      ));
-      if (!queue.flushing) void flush(kind);
-      return done.then(() => {});
+    add(kind, result) {
+      queues[kind].push(result);
+      pending++;
+      if (!flushing[kind]) void flush(kind);
+    },
+    get pending() {
+      return pending;
+    },
+    below(limit) {
+      if (failure !== null) return Promise.reject(failure);
+      if (pending < limit || pending === 0) return Promise.resolve();
+      return new Promise((resolve, reject) => waiters.push({ limit, resolve, reject }));
     },
   };
 }

@@ -47,11 +47,14 @@ const CHUNK = 256 * 1024;
 /** Streams a file from disk in chunks. */
 function fileChunks(path: string): ReadableStream<Uint8Array> {
   let handle: Awaited<ReturnType<typeof open>> | undefined;
+  let position = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       handle ??= await open(path, "r");
       const buffer = new Uint8Array(CHUNK);
-      const { bytesRead } = await handle.read(buffer, 0, CHUNK, null);
+      // An explicit position: reading "from the current position" is far slower on Deno.
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK, position);
+      position += bytesRead;
       if (bytesRead === 0) {
         await handle.close();
         controller.close();
