@@ -96,13 +96,21 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
   const window = new Set<Promise<void>>();
   const maxWindow = ctx.dispatcher.concurrency * WINDOW_FACTOR;
   let failure: unknown;
+  const settle = (line: number, task: Promise<void>) => {
+    active.inFlight.delete(line);
+    window.delete(task);
+  };
   let sliceStart = performance.now();
+  let sinceCheck = 0;
   try {
     dispatch: for await (const group of unfinishedLines(ctx.storage, active)) {
       for (const { line, request } of group) {
-        if (performance.now() - sliceStart > SLICE_MS) {
-          await nextMacrotask();
-          sliceStart = performance.now();
+        if (++sinceCheck === 32) {
+          sinceCheck = 0;
+          if (performance.now() - sliceStart > SLICE_MS) {
+            await nextMacrotask();
+            sliceStart = performance.now();
+          }
         }
         while (window.size >= maxWindow) await Promise.race(window);
         if (results.pending >= RESULTS_AWAITING_COMMIT) await results.below(RESULTS_AWAITING_COMMIT / 2);
@@ -115,14 +123,14 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
           break dispatch;
         }
         active.inFlight.add(line);
-        const task = runLine(ctx, active, { line, request, bodyText }, lease, stopSignal, requestSignal)
-          .catch((error) => {
-            failure ??= error;
-          })
-          .finally(() => {
-            active.inFlight.delete(line);
-            window.delete(task);
-          });
+        const task: Promise<void> = runLine(ctx, active, { line, request, bodyText }, lease, stopSignal, requestSignal)
+          .then(
+            () => settle(line, task),
+            (error) => {
+              failure ??= error;
+              settle(line, task);
+            },
+          );
         window.add(task);
       }
     }
