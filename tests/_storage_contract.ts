@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isStorageError, type Storage } from "../src/storage/mod.ts";
 import { sha256Hex } from "../src/integrity/sha256.ts";
+import { concatBytes } from "../src/storage/concat_bytes.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -17,13 +18,7 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8
     chunks.push(chunk);
     total += chunk.length;
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  return concatBytes(chunks, total);
 }
 
 export async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
