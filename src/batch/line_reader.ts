@@ -31,6 +31,19 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 /**
+ * Whether a line is empty or only white space (cheap for the usual line that starts with `{`).
+ *
+ * @example
+ * ```ts
+ * isBlankLine("  "); // true
+ * isBlankLine('{"a":1}'); // false
+ * ```
+ */
+export function isBlankLine(text: string): boolean {
+  return text.length === 0 || (text.charCodeAt(0) <= 32 && text.trim() === "");
+}
+
+/**
  * An incremental line splitter: feed it chunks, get the lines they complete.
  *
  * @example
@@ -79,7 +92,10 @@ export class LineSplitter {
     }
     const last = chunk.lastIndexOf(NEWLINE);
     if (last >= 0) {
-      this.#splitRegion(concat(this.#carry, chunk.subarray(0, last + 1)));
+      // The carried bytes join only the chunk's first line; the rest is decoded in place, not copied.
+      const firstEnd = chunk.indexOf(NEWLINE);
+      this.#splitRegion(concat(this.#carry, chunk.subarray(0, firstEnd + 1)));
+      if (last > firstEnd) this.#splitRegion(chunk.subarray(firstEnd + 1, last + 1));
       this.#carry = EMPTY;
     }
     this.#extendCarry(chunk.subarray(last + 1));

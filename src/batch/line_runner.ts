@@ -9,7 +9,7 @@ import { setMaxListeners } from "node:events";
 import type { Storage } from "../storage/types.ts";
 import type { ActiveBatch } from "./active_batch.ts";
 import type { Dispatcher, Lease } from "./dispatcher.ts";
-import { readLines } from "./line_reader.ts";
+import { isBlankLine, readLines } from "./line_reader.ts";
 import type { Logger } from "./logger.ts";
 import type { LogKind } from "./progress.ts";
 import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";
@@ -59,7 +59,7 @@ async function* unfinishedLines(
   for await (const group of readLines(input)) {
     const lines: { line: number; request: RequestLine }[] = [];
     for (const { line, text } of group) {
-      if (text === null || progress.isDone(line) || text.trim() === "") continue;
+      if (text === null || progress.isDone(line) || isBlankLine(text)) continue;
       lines.push({ line, request: JSON.parse(text) as RequestLine });
     }
     if (lines.length) yield lines;

@@ -11,7 +11,7 @@
  * @module
  */
 import { createSha256 } from "../integrity/sha256.ts";
-import { LineSplitter } from "./line_reader.ts";
+import { isBlankLine, LineSplitter } from "./line_reader.ts";
 import type { BatchErrorEntry } from "./objects.ts";
 
 /** Limits for validation. */
@@ -193,7 +193,7 @@ export class InputScanner {
         this.#report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
         continue;
       }
-      if (text.trim() === "") continue;
+      if (isBlankLine(text)) continue;
       this.#requests++;
       if (this.#requests === limits.maxRequests + 1) {
         this.#report({
