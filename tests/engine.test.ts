@@ -6,6 +6,7 @@ import { silentLogger } from "../src/batch/logger.ts";
 import { createHttpTarget, createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
 import { createFsStorage } from "../src/storage/fs.ts";
+import { StorageError } from "../src/storage/errors.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import { allCustomIds, ended, line, records, submit, waitUntil } from "./_engine.ts";
 import { startUpstream, type Upstream } from "./_upstream.ts";
@@ -253,5 +254,36 @@ test("engine: a 10,000-line batch through the mock target has every custom_id ex
     await engine.close();
     await storage.close();
     await removeDir(dir);
+  }
+});
+
+test("engine: an append that fails after writing its records neither loses nor repeats a result", async () => {
+  const base = createMemoryStorage();
+  let failures = 2;
+  const storage = {
+    ...base,
+    logs: {
+      ...base.logs,
+      // The records reach the log, then the flush "fails" (as an fsync error would report).
+      async append(key: string, records: readonly string[]) {
+        const result = await base.logs.append(key, records);
+        if (key.endsWith("/output") && failures-- > 0) throw new StorageError("io", "simulated fsync failure", { key });
+        return result;
+      },
+    },
+  };
+  const logger = { lines: [] as string[], info() {}, warn() {}, error(m: string) { logger.lines.push(m); } };
+  const engine = createBatchEngine({ storage, target: createMockTarget({ latencyMs: 1 }), logger, checkpoints: false });
+  await engine.start();
+  try {
+    const ids = Array.from({ length: 300 }, (_, i) => `f${i}`);
+    const batch = await submit(engine, ids.map((id) => line(id, "m")));
+    const done = await waitUntil(engine, batch.id, ended, 30_000);
+    assert.deepEqual(done.request_counts, { total: 300, completed: 300, failed: 0 });
+    assert.deepEqual(await allCustomIds(engine, done), [...ids].sort());
+    assert.ok(logger.lines.some((l) => l.includes("simulated fsync failure")), "the failure was reported");
+  } finally {
+    await engine.close();
+    await base.close();
   }
 });

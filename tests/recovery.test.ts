@@ -93,12 +93,12 @@ test("recovery: a status document half-written by a crash (temp file, no rename)
     const docDir = join(dir, "docs", "tenants", "default", "batches");
     await writeFile(join(docDir, ".tmp-crashed"), '{"sha256":"00","payload":{"version":2,"value":{"batch":{"status":"comp');
     const reopened = await createFsStorage({ dir });
+    assert.ok(!(await readdir(docDir)).some((name) => name.startsWith(".tmp-")), "the leftover temp file is removed");
     const engine = await startEngine(reopened, recordingLogger());
     try {
       const done = await waitUntil(engine, crashed.id, ended);
       assert.equal(done.status, "completed");
       assert.deepEqual(done.request_counts, { total: 5, completed: 5, failed: 0 });
-      assert.ok(!(await readdir(docDir)).some((name) => name.startsWith(".tmp-")));
     } finally {
       await engine.close();
       await reopened.close();

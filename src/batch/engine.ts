@@ -408,6 +408,26 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   };
 
   const run = (batch: ActiveBatch) => {
+    const pause = () => new Promise((resolve) => setTimeout(resolve, RETRY_RUN_AFTER_MS));
+    /**
+     * After a failure, brings `progress` in line with the logs: a failed append may
+     * still have left whole records in a log, and their lines must not be sent again.
+     * Resolves false when the engine closes first.
+     */
+    const resync = async (): Promise<boolean> => {
+      for (;;) {
+        await pause();
+        if (closing.signal.aborted) return false;
+        if (!batch.progress) return true;
+        try {
+          await absorbLogTails(batch.record.batch.id, batch.progress);
+          attachProgress(batch, batch.progress);
+          return true;
+        } catch (error) {
+          logger.error(`batch ${batch.record.batch.id}: cannot read its logs: ${(error as Error).message}`);
+        }
+      }
+    };
     const promise = (async () => {
       for (;;) {
         try {
@@ -415,13 +435,10 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
           return;
         } catch (error) {
           if (closing.signal.aborted) return;
-          // A failed append leaves its results unfinished; the next try starts a fresh writer.
-          if (batch.progress) attachProgress(batch, batch.progress);
           logger.error(
             `batch ${batch.record.batch.id}: ${(error as Error).message}; retrying in ${RETRY_RUN_AFTER_MS} ms`,
           );
-          await new Promise((resolve) => setTimeout(resolve, RETRY_RUN_AFTER_MS));
-          if (closing.signal.aborted) return;
+          if (!(await resync())) return;
         }
       }
     })();
@@ -448,6 +465,21 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     };
   };
 
+  /** Marks finished every line whose record is in the logs past what `progress` already knows. */
+  const absorbLogTails = async (id: string, progress: BatchProgress) => {
+    for (const [kind, key, from] of [
+      ["output", outputLogKey(id), progress.outputLength],
+      ["errors", errorLogKey(id), progress.errorLength],
+    ] as const) {
+      const report = await progress.absorbLog(kind, await storage.logs.read(key, from), from);
+      if (report.unreadable || report.duplicates) {
+        logger.warn(
+          `batch ${id}: ${kind} log has ${report.unreadable} unreadable and ${report.duplicates} duplicate record(s); ignored`,
+        );
+      }
+    }
+  };
+
   /** Rebuilds a resumed batch's progress from a checkpoint's snapshot and the logs' tails. */
   const recoverProgress = async (batch: ActiveBatch, fromCheckpoint: BatchSnapshot | undefined) => {
     const id = batch.record.batch.id;
@@ -466,17 +498,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     }
     progress ??= new BatchProgress(lines);
     const tail = outLength - progress.outputLength + errLength - progress.errorLength;
-    for (const [kind, key, from] of [
-      ["output", outKey, progress.outputLength],
-      ["errors", errKey, progress.errorLength],
-    ] as const) {
-      const report = await progress.absorbLog(kind, await storage.logs.read(key, from), from);
-      if (report.unreadable || report.duplicates) {
-        logger.warn(
-          `batch ${id}: ${kind} log has ${report.unreadable} unreadable and ${report.duplicates} duplicate record(s); ignored`,
-        );
-      }
-    }
+    await absorbLogTails(batch.record.batch.id, progress);
     attachProgress(batch, progress);
     logger.info(
       `batch ${id}: resumed at ${progress.finished}/${batch.record.batch.request_counts.total} ` +

@@ -23,7 +23,7 @@ export interface PendingResult {
 
 /** A batch's writer of results. */
 export interface ResultWriter {
-  /** Queues a result; it is written with the next group. */
+  /** Queues a result; it is written with the next group (dropped, unfinished, after a failure). */
   add(kind: LogKind, result: PendingResult): void;
   /** Results queued or being written. */
   readonly pending: number;
@@ -68,11 +68,16 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
     while (queues[kind].length) {
       const group = queues[kind];
       queues[kind] = [];
-      try {
-        const { end } = await storage.logs.append(keys[kind], group.map((result) => result.record));
-        for (const result of group) progress.record(result.line, kind, result.usage, end);
-      } catch (error) {
-        failure ??= error;
+      // After a failure nothing more is appended: the failed group may be in the log
+      // (whole or torn) past what `progress` knows, and the writer's owner must learn
+      // it from the log before writing again. Dropped results stay unfinished.
+      if (failure === null) {
+        try {
+          const { end } = await storage.logs.append(keys[kind], group.map((result) => result.record));
+          for (const result of group) progress.record(result.line, kind, result.usage, end);
+        } catch (error) {
+          failure ??= error;
+        }
       }
       pending -= group.length;
       notify();
@@ -82,6 +87,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
 
   return {
     add(kind, result) {
+      if (failure !== null) return;
       queues[kind].push(result);
       pending++;
       if (!flushing[kind]) void flush(kind);
