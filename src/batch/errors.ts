@@ -27,6 +27,7 @@ export class BatchError extends Error {
   /** The request parameter at fault, when there is one (OpenAI's `param`). */
   readonly param: string | null;
 
+  /** @param options `param` at fault and the underlying `cause` */
   constructor(code: BatchErrorCode, message: string, options: { param?: string | null; cause?: unknown } = {}) {
     super(message, { cause: options.cause });
     this.name = "BatchError";

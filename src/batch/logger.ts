@@ -6,8 +6,11 @@
 
 /** Where the engine reports what happens. */
 export interface Logger {
+  /** Progress worth knowing: batches resumed, ended. */
   info(message: string): void;
+  /** Something skipped or repaired: a corrupted checkpoint, an unreadable record. */
   warn(message: string): void;
+  /** Something failed: an unreadable input, a failed write (the engine retries). */
   error(message: string): void;
 }
 

@@ -23,12 +23,14 @@ export interface AppOptions {
   apiKeys?: readonly string[];
   /** Largest upload in bytes (default 512 MB); should match the engine's file limit. */
   maxFileBytes?: number;
+  /** Where unexpected errors are reported (default: the console). */
   logger?: Logger;
 }
 
 /**
  * Creates the HTTP app.
  *
+ * @returns a Hono app whose `Variables` carry the request's `owner`.
  * @example
  * ```ts
  * const storage = await createFsStorage({ dir: "./data" });

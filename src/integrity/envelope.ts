@@ -12,6 +12,7 @@ import { sha256Hex } from "./sha256.ts";
 export class IntegrityError extends Error {
   /** Stable code: always `corrupt`. */
   readonly code = "corrupt" as const;
+  /** @param options the underlying `cause` */
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "IntegrityError";

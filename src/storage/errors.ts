@@ -35,6 +35,7 @@ export class StorageError extends Error {
   /** The key involved, when there is one. */
   readonly key: string | undefined;
 
+  /** @param options the `key` involved and the underlying `cause` */
   constructor(
     code: StorageErrorCode,
     message: string,

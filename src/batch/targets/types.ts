@@ -17,6 +17,7 @@ export interface TargetRequest {
 
 /** What came back. */
 export interface TargetResponse {
+  /** The HTTP status. */
   status: number;
   /** The parsed JSON body (an object), or a wrapper around a non-JSON body. */
   body: Record<string, unknown>;
@@ -35,7 +36,9 @@ export type TargetErrorCode = "timeout" | "connection_error" | "aborted";
 
 /** A request that got no response. */
 export class TargetError extends Error {
+  /** Why no response came. */
   readonly code: TargetErrorCode;
+  /** @param code why no response came */
   constructor(code: TargetErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "TargetError";
