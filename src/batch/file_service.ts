@@ -63,10 +63,13 @@ export interface FileService {
   discard(received: ReceivedUpload): Promise<void>;
   /** Records a file whose bytes already live in storage (batch results). */
   adopt(record: FileRecord): Promise<FileObject>;
+  /** A file's record. @throws {BatchError} `not_found` (also for another owner's or an expired file) */
   get(owner: string, fileId: string): Promise<FileRecord>;
+  /** An owner's files, as `GET /v1/files` (`limit` 1..10,000, `order` desc by default). */
   list(owner: string, options: FileListOptions): Promise<FilePage>;
   /** The bytes of a file as a stream. */
   content(owner: string, fileId: string): Promise<{ record: FileRecord; stream: ReadableStream<Uint8Array> }>;
+  /** Deletes a file (its bytes stay while a running batch reads them). @throws {BatchError} `not_found` */
   delete(owner: string, fileId: string): Promise<void>;
   /** Deletes every expired file; returns how many. */
   sweepExpired(): Promise<number>;

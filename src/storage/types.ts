@@ -19,6 +19,7 @@
 
 /** What `BlobStore.put` returns once the blob is durable. */
 export interface BlobInfo {
+  /** The blob's key. */
   key: string;
   /** Byte count. */
   bytes: number;
@@ -28,13 +29,17 @@ export interface BlobInfo {
 
 /** What `BlobStore.stat` returns. */
 export interface BlobStat {
+  /** The blob's key. */
   key: string;
+  /** Byte count. */
   bytes: number;
 }
 
 /** A byte range: `start` inclusive, `end` exclusive (default: the end). */
 export interface ByteRange {
+  /** First byte, inclusive. */
   start: number;
+  /** End, exclusive (default: the end of the blob). */
   end?: number;
 }
 
@@ -50,7 +55,9 @@ export interface ListOptions {
 
 /** One page of keys; `more` says whether another page follows. */
 export interface KeyPage {
+  /** Keys in the requested order. */
   keys: string[];
+  /** Whether more keys follow. */
   more: boolean;
 }
 
@@ -80,7 +87,9 @@ export interface BlobStore {
 
 /** Where an append landed: byte offsets of the group in the log. */
 export interface AppendResult {
+  /** Offset of the group's first byte. */
   start: number;
+  /** Offset just past the group: the log's durable length covers it. */
   end: number;
 }
 
@@ -102,7 +111,9 @@ export interface LogStore {
 
 /** A document with its version (1 for the first write, +1 on each replace). */
 export interface StoredDocument<T> {
+  /** The document. */
   value: T;
+  /** Its version, for compare-and-swap. */
   version: number;
 }
 
@@ -128,8 +139,11 @@ export interface DocumentStore {
 export interface Storage {
   /** Short name of the adapter, e.g. `fs` or `memory`. */
   readonly kind: string;
+  /** Immutable files. */
   readonly blobs: BlobStore;
+  /** Append-only, group-committed records. */
   readonly logs: LogStore;
+  /** Small JSON values with atomic replace and compare-and-swap. */
   readonly documents: DocumentStore;
   /** Flushes and releases resources (files, locks). Further calls fail with `closed`. */
   close(): Promise<void>;
