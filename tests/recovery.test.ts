@@ -259,3 +259,14 @@ test("CheckpointStore keeps the last N, loads the newest valid one, and continue
   assert.deepEqual(latest?.snapshot.metadata, { n: 4 });
   assert.throws(() => new CheckpointStore(storage, { keep: 0, logger }), RangeError);
 });
+
+test("recovery: an active-index entry whose batch was never written (crash inside create) is dropped", async () => {
+  const storage = createMemoryStorage();
+  await storage.documents.put(`active/batch_${"0".repeat(36)}`, { owner: "default" });
+  const engine = await startEngine(storage, recordingLogger());
+  try {
+    assert.deepEqual((await storage.documents.list("active/")).keys, []);
+  } finally {
+    await engine.close();
+  }
+});

@@ -635,8 +635,10 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
         planned_output_file_id: null,
         planned_error_file_id: null,
       };
-      const version = await storage.documents.put(batchDocKey(owner, batch.id), record, { ifVersion: 0 });
+      // The index entry first: a crash between the two leaves an entry without a batch, which
+      // recovery drops, never a batch that nobody resumes.
       await storage.documents.put(activeBatchKey(batch.id), { owner });
+      const version = await storage.documents.put(batchDocKey(owner, batch.id), record, { ifVersion: 0 });
       const entry = activate(record, version);
       active.set(batch.id, entry);
       scheduleExpiry(entry);
