@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { BatchObject, BatchRecord } from "./objects.ts";
+import { type BatchObject, type BatchRecord, copyBatch, copyUsage } from "./objects.ts";
 import type { BatchProgress } from "./progress.ts";
 import type { ResultWriter } from "./result_writer.ts";
 
@@ -53,7 +53,7 @@ export function activate(record: BatchRecord, version: number): ActiveBatch {
 
 /** The public Batch object with live counts and usage. */
 export function liveBatchObject(active: ActiveBatch): BatchObject {
-  const batch = structuredClone(active.record.batch);
+  const batch = copyBatch(active.record.batch);
   const progress = active.progress;
   if (progress) {
     batch.request_counts = {
@@ -61,7 +61,7 @@ export function liveBatchObject(active: ActiveBatch): BatchObject {
       completed: progress.completed,
       failed: progress.failed,
     };
-    batch.usage = structuredClone(progress.usage);
+    batch.usage = copyUsage(progress.usage);
   }
   return batch;
 }

@@ -38,6 +38,8 @@ import {
   type BatchObject,
   type BatchRecord,
   type BatchStatus,
+  copyBatch,
+  copyUsage,
   emptyUsage,
   FINAL_STATUSES,
 } from "./objects.ts";
@@ -378,7 +380,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     if (!progress) return;
     const b = batch.record.batch;
     b.request_counts = { total: b.request_counts.total, completed: progress.completed, failed: progress.failed };
-    b.usage = structuredClone(progress.usage);
+    b.usage = copyUsage(progress.usage);
   };
 
   const finalize = async (batch: ActiveBatch, outcome: "completed" | "cancelled" | "expired") => {
@@ -643,7 +645,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       active.set(batch.id, entry);
       scheduleExpiry(entry);
       run(entry);
-      return structuredClone(batch);
+      return copyBatch(batch);
     },
 
     async getBatch(owner, batchId) {

@@ -7,7 +7,7 @@
  */
 import { lineOfRecord } from "./ids.ts";
 import { readLines } from "./line_reader.ts";
-import { type BatchUsage, emptyUsage } from "./objects.ts";
+import { type BatchUsage, copyUsage, emptyUsage } from "./objects.ts";
 import { addUsage } from "./usage.ts";
 
 /** Which log a record belongs to. */
@@ -75,7 +75,7 @@ export class BatchProgress {
     progress.#done = done;
     progress.completed = snapshot.completed;
     progress.failed = snapshot.failed;
-    progress.usage = structuredClone(snapshot.usage);
+    progress.usage = copyUsage(snapshot.usage);
     progress.outputLength = snapshot.outputLength;
     progress.errorLength = snapshot.errorLength;
     return progress;
@@ -117,7 +117,7 @@ export class BatchProgress {
       done: toBase64(this.#done),
       completed: this.completed,
       failed: this.failed,
-      usage: structuredClone(this.usage),
+      usage: copyUsage(this.usage),
       outputLength: this.outputLength,
       errorLength: this.errorLength,
     };

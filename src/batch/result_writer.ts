@@ -14,6 +14,16 @@ import type { Storage } from "../storage/types.ts";
 import type { BatchProgress, LogKind } from "./progress.ts";
 import { errorLogKey, outputLogKey } from "./storage_keys.ts";
 
+/**
+ * How long the first result of a group waits for company before it is written.
+ * Without it a fast target makes a group (and an fsync) of a handful of results
+ * every flush; some runtimes (Bun) block their event loop in fdatasync, so fewer,
+ * larger groups matter. Results become durable at most this much later.
+ */
+const LINGER_MS = 2;
+/** A group this large is written without waiting. */
+const FULL_GROUP = 512;
+
 /** One result to write. */
 export interface PendingResult {
   line: number;
@@ -48,6 +58,7 @@ export interface ResultWriter {
 export function createResultWriter(storage: Storage, batchId: string, progress: BatchProgress): ResultWriter {
   const queues: Record<LogKind, PendingResult[]> = { output: [], errors: [] };
   const flushing: Record<LogKind, boolean> = { output: false, errors: false };
+  const lingering: Record<LogKind, ReturnType<typeof setTimeout> | null> = { output: null, errors: null };
   const keys: Record<LogKind, string> = { output: outputLogKey(batchId), errors: errorLogKey(batchId) };
   const waiters: { limit: number; resolve(): void; reject(error: unknown): void }[] = [];
   let pending = 0;
@@ -90,7 +101,17 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       if (failure !== null) return;
       queues[kind].push(result);
       pending++;
-      if (!flushing[kind]) void flush(kind);
+      if (flushing[kind]) return;
+      if (queues[kind].length >= FULL_GROUP) {
+        clearTimeout(lingering[kind] ?? undefined);
+        lingering[kind] = null;
+        void flush(kind);
+      } else {
+        lingering[kind] ??= setTimeout(() => {
+          lingering[kind] = null;
+          if (!flushing[kind]) void flush(kind);
+        }, LINGER_MS);
+      }
     },
     get pending() {
       return pending;
