@@ -12,6 +12,9 @@ const bin = (name) => `node_modules/.bin/${name}`;
 const testFiles = readdirSync("tests").filter((f) => f.endsWith(".test.ts")).sort()
   .map((f) => `tests/${f}`);
 
+/** A runner that has not finished after this long is killed (with its process group) and counts as failed. */
+const RUN_TIMEOUT_MS = 12 * 60 * 1000;
+
 /** Runs a command, streaming its output, and resolves with exit code and output text. */
 function run(label, command, commandArgs, env = {}) {
   console.log(`\n=== ${label}: ${command} ${commandArgs.join(" ")}`);
@@ -19,7 +22,16 @@ function run(label, command, commandArgs, env = {}) {
     const child = spawn(command, commandArgs, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0", ...env },
+      detached: true,
     });
+    const timer = setTimeout(() => {
+      console.log(`\n${label}: still running after ${RUN_TIMEOUT_MS / 60000} minutes; killing it`);
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+    }, RUN_TIMEOUT_MS);
     let output = "";
     const tee = (stream, sink) =>
       stream.on("data", (chunk) => {
@@ -28,7 +40,10 @@ function run(label, command, commandArgs, env = {}) {
       });
     tee(child.stdout, process.stdout);
     tee(child.stderr, process.stderr);
-    child.on("close", (code) => resolve({ code: code ?? 1, output }));
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, output });
+    });
   });
 }
 

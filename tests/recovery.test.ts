@@ -6,6 +6,7 @@ import { CheckpointStore, type EngineSnapshot } from "../src/batch/checkpoints.t
 import { createBatchEngine, type BatchEngine } from "../src/batch/engine.ts";
 import type { Logger } from "../src/batch/logger.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import { type Target, TargetError, type TargetResponse } from "../src/batch/targets/types.ts";
 import { batchDocKey, checkpointKey, fileBlobKey, outputLogKey } from "../src/batch/storage_keys.ts";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
 import { createFsStorage } from "../src/storage/fs.ts";
@@ -176,24 +177,73 @@ test("recovery: an expiry deadline that passed while down expires the batch at s
   }
 });
 
-/** Runs a batch on a slow target until some lines are done, checkpointing, then stops the engine as a crash would leave it. */
+/** A target that answers only as many requests as the test allows; the rest wait (and obey aborts). */
+function gatedTarget(): { target: Target; allow(n: number): void } {
+  let credit = 0;
+  const waiting: (() => void)[] = [];
+  const answer = (): TargetResponse => ({
+    status: 200,
+    body: { usage: { total_tokens: 1 } },
+    requestId: null,
+    retryAfterMs: null,
+    json: true,
+  });
+  return {
+    target: {
+      description: "gated",
+      send: (request) =>
+        new Promise((resolve, reject) => {
+          if (credit > 0) {
+            credit--;
+            return resolve(answer());
+          }
+          const go = () => {
+            request.signal.removeEventListener("abort", onAbort);
+            resolve(answer());
+          };
+          const onAbort = () => {
+            waiting.splice(waiting.indexOf(go), 1);
+            reject(new TargetError("aborted", "the request was aborted"));
+          };
+          request.signal.addEventListener("abort", onAbort, { once: true });
+          waiting.push(go);
+        }),
+    },
+    allow(n: number) {
+      for (let i = 0; i < n; i++) {
+        const next = waiting.shift();
+        if (next) next();
+        else credit++;
+      }
+    },
+  };
+}
+
+/** Runs a batch until exactly 6, then 12, then 16 lines are done, checkpointing, then stops the engine. */
 async function checkpointedState(storage: Storage) {
   const crashed = await writeCrashedBatch(storage, { count: 40, done: [] });
+  const gate = gatedTarget();
   const engine = createBatchEngine({
     storage,
-    target: createMockTarget({ latencyMs: 20 }),
+    target: gate.target,
     logger: recordingLogger(),
     concurrency: 2,
     checkpoints: { intervalMs: 60_000, keep: 5 },
     shutdownGraceMs: 0,
   });
   await engine.start();
-  await waitUntil(engine, crashed.id, (b) => b.request_counts.completed >= 6);
-  assert.equal(await engine.checkpoint(), 1);
-  await waitUntil(engine, crashed.id, (b) => b.request_counts.completed >= 12);
-  assert.equal(await engine.checkpoint(), 2);
-  await waitUntil(engine, crashed.id, (b) => b.request_counts.completed >= 16);
-  await engine.close(); // writes checkpoint 3 on the way out
+  try {
+    gate.allow(6);
+    await waitUntil(engine, crashed.id, (b) => b.request_counts.completed === 6);
+    assert.equal(await engine.checkpoint(), 1);
+    gate.allow(6);
+    await waitUntil(engine, crashed.id, (b) => b.request_counts.completed === 12);
+    assert.equal(await engine.checkpoint(), 2);
+    gate.allow(4);
+    await waitUntil(engine, crashed.id, (b) => b.request_counts.completed === 16);
+  } finally {
+    await engine.close(); // writes checkpoint 3 on the way out
+  }
   return crashed;
 }
 
