@@ -1,16 +1,11 @@
 // A minimal OpenAI-style upstream for benchmarks, in its own process:
 // node bench/_upstream_server.mjs <latency_ms>. Prints "port <n>" once listening.
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 
 const latency = Number(process.argv[2] ?? 0);
-const answer = JSON.stringify({
-  id: "chatcmpl-1",
-  object: "chat.completion",
-  created: 1,
-  model: "bench",
-  choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
-  usage: { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 },
-});
+// The same answer the in-process benchmarks use.
+const answer = JSON.stringify(JSON.parse(readFileSync(new URL("./chat_answer.json", import.meta.url), "utf8")));
 const server = createServer((request, response) => {
   request.resume();
   request.on("end", () => {
