@@ -92,6 +92,31 @@ test("Dispatcher.acquire() rejects when its signal aborts while waiting", async 
   assert.equal(dispatcher.inFlight, 0);
 });
 
+test("Dispatcher: an aborted signal fails only the waiters that passed it, in every queue", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  const held = await dispatcher.acquire("setup");
+  const stopped = new AbortController();
+  const kept = new AbortController();
+  const settled = (promise: Promise<Lease>) => promise.then(() => "granted", (error: Error) => error.message);
+  const doomed = [
+    settled(dispatcher.acquire("a", 0, stopped.signal)),
+    settled(dispatcher.acquire("b", 0, stopped.signal)),
+    settled(dispatcher.acquire("a", 0, stopped.signal)),
+  ];
+  const survivors = [dispatcher.acquire("a", 0, kept.signal), dispatcher.acquire("b", 0, kept.signal), dispatcher.acquire("c")];
+  stopped.abort(new Error("batch stopped"));
+  assert.deepEqual(await Promise.all(doomed), ["batch stopped", "batch stopped", "batch stopped"]);
+  held.release();
+  for (const survivor of survivors) (await survivor).release();
+  assert.equal(dispatcher.inFlight, 0);
+  // A signal already watched still works for a later waiter.
+  const again = await dispatcher.acquire("setup");
+  const late = settled(dispatcher.acquire("a", 0, kept.signal));
+  kept.abort(new Error("later"));
+  assert.equal(await late, "later");
+  again.release();
+});
+
 test("retryAfterMs() reads seconds, HTTP dates and retry-after-ms", () => {
   const now = Date.parse("2026-01-01T00:00:00Z");
   assert.equal(retryAfterMs(new Headers({ "retry-after": "3" }), now), 3000);

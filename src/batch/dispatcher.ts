@@ -26,6 +26,7 @@ export interface Lease {
 
 interface Waiter {
   tokens: number;
+  signal: AbortSignal | undefined;
   grant(lease: Lease): void;
   fail(reason: unknown): void;
 }
@@ -83,6 +84,8 @@ export class Dispatcher {
   #requests: TokenBucket | undefined;
   #tokens: TokenBucket | undefined;
   #clock: () => number;
+  /** Signals with the one listener that fails their waiters (a batch run passes the same signal every time). */
+  #watched = new WeakSet<AbortSignal>();
 
   constructor(options: DispatcherOptions) {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
@@ -118,31 +121,14 @@ export class Dispatcher {
       }
     }
     return new Promise<Lease>((resolve, reject) => {
-      const waiter: Waiter = {
-        tokens: estimatedTokens,
-        grant: (lease) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(lease);
-        },
-        fail: reject,
-      };
-      const onAbort = () => {
-        const waiters = this.#queues.get(queue);
-        const at = waiters?.indexOf(waiter) ?? -1;
-        if (at >= 0) {
-          waiters!.splice(at, 1);
-          if (!waiters!.length) this.#dropQueue(queue);
-        }
-        reject(signal!.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      if (signal) this.#watch(signal);
       let waiters = this.#queues.get(queue);
       if (!waiters) {
         waiters = [];
         this.#queues.set(queue, waiters);
         this.#rotation.push(queue);
       }
-      waiters.push(waiter);
+      waiters.push({ tokens: estimatedTokens, signal, grant: resolve, fail: reject });
       this.#pump();
     });
   }
@@ -166,6 +152,21 @@ export class Dispatcher {
     for (const waiters of this.#queues.values()) for (const waiter of waiters) waiter.fail(reason);
     this.#queues.clear();
     this.#rotation = [];
+  }
+
+  /** Makes `signal`'s abort fail every waiter that passed it, through one listener per signal. */
+  #watch(signal: AbortSignal) {
+    if (this.#watched.has(signal)) return;
+    this.#watched.add(signal);
+    signal.addEventListener("abort", () => {
+      for (const [queue, waiters] of [...this.#queues]) {
+        const kept = waiters.filter((waiter) => waiter.signal !== signal);
+        if (kept.length === waiters.length) continue;
+        for (const waiter of waiters) if (waiter.signal === signal) waiter.fail(signal.reason);
+        if (kept.length) this.#queues.set(queue, kept);
+        else this.#dropQueue(queue);
+      }
+    }, { once: true });
   }
 
   #dropQueue(queue: string) {

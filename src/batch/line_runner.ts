@@ -9,6 +9,7 @@ import { setMaxListeners } from "node:events";
 import type { Storage } from "../storage/types.ts";
 import type { ActiveBatch } from "./active_batch.ts";
 import type { Dispatcher, Lease } from "./dispatcher.ts";
+import { createEventLoopShare } from "./event_loop_share.ts";
 import { isBlankLine, readLines } from "./line_reader.ts";
 import type { Logger } from "./logger.ts";
 import type { LogKind } from "./progress.ts";
@@ -42,12 +43,13 @@ const WINDOW_FACTOR = 2;
  */
 const RESULTS_AWAITING_COMMIT = 2048;
 /**
- * Longest stretch the dispatch loop runs before it lets the event loop serve
- * other work (status requests, uploads). Against a target that answers at once
- * everything is promise continuations, which would otherwise starve I/O.
+ * Longest stretch the dispatch loop may keep the event loop from other work
+ * (status requests, uploads). Against a target that answers at once everything
+ * is promise continuations, which would otherwise starve I/O.
  */
 const SLICE_MS = 4;
-const nextMacrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+/** Lines dispatched between two looks at the clock. */
+const LINES_PER_CLOCK_CHECK = 32;
 
 /** Streams the input's unfinished request lines with their numbers, a chunk's worth at a time. */
 async function* unfinishedLines(
@@ -100,17 +102,14 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
     active.inFlight.delete(line);
     window.delete(task);
   };
-  let sliceStart = performance.now();
+  const eventLoop = createEventLoopShare(SLICE_MS);
   let sinceCheck = 0;
   try {
     dispatch: for await (const group of unfinishedLines(ctx.storage, active)) {
       for (const { line, request } of group) {
-        if (++sinceCheck === 32) {
+        if (++sinceCheck === LINES_PER_CLOCK_CHECK) {
           sinceCheck = 0;
-          if (performance.now() - sliceStart > SLICE_MS) {
-            await nextMacrotask();
-            sliceStart = performance.now();
-          }
+          await eventLoop.share();
         }
         while (window.size >= maxWindow) await Promise.race(window);
         if (results.pending >= RESULTS_AWAITING_COMMIT) await results.below(RESULTS_AWAITING_COMMIT / 2);
@@ -135,6 +134,7 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
       }
     }
   } finally {
+    eventLoop.close();
     // Even when the loop fails, no request of this run may outlive it.
     await Promise.all(window);
   }

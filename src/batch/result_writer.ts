@@ -16,11 +16,13 @@ import { errorLogKey, outputLogKey } from "./storage_keys.ts";
 
 /**
  * How long the first result of a group waits for company before it is written.
- * Without it a fast target makes a group (and an fsync) of a handful of results
- * every flush; some runtimes (Bun) block their event loop in fdatasync, so fewer,
- * larger groups matter. Results become durable at most this much later.
+ * Without it a fast target makes a group (an append, a write and an fdatasync)
+ * of a handful of results every flush; measured against an HTTP upstream at
+ * ~10,000 lines/s, 10 ms instead of 2 ms cut the write and fdatasync work by
+ * about 3 µs a line on Bun and Deno. Results become durable at most this much
+ * later, which a batch's caller cannot notice.
  */
-const LINGER_MS = 2;
+const LINGER_MS = 10;
 /** A group this large is written without waiting. */
 const FULL_GROUP = 512;
 

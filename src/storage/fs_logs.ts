@@ -14,6 +14,7 @@
  */
 import { mkdir, open, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { errnoCode, fileStream, ioError, syncDirectory, writeFully } from "./fs_paths.ts";
 import { assertValidKey } from "./keys.ts";
@@ -136,12 +137,7 @@ export function createFsLogStore(root: string, ensureOpen: () => void): LogStore
       const group = log.queue.splice(0, log.queue.length);
       let total = 0;
       for (const item of group) total += item.bytes.length;
-      const buffer = new Uint8Array(total);
-      let offset = 0;
-      for (const item of group) {
-        buffer.set(item.bytes, offset);
-        offset += item.bytes.length;
-      }
+      const buffer = group.length === 1 ? group[0].bytes : concatBytes(group.map((item) => item.bytes), total);
       try {
         await writeFully(log.handle, buffer);
         await log.handle.datasync();
@@ -170,13 +166,12 @@ export function createFsLogStore(root: string, ensureOpen: () => void): LogStore
   return {
     async append(key: string, records: readonly string[]): Promise<AppendResult> {
       pathOf(key);
-      let text = "";
       for (const record of records) {
         if (record.includes("\n")) {
           throw new StorageError("invalid_record", `a record for ${key} contains a newline`, { key });
         }
-        text += record + "\n";
       }
+      const text = records.join("\n") + "\n";
       let log = await openLog(key, true) as OpenLog;
       while (log.closed) log = await openLog(key, true) as OpenLog;
       return new Promise<AppendResult>((resolve, reject) => {

@@ -5,6 +5,7 @@
  * @module
  */
 import { retryAfterMs } from "../retry.ts";
+import { RequestDeadlines } from "./request_deadlines.ts";
 import { type Target, TargetError, type TargetRequest, type TargetResponse } from "./types.ts";
 
 /** Anything that answers a `Request` with a `Response`, such as `app.fetch` of a Hono app. */
@@ -47,38 +48,24 @@ async function readResponse(response: Response): Promise<TargetResponse> {
     body,
     bodyJson: json ? text : undefined,
     requestId,
-    retryAfterMs: retryAfterMs(response.headers),
+    // Only a failed request is retried, so only a failure's Retry-After matters.
+    retryAfterMs: response.ok ? null : retryAfterMs(response.headers),
     json,
   };
 }
 
-/**
- * A signal that aborts when `outer` does or after `timeoutMs`, whichever is
- * first, and a `done` to call once the request is over. Cheaper per request
- * than `AbortSignal.any([outer, AbortSignal.timeout(ms)])`.
- */
-function withTimeout(outer: AbortSignal, timeoutMs: number): { signal: AbortSignal; timedOut: () => boolean; done: () => void } {
-  const controller = new AbortController();
-  let timedOut = false;
-  const onAbort = () => controller.abort(outer.reason);
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort(new DOMException("timed out", "TimeoutError"));
-  }, timeoutMs);
-  if (outer.aborted) onAbort();
-  else outer.addEventListener("abort", onAbort, { once: true });
-  return {
-    signal: controller.signal,
-    timedOut: () => timedOut,
-    done: () => {
-      clearTimeout(timer);
-      outer.removeEventListener("abort", onAbort);
-    },
+/** The upstream URL of each line URL (`/v1/chat/completions` → `<baseUrl>/chat/completions`), remembered: there are a handful. */
+function upstreamUrls(baseUrl: string): (lineUrl: string) => string {
+  const base = baseUrl.replace(/\/+$/, "");
+  const known = new Map<string, string>();
+  return (lineUrl) => {
+    let url = known.get(lineUrl);
+    if (url === undefined) {
+      url = base + lineUrl.replace(/^\/v1(?=\/)/, "");
+      known.set(lineUrl, url);
+    }
+    return url;
   };
-}
-
-function joinUrl(baseUrl: string, lineUrl: string): string {
-  return baseUrl.replace(/\/+$/, "") + lineUrl.replace(/^\/v1(?=\/)/, "");
 }
 
 /**
@@ -93,12 +80,14 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
   const timeoutMs = options.timeoutMs ?? 600_000;
   const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  const deadlines = new RequestDeadlines(timeoutMs);
+  const urlOf = upstreamUrls(options.baseUrl);
   return {
     description: options.baseUrl,
     async send(request: TargetRequest): Promise<TargetResponse> {
-      const deadline = withTimeout(request.signal, timeoutMs);
+      const deadline = deadlines.start(request.signal);
       try {
-        const response = await fetch(joinUrl(options.baseUrl, request.url), {
+        const response = await fetch(urlOf(request.url), {
           method: "POST",
           headers,
           body: request.bodyText,
@@ -131,10 +120,11 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
  */
 export function createInProcessTarget(handler: FetchHandler, options: { timeoutMs?: number } = {}): Target {
   const timeoutMs = options.timeoutMs ?? 600_000;
+  const deadlines = new RequestDeadlines(timeoutMs);
   return {
     description: "in-process",
     async send(request: TargetRequest): Promise<TargetResponse> {
-      const deadline = withTimeout(request.signal, timeoutMs);
+      const deadline = deadlines.start(request.signal);
       try {
         const response = await handler(
           new Request(`http://in-process${request.url}`, {

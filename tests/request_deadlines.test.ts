@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createEventLoopShare } from "../src/batch/event_loop_share.ts";
+import { RequestDeadlines } from "../src/batch/targets/request_deadlines.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const aborted = (signal: AbortSignal) =>
+  new Promise((resolve) => signal.aborted ? resolve(undefined) : signal.addEventListener("abort", resolve, { once: true }));
+
+test("RequestDeadlines: a request past its timeout aborts as timed out; one done in time never does", async () => {
+  const deadlines = new RequestDeadlines(100);
+  const outer = new AbortController().signal;
+  const started = performance.now();
+  const quick = deadlines.start(outer);
+  const slow = deadlines.start(outer);
+  await sleep(10);
+  quick.done();
+  await sleep(90);
+  const later = deadlines.start(outer);
+  await aborted(slow.signal);
+  assert.ok(performance.now() - started >= 99, "not before its time");
+  assert.equal(slow.timedOut(), true);
+  assert.equal((slow.signal.reason as DOMException).name, "TimeoutError");
+  assert.equal(quick.signal.aborted, false);
+  // Started 90 ms after the first: its own deadline, not the first one's.
+  assert.equal(later.signal.aborted, false);
+  await aborted(later.signal);
+  assert.ok(performance.now() - started >= 190);
+  assert.equal(later.timedOut(), true);
+  assert.equal(quick.signal.aborted, false);
+});
+
+test("RequestDeadlines: the caller's abort reaches every request started with that signal, and no other", async () => {
+  const deadlines = new RequestDeadlines(10_000);
+  const batchA = new AbortController();
+  const batchB = new AbortController();
+  const a1 = deadlines.start(batchA.signal);
+  const a2 = deadlines.start(batchA.signal);
+  const b1 = deadlines.start(batchB.signal);
+  const finished = deadlines.start(batchA.signal);
+  finished.done();
+  batchA.abort(new Error("cancelled"));
+  assert.equal(a1.signal.aborted && a2.signal.aborted, true);
+  assert.equal((a1.signal.reason as Error).message, "cancelled");
+  assert.equal(a1.timedOut(), false);
+  assert.equal(finished.signal.aborted, false);
+  assert.equal(b1.signal.aborted, false);
+  const afterwards = deadlines.start(batchA.signal);
+  assert.equal(afterwards.signal.aborted, true);
+  b1.done();
+  a1.done();
+  a2.done();
+});
+
+test("createEventLoopShare: a loop of promise continuations lets a timer run within its slice", async () => {
+  const share = createEventLoopShare(4);
+  let timerRan = false;
+  let continuationsBeforeTimer = -1;
+  setTimeout(() => (timerRan = true), 0);
+  let continuations = 0;
+  const started = performance.now();
+  while (performance.now() - started < 100) {
+    await Promise.resolve();
+    continuations++;
+    await share.share();
+    if (timerRan && continuationsBeforeTimer < 0) continuationsBeforeTimer = continuations;
+  }
+  share.close();
+  assert.equal(timerRan, true, "the timer ran while the loop was still going");
+  assert.ok(continuationsBeforeTimer > 0 && continuationsBeforeTimer < continuations);
+});
