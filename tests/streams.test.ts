@@ -74,7 +74,7 @@ test("parseMultipart() streams parts correctly across every chunk boundary", asy
     file,
     "\r\n--boundary--\r\nepilogue",
   ].join("");
-  for (const size of [1, 2, 5, 11, 4096]) {
+  for (const size of [1, 2, 3, 5, 7, 11, 13, 64, 4096]) {
     assert.deepEqual(await parts(body, "boundary", size), [
       { name: "purpose", filename: null, content: "batch" },
       { name: "file", filename: "in.jsonl", content: file },

@@ -32,6 +32,7 @@ import { createFileService, DEFAULT_FILE_LIMITS, type FileLimits, type FileServi
 import { recordResultFiles } from "./finalize.ts";
 import { isBatchId, newBatchId, newFileId } from "./ids.ts";
 import { dispatchLines, expireRemaining, type RunContext } from "./line_runner.ts";
+import { OffThreadScanner } from "./off_thread_scan.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
 import {
   type BatchErrorEntry,
@@ -85,6 +86,11 @@ export interface BatchEngineOptions {
   fileLimits?: Partial<FileLimits>;
   /** Validation limits (default 50,000 requests, 1,000 listed errors, 16 MiB lines). */
   validation?: Partial<ValidationLimits>;
+  /**
+   * Validate batch inputs on a worker thread while they upload (default true;
+   * where no worker can start, they are validated in the receiving thread).
+   */
+  scanUploadsOffThread?: boolean;
   /** Checkpoint every `intervalMs` (default 5 s) keeping `keep` (default 3); `false` disables them. */
   checkpoints?: { intervalMs?: number; keep?: number } | false;
   /** Identifies this engine in checkpoints. */
@@ -173,11 +179,13 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     tokensPerMinute: options.tokensPerMinute,
     clock,
   });
+  const offThreadScanner = options.scanUploadsOffThread === false ? undefined : new OffThreadScanner();
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },
     validation: validationLimits,
     clock,
     isInUse: (fileId) => engine.isInputOfActiveBatch(fileId),
+    offThreadScanner,
   });
   const context: RunContext = {
     storage,
@@ -733,6 +741,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       await Promise.allSettled([...runs]);
       clearTimeout(grace);
       dispatcher.close();
+      await offThreadScanner?.close();
       for (const batch of active.values()) for (const timer of batch.timers) clearTimeout(timer);
       if (checkpointStore) {
         lastCheckpointState = "";

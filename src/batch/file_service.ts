@@ -9,6 +9,7 @@ import { BatchError } from "./errors.ts";
 import { isFileId, newFileId } from "./ids.ts";
 import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "./objects.ts";
 import { fileBlobKey, fileDocKey, fileDocPrefix } from "./storage_keys.ts";
+import type { OffThreadScanner } from "./off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS, type InputScan, InputScanner, type ValidationLimits } from "./validate_input.ts";
 
 /** Size limits for uploads. */
@@ -99,6 +100,8 @@ export interface FileServiceOptions {
   isInUse?: (fileId: string) => boolean;
   /** Limits of the validation scan that runs while a batch input is uploaded. */
   validation?: ValidationLimits;
+  /** Runs the scans of streamed uploads on a worker thread (otherwise they run in this one). */
+  offThreadScanner?: OffThreadScanner;
 }
 
 const nowSeconds = (clock: () => number) => Math.floor(clock() / 1000);
@@ -158,20 +161,28 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
       // as it streams in, while the upload waits on the network anyway.
       const looksLikeBatchInput = upload.purpose === "batch" ||
         (upload.purpose === undefined && /\.jsonl$/i.test(upload.filename));
-      const scanner = looksLikeBatchInput ? new InputScanner(options.validation ?? DEFAULT_VALIDATION_LIMITS) : null;
+      const limits = options.validation ?? DEFAULT_VALIDATION_LIMITS;
       let content = upload.content;
-      if (scanner) {
-        if (content instanceof Uint8Array) scanner.push(content);
-        else {
-          content = content.pipeThrough(
-            new TransformStream<Uint8Array, Uint8Array>({
-              transform(chunk, controller) {
-                scanner.push(chunk);
-                controller.enqueue(chunk);
-              },
-            }),
-          );
-        }
+      let finishScan: () => Promise<InputScan | undefined> | InputScan | undefined = () => undefined;
+      let dropScan = () => {};
+      if (looksLikeBatchInput && content instanceof Uint8Array) {
+        const scanner = new InputScanner(limits);
+        scanner.push(content);
+        finishScan = () => scanner.finish();
+      } else if (looksLikeBatchInput && !(content instanceof Uint8Array)) {
+        const session = options.offThreadScanner?.start(limits);
+        const scanner = session ? null : new InputScanner(limits);
+        content = content.pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({
+            async transform(chunk, controller) {
+              if (session) await session.push(chunk);
+              else scanner!.push(chunk);
+              controller.enqueue(chunk);
+            },
+          }),
+        );
+        finishScan = () => session ? session.finish() : scanner!.finish();
+        dropScan = () => session?.drop();
       }
       try {
         const info = await storage.blobs.put(fileBlobKey(id), content, { maxBytes: sizeLimitFor(upload.purpose) });
@@ -182,9 +193,10 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           bytes: info.bytes,
           sha256: info.sha256,
           createdAt: nowSeconds(clock),
-          scan: scanner?.finish(),
+          scan: await finishScan(),
         };
       } catch (error) {
+        dropScan();
         if (isStorageError(error, "too_large")) throw tooLarge(upload.purpose);
         throw error;
       }

@@ -8,6 +8,8 @@
  *
  * @module
  */
+import { concatBytes } from "../storage/concat_bytes.ts";
+import { indexOfByte } from "../runtime/find_byte.ts";
 import { RequestError } from "./request_error.ts";
 
 /** One part of a form. Its `body` must be read to the end (or cancelled) before the next part. */
@@ -38,7 +40,7 @@ const malformed = (detail: string) =>
 function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number {
   const first = needle[0];
   const last = haystack.length - needle.length;
-  for (let i = haystack.indexOf(first, from); i !== -1 && i <= last; i = haystack.indexOf(first, i + 1)) {
+  for (let i = indexOfByte(haystack, first, from); i !== -1 && i <= last; i = indexOfByte(haystack, first, i + 1)) {
     let j = 1;
     while (j < needle.length && haystack[i + j] === needle[j]) j++;
     if (j === needle.length) return i;
@@ -72,11 +74,10 @@ export async function* parseMultipart(body: ReadableStream<Uint8Array>, boundary
       ended = true;
       return false;
     }
-    const rest = buffer.subarray(position);
-    const next = new Uint8Array(rest.length + value.length);
-    next.set(rest);
-    next.set(value, rest.length);
-    buffer = next;
+    // Arrays handed out are views of `buffer`: it is replaced, never written to.
+    buffer = position === buffer.length
+      ? value
+      : concatBytes([buffer.subarray(position), value], buffer.length - position + value.length);
     position = 0;
     return true;
   };
@@ -130,16 +131,18 @@ export async function* parseMultipart(body: ReadableStream<Uint8Array>, boundary
             for (;;) {
               const at = indexOf(buffer, delimiter, position);
               if (at >= 0) {
-                if (at > position && !cancelled) controller.enqueue(buffer.slice(position, at));
+                if (at > position && !cancelled) controller.enqueue(buffer.subarray(position, at));
                 position = at + delimiter.length;
                 partDone = true;
                 controller.close();
                 return;
               }
-              // Everything except a possible delimiter prefix at the end can go out now.
-              const safeEnd = buffer.length - (delimiter.length - 1);
+              // Everything before a possible delimiter prefix at the end (it starts with CR) can go out now;
+              // usually that is the whole buffer, and the next chunk is then taken without a copy.
+              const tail = indexOfByte(buffer, CR, Math.max(position, buffer.length - (delimiter.length - 1)));
+              const safeEnd = tail < 0 ? buffer.length : tail;
               if (safeEnd > position) {
-                if (!cancelled) controller.enqueue(buffer.slice(position, safeEnd));
+                if (!cancelled) controller.enqueue(buffer.subarray(position, safeEnd));
                 position = safeEnd;
                 if (!cancelled) return;
               }
@@ -164,7 +167,8 @@ export async function* parseMultipart(body: ReadableStream<Uint8Array>, boundary
             position = at + delimiter.length;
             break;
           }
-          position = Math.max(position, buffer.length - (delimiter.length - 1));
+          const tail = indexOfByte(buffer, CR, Math.max(position, buffer.length - (delimiter.length - 1)));
+          position = tail < 0 ? buffer.length : tail;
           if (!(await fill())) throw malformed("the body ends inside a part");
         }
       }

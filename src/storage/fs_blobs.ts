@@ -19,6 +19,12 @@ import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, Pu
 
 /** Size of the writes a `put` gathers chunks into. */
 const WRITE_SIZE = 1024 * 1024;
+/**
+ * Bytes written between background flushes during a `put`. Without them the
+ * kernel holds a large upload's pages until the final fsync, which then waits
+ * for all of them; with them, the disk writes while the upload arrives.
+ */
+const FLUSH_EVERY = 16 * 1024 * 1024;
 
 /** Creates the blob store rooted at `root` (a directory it may create). */
 export function createFsBlobStore(root: string, ensureOpen: () => void): BlobStore {
@@ -44,11 +50,20 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       let gathered: Uint8Array[] = [];
       let gatheredBytes = 0;
       let writing: Promise<void> | null = null;
+      let flushing: Promise<void> | null = null;
+      let unflushed = 0;
       const startWrite = async () => {
         const data = gathered.length === 1 ? gathered[0] : concatBytes(gathered, gatheredBytes);
         gathered = [];
         gatheredBytes = 0;
         if (writing) await writing;
+        if (unflushed >= FLUSH_EVERY && flushing === null) {
+          unflushed = 0;
+          // Starts the disk on what is written so far; the final fsync below is what makes the blob durable.
+          flushing = handle.datasync().finally(() => (flushing = null));
+          flushing.catch(() => {});
+        }
+        unflushed += data.length;
         writing = writeFully(handle, data);
         writing.catch(() => {});
       };
@@ -71,6 +86,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
         }
         if (gatheredBytes > 0) await startWrite();
         if (writing) await writing;
+        if (flushing) await flushing;
         await handle.sync();
         await handle.close();
         await rename(temp, path);
@@ -79,6 +95,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       } catch (error) {
         await reader?.cancel().catch(() => {});
         await (writing as Promise<void> | null)?.catch(() => {});
+        await (flushing as Promise<void> | null)?.catch(() => {});
         await handle.close().catch(() => {});
         await unlink(temp).catch(() => {});
         if (error instanceof StorageError) throw error;

@@ -1,0 +1,179 @@
+/**
+ * Validation scans of uploads on a worker thread, so that decoding and parsing
+ * every line does not share one core with receiving, hashing and writing the
+ * upload (on Node that halves the upload's speed).
+ *
+ * A scan is an optimisation, never a requirement: where no worker can start
+ * (no worker support, a bundle without the worker file) scans run in the
+ * calling thread; if the worker fails during a scan, that upload has no scan
+ * and a batch that uses it is validated in full when it is created.
+ *
+ * @module
+ */
+import { startWorkerThread, type WorkerThread } from "../runtime/threads.ts";
+import type { InputScan, ValidationLimits } from "./validate_input.ts";
+
+/** Messages to the worker. */
+export type ScanRequest =
+  | { type: "start"; id: number; limits: ValidationLimits }
+  | { type: "chunk"; id: number; bytes: Uint8Array }
+  | { type: "finish"; id: number }
+  | { type: "drop"; id: number };
+
+/** Messages from the worker. */
+export type ScanReply =
+  | { type: "ack"; id: number; bytes: number }
+  | { type: "done"; id: number; scan: InputScan | undefined };
+
+/** Bytes gathered into one message (fewer, larger messages cost less than one per network chunk). */
+const MESSAGE_BYTES = 1024 * 1024;
+/** Most bytes sent and not yet scanned per upload; beyond it the upload waits for the worker. */
+const MAX_UNSCANNED_BYTES = 8 * MESSAGE_BYTES;
+
+/** One upload's scan. */
+export interface ScanSession {
+  /** Hands over a chunk (copied). Returns a promise when the worker is behind: await it before the next chunk. */
+  push(chunk: Uint8Array): Promise<void> | undefined;
+  /** The scan of everything pushed, or undefined when the worker failed. */
+  finish(): Promise<InputScan | undefined>;
+  /** Forgets the scan (the upload failed). */
+  drop(): void;
+}
+
+interface SessionState {
+  unscanned: number;
+  resumeSender: (() => void) | null;
+  settle: ((scan: InputScan | undefined) => void) | null;
+}
+
+const defaultWorkerUrl = () => new URL(import.meta.url.endsWith(".ts") ? "./scan_worker.ts" : "./scan_worker.js", import.meta.url);
+
+/**
+ * Owns the scan worker (started on first use, never keeping the process alive)
+ * and its scans.
+ *
+ * @example
+ * ```ts
+ * const scanner = new OffThreadScanner();
+ * const session = scanner.start(DEFAULT_VALIDATION_LIMITS)!;
+ * for await (const chunk of upload) await session.push(chunk);
+ * const scan = await session.finish(); // undefined if the worker could not run
+ * await scanner.close();
+ * ```
+ */
+export class OffThreadScanner {
+  readonly #workerUrl: URL;
+  #worker: WorkerThread | null = null;
+  #failed = false;
+  #nextId = 1;
+  readonly #sessions = new Map<number, SessionState>();
+
+  /** @param workerUrl the worker module (the default is `scan_worker` beside this module) */
+  constructor(workerUrl: URL = defaultWorkerUrl()) {
+    this.#workerUrl = workerUrl;
+  }
+
+  /** Starts the scan of one upload; null when no worker can run here (scan in this thread instead). */
+  start(limits: ValidationLimits): ScanSession | null {
+    const worker = this.#ensureWorker();
+    if (!worker) return null;
+    const id = this.#nextId++;
+    const state: SessionState = { unscanned: 0, resumeSender: null, settle: null };
+    this.#sessions.set(id, state);
+    worker.postMessage({ type: "start", id, limits } satisfies ScanRequest);
+    let staged = new Uint8Array(MESSAGE_BYTES);
+    let stagedBytes = 0;
+    const send = () => {
+      if (stagedBytes === 0 || !this.#sessions.has(id)) return;
+      const bytes = staged.subarray(0, stagedBytes);
+      state.unscanned += stagedBytes;
+      this.#worker!.postMessage({ type: "chunk", id, bytes } satisfies ScanRequest, [bytes.buffer]);
+      staged = new Uint8Array(MESSAGE_BYTES);
+      stagedBytes = 0;
+    };
+    return {
+      push: (chunk) => {
+        if (!this.#sessions.has(id)) return undefined;
+        for (let offset = 0; offset < chunk.length;) {
+          const take = Math.min(chunk.length - offset, MESSAGE_BYTES - stagedBytes);
+          staged.set(chunk.subarray(offset, offset + take), stagedBytes);
+          stagedBytes += take;
+          offset += take;
+          if (stagedBytes === MESSAGE_BYTES) send();
+        }
+        if (state.unscanned <= MAX_UNSCANNED_BYTES) return undefined;
+        return new Promise<void>((resolve) => (state.resumeSender = resolve));
+      },
+      finish: () => {
+        if (!this.#sessions.has(id)) return Promise.resolve(undefined);
+        send();
+        return new Promise<InputScan | undefined>((resolve) => {
+          state.settle = resolve;
+          this.#worker!.postMessage({ type: "finish", id } satisfies ScanRequest);
+        });
+      },
+      drop: () => {
+        if (!this.#sessions.delete(id)) return;
+        this.#worker?.postMessage({ type: "drop", id } satisfies ScanRequest);
+        this.#release(state, undefined);
+      },
+    };
+  }
+
+  /** Stops the worker; scans still running end without a result. */
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = null;
+    this.#failed = true;
+    this.#failAll();
+    await worker?.terminate();
+  }
+
+  #ensureWorker(): WorkerThread | null {
+    if (this.#worker || this.#failed) return this.#worker;
+    try {
+      this.#worker = startWorkerThread(this.#workerUrl, {
+        message: (data) => this.#onReply(data as ScanReply),
+        failed: () => this.#fail(),
+      });
+    } catch {
+      this.#worker = null;
+    }
+    if (!this.#worker) this.#failed = true;
+    return this.#worker;
+  }
+
+  #onReply(message: ScanReply) {
+    const state = this.#sessions.get(message.id);
+    if (!state) return;
+    if (message.type === "ack") {
+      state.unscanned -= message.bytes;
+      if (state.unscanned <= MAX_UNSCANNED_BYTES / 2 && state.resumeSender) {
+        const resume = state.resumeSender;
+        state.resumeSender = null;
+        resume();
+      }
+      return;
+    }
+    this.#sessions.delete(message.id);
+    this.#release(state, message.scan);
+  }
+
+  #release(state: SessionState, scan: InputScan | undefined) {
+    state.resumeSender?.();
+    state.resumeSender = null;
+    state.settle?.(scan);
+    state.settle = null;
+  }
+
+  #fail() {
+    this.#worker = null;
+    this.#failed = true;
+    this.#failAll();
+  }
+
+  #failAll() {
+    for (const state of this.#sessions.values()) this.#release(state, undefined);
+    this.#sessions.clear();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Worker threads on every runtime: Web Workers on Deno and Bun, and
+ * `node:worker_threads` on Node (which has no Web Worker).
+ *
+ * Why not `node:worker_threads` everywhere: on Deno 2.9 it delivers a message
+ * about every 80 ms (200 messages of 1 MiB took 16 s; a Web Worker takes 66 ms).
+ *
+ * @module
+ */
+import { parentPort, Worker as NodeWorker } from "node:worker_threads";
+import { currentRuntime } from "./detect.ts";
+
+/** A worker thread started by {@link startWorkerThread}. */
+export interface WorkerThread {
+  /** Sends a message; `transfer` lists buffers handed over without a copy. */
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
+  /** Stops the worker. */
+  terminate(): Promise<void>;
+}
+
+/** What the parent hears from its worker. */
+export interface WorkerThreadHandlers {
+  message(data: unknown): void;
+  /** The worker failed to start or threw; it is gone. */
+  failed(error: unknown): void;
+}
+
+/**
+ * Starts `module` on a worker thread that does not keep the process alive.
+ * Null where none can run it: Node cannot load a TypeScript module in a worker
+ * (the npm build runs JavaScript, where this works).
+ *
+ * @example
+ * ```ts
+ * const worker = startWorkerThread(new URL("./scan_worker.js", import.meta.url), {
+ *   message: (data) => console.log(data),
+ *   failed: (error) => console.error(error),
+ * });
+ * worker?.postMessage({ hello: 1 });
+ * ```
+ */
+export function startWorkerThread(module: URL, handlers: WorkerThreadHandlers): WorkerThread | null {
+  if (currentRuntime() === "node") {
+    if (module.pathname.endsWith(".ts")) return null;
+    const worker = new NodeWorker(module);
+    worker.unref();
+    worker.on("message", handlers.message);
+    worker.on("error", handlers.failed);
+    worker.on("exit", (code) => handlers.failed(new Error(`worker exited with code ${code}`)));
+    return {
+      postMessage: (message, transfer) => worker.postMessage(message, transfer),
+      terminate: async () => {
+        await worker.terminate();
+      },
+    };
+  }
+  const worker = new Worker(module, { type: "module" }) as Worker & { unref?: () => void };
+  worker.unref?.();
+  let alive = true;
+  worker.onmessage = (event) => handlers.message(event.data);
+  worker.onerror = (event) => {
+    event.preventDefault();
+    alive = false;
+    handlers.failed(event.error ?? new Error(event.message));
+  };
+  return {
+    postMessage: (message, transfer) => worker.postMessage(message, transfer ?? []),
+    terminate: () => {
+      if (alive) {
+        alive = false;
+        worker.terminate();
+        handlers.failed(new Error("worker terminated"));
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/**
+ * The worker side: calls `onMessage` with each message from the parent and
+ * returns the function that answers it.
+ *
+ * @example
+ * ```ts
+ * const reply = connectToParent((data) => reply({ echo: data }));
+ * ```
+ */
+export function connectToParent(onMessage: (data: unknown) => void): (message: unknown) => void {
+  if (parentPort) {
+    const port = parentPort;
+    port.on("message", onMessage);
+    return (message) => port.postMessage(message);
+  }
+  const scope = globalThis as unknown as {
+    onmessage: ((event: MessageEvent) => void) | null;
+    postMessage(message: unknown): void;
+  };
+  scope.onmessage = (event) => onMessage(event.data);
+  return (message) => scope.postMessage(message);
+}

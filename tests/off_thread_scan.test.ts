@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { OffThreadScanner } from "../src/batch/off_thread_scan.ts";
+import { DEFAULT_VALIDATION_LIMITS, InputScanner } from "../src/batch/validate_input.ts";
+import { currentRuntime } from "../src/runtime/detect.ts";
+
+/** Node cannot load TypeScript in a worker: there the npm build's worker (built by `npm test`) is used. */
+const workerUrl = () =>
+  currentRuntime() === "node" ? new URL("../dist/src/batch/scan_worker.js", import.meta.url) : undefined;
+
+const encoder = new TextEncoder();
+const line = (i: number, url = "/v1/chat/completions") =>
+  JSON.stringify({ custom_id: `r${i}`, method: "POST", url, body: { model: "m", messages: [{ role: "user", content: "é".repeat(i % 7) }] } });
+
+function sample(): Uint8Array {
+  const lines = Array.from({ length: 3000 }, (_, i) => line(i));
+  lines[10] = "{not json";
+  lines[20] = line(5); // duplicate custom_id
+  lines[30] = line(30, "/v1/embeddings");
+  lines[40] = JSON.stringify({ custom_id: "x", method: "GET", url: "/v1/chat/completions", body: {} });
+  return encoder.encode(lines.join("\r\n") + "\n");
+}
+
+test("OffThreadScanner: a scan on the worker equals the scan in this thread, whatever the chunking", async () => {
+  const bytes = sample();
+  const local = new InputScanner(DEFAULT_VALIDATION_LIMITS);
+  local.push(bytes);
+  const expected = local.finish();
+  const scanner = new OffThreadScanner(workerUrl());
+  try {
+    for (const size of [1 << 20, 4093, 17]) {
+      const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
+      assert.ok(session, "a worker runs here");
+      for (let at = 0; at < bytes.length; at += size) await session.push(bytes.subarray(at, at + size));
+      const scan = await session.finish();
+      assert.deepEqual(scan, expected, `chunks of ${size}`);
+    }
+    assert.equal(expected.errors.length, 3);
+  } finally {
+    await scanner.close();
+  }
+});
+
+test("OffThreadScanner: an upload far ahead of the worker is held back, and nothing is lost", async () => {
+  const scanner = new OffThreadScanner(workerUrl());
+  try {
+    const session = scanner.start({ ...DEFAULT_VALIDATION_LIMITS, maxRequests: 1_000_000 })!;
+    const text: string[] = [];
+    let size = 0;
+    for (let i = 0; size < 20 * 1024 * 1024; i++) {
+      text.push(line(i));
+      size += text[i].length + 1;
+    }
+    const lines = text.length;
+    const big = encoder.encode(text.join("\n"));
+    let heldBack = 0;
+    for (let at = 0; at < big.length; at += 1 << 20) {
+      const wait = session.push(big.subarray(at, at + (1 << 20)));
+      if (wait) {
+        heldBack++;
+        await wait;
+      }
+    }
+    const scan = await session.finish();
+    assert.ok(heldBack > 0, "push asked the sender to wait");
+    assert.equal(scan?.requests, lines);
+    assert.deepEqual(scan?.errors, []);
+  } finally {
+    await scanner.close();
+  }
+});
+
+test("OffThreadScanner: a worker that cannot start gives no scan (or none at all), never a hang", async () => {
+  const scanner = new OffThreadScanner(new URL("./no_such_worker.js", import.meta.url));
+  try {
+    const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
+    if (session) {
+      await session.push(sample());
+      assert.equal(await session.finish(), undefined);
+    }
+    assert.equal(scanner.start(DEFAULT_VALIDATION_LIMITS), null, "later uploads scan in their own thread");
+  } finally {
+    await scanner.close();
+  }
+});
