@@ -400,8 +400,8 @@ test("files: deleting a running batch's input removes it from the API at once, a
     assert.equal(await t.storage.blobs.stat(`files/${created.input_file_id}`), null, "the bytes are gone once it ended");
   }));
 
-test("validation: the scan made during upload and a full validation at creation report the same errors", () =>
-  withApp({}, async (t) => {
+test("validation: the scan made during upload (here or on a worker) and a full validation at creation report the same errors", async () => {
+  for (const scanUploadsOffThread of [false, true]) await withApp({ scanUploadsOffThread }, async (t) => {
     const lines = [
       chatLine("a"),
       JSON.stringify({ custom_id: "b", method: "POST", url: "/v1/embeddings", body: {} }),
@@ -437,7 +437,8 @@ test("validation: the scan made during upload and a full validation at creation 
       ["streaming_unsupported", 5],
       ["invalid_url", 5],
     ]);
-  }));
+  });
+});
 
 test("validation: a scanned input whose bytes changed before the batch was created fails as corrupted", () =>
   withApp({}, async (t) => {

@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { chatLine } from "./_app.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -26,7 +27,8 @@ test("packaging: the JSR (deno.json) and npm (package.json) export maps name the
 test("packaging: the npm build serves with `node dist/cli.js serve`", async () => {
   assert.ok(existsSync(`${root}/dist/cli.js`), "dist/ is missing: npm test builds it first (npm run build)");
   const dir = await tempDir();
-  const child = spawn("node", [`${root}/dist/cli.js`, "serve", "--upstream", "mock", "--port", "0", "--data", dir], {
+  const args = ["serve", "--upstream", "mock", "--port", "0", "--data", dir, "--scan-worker"];
+  const child = spawn("node", [`${root}/dist/cli.js`, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -46,6 +48,24 @@ test("packaging: the npm build serves with `node dist/cli.js serve`", async () =
     const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)![1];
     const health = await fetch(`http://127.0.0.1:${port}/health`);
     assert.deepEqual(await health.json(), { status: "ok" });
+    // A batch input validated on the build's worker thread, then run.
+    const form = new FormData();
+    form.append("purpose", "batch");
+    const lines = Array.from({ length: 50 }, (_, i) => chatLine(`r${i}`));
+    form.append("file", new Blob([lines.join("\n")]), "in.jsonl");
+    const file = await (await fetch(`http://127.0.0.1:${port}/v1/files`, { method: "POST", body: form })).json();
+    const created = await (await fetch(`http://127.0.0.1:${port}/v1/batches`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }),
+    })).json();
+    let batch = created;
+    for (let i = 0; i < 200 && !["completed", "failed"].includes(batch.status); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      batch = await (await fetch(`http://127.0.0.1:${port}/v1/batches/${created.id}`)).json();
+    }
+    assert.equal(batch.status, "completed", JSON.stringify(batch.errors));
+    assert.equal(batch.request_counts.completed, 50);
   } finally {
     child.kill("SIGTERM");
     await new Promise((resolve) => child.on("close", resolve));

@@ -38,6 +38,15 @@ test("readLines() splits on LF and CRLF, strips a BOM, and numbers lines from 1,
   assert.deepEqual(await lines("", 10), []);
 });
 
+test("readLines() returns the same lines from large chunks (decoded in pieces), with lines longer than a piece", async () => {
+  const texts = Array.from({ length: 3000 }, (_, i) => `${i} ${"é".repeat(i % 50)}`);
+  texts[1000] = "long ".repeat(30_000);
+  texts[2000] = "é".repeat(70_000);
+  const text = texts.join("\n") + "\n";
+  const expected = texts.map((line, i) => ({ line: i + 1, text: line }));
+  for (const size of [1 << 20, 200_003, 65_536]) assert.deepEqual(await lines(text, size), expected, `chunk size ${size}`);
+});
+
 test("readLines() reports over-long lines and invalid UTF-8 without stopping", async () => {
   const bytes = new Uint8Array([...encoder.encode("ok\n"), 0xff, 0xfe, 10, ...encoder.encode("x".repeat(50) + "\nend")]);
   assert.deepEqual(await lines(bytes, 4, 20), [

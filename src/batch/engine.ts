@@ -87,8 +87,10 @@ export interface BatchEngineOptions {
   /** Validation limits (default 50,000 requests, 1,000 listed errors, 16 MiB lines). */
   validation?: Partial<ValidationLimits>;
   /**
-   * Validate batch inputs on a worker thread while they upload (default true;
-   * where no worker can start, they are validated in the receiving thread).
+   * Validate batch inputs on a worker thread while they upload (default false).
+   * Measured on two cores: uploads ~30% faster, and 20-50 MB more memory while
+   * one arrives (the worker's heap). Where no worker can start, uploads are
+   * validated in the receiving thread as without it.
    */
   scanUploadsOffThread?: boolean;
   /** Checkpoint every `intervalMs` (default 5 s) keeping `keep` (default 3); `false` disables them. */
@@ -179,7 +181,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     tokensPerMinute: options.tokensPerMinute,
     clock,
   });
-  const offThreadScanner = options.scanUploadsOffThread === false ? undefined : new OffThreadScanner();
+  const offThreadScanner = options.scanUploadsOffThread ? new OffThreadScanner() : undefined;
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },
     validation: validationLimits,

@@ -23,6 +23,8 @@ export interface InputLine {
 }
 
 const NEWLINE = 10;
+/** Most bytes decoded into one string (see `#splitRegions`). */
+const DECODE_BYTES = 64 * 1024;
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
@@ -95,7 +97,7 @@ export class LineSplitter {
       // The carried bytes join only the chunk's first line; the rest is decoded in place, not copied.
       const firstEnd = chunk.indexOf(NEWLINE);
       this.#splitRegion(concat(this.#carry, chunk.subarray(0, firstEnd + 1)));
-      if (last > firstEnd) this.#splitRegion(chunk.subarray(firstEnd + 1, last + 1));
+      if (last > firstEnd) this.#splitRegions(chunk.subarray(firstEnd + 1, last + 1));
       this.#carry = EMPTY;
     }
     this.#extendCarry(chunk.subarray(last + 1));
@@ -140,6 +142,25 @@ export class LineSplitter {
   #problem(problem: "too_long" | "invalid_utf8") {
     this.#lineNumber++;
     this.#out.push({ line: this.#lineNumber, text: null, problem });
+  }
+
+  /**
+   * Adds the lines of `region` (complete lines, each ending in \n), decoded in
+   * pieces of about {@link DECODE_BYTES}: a string that large is a young object,
+   * collected cheaply, where a string of a whole large chunk would go to the
+   * large-object space and stay until a full collection (memory then grows
+   * with the file, not with the chunk).
+   */
+  #splitRegions(region: Uint8Array) {
+    for (let start = 0; start < region.length;) {
+      let end = region.length;
+      if (end - start > DECODE_BYTES) {
+        end = region.lastIndexOf(NEWLINE, start + DECODE_BYTES) + 1;
+        if (end <= start) end = region.indexOf(NEWLINE, start + DECODE_BYTES) + 1;
+      }
+      this.#splitRegion(region.subarray(start, end));
+      start = end;
+    }
   }
 
   /** Adds the lines of `region` (complete lines, each ending in \n). */

@@ -22,13 +22,16 @@ export type ScanRequest =
 
 /** Messages from the worker. */
 export type ScanReply =
-  | { type: "ack"; id: number; bytes: number }
+  /** `buffer` is the chunk's buffer, handed back to be filled again. */
+  | { type: "ack"; id: number; bytes: number; buffer: ArrayBuffer }
   | { type: "done"; id: number; scan: InputScan | undefined };
 
 /** Bytes gathered into one message (fewer, larger messages cost less than one per network chunk). */
 const MESSAGE_BYTES = 1024 * 1024;
 /** Most bytes sent and not yet scanned per upload; beyond it the upload waits for the worker. */
-const MAX_UNSCANNED_BYTES = 8 * MESSAGE_BYTES;
+const MAX_UNSCANNED_BYTES = 4 * MESSAGE_BYTES;
+/** The worker is stopped (its memory returned) once it has had no scan for this long. */
+const IDLE_MS = 1000;
 
 /** One upload's scan. */
 export interface ScanSession {
@@ -67,6 +70,9 @@ export class OffThreadScanner {
   #failed = false;
   #nextId = 1;
   readonly #sessions = new Map<number, SessionState>();
+  /** Message buffers the worker has handed back, ready to be filled again. */
+  #spareBuffers: ArrayBuffer[] = [];
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @param workerUrl the worker module (the default is `scan_worker` beside this module) */
   constructor(workerUrl: URL = defaultWorkerUrl()) {
@@ -77,18 +83,19 @@ export class OffThreadScanner {
   start(limits: ValidationLimits): ScanSession | null {
     const worker = this.#ensureWorker();
     if (!worker) return null;
+    clearTimeout(this.#idleTimer);
     const id = this.#nextId++;
     const state: SessionState = { unscanned: 0, resumeSender: null, settle: null };
     this.#sessions.set(id, state);
     worker.postMessage({ type: "start", id, limits } satisfies ScanRequest);
-    let staged = new Uint8Array(MESSAGE_BYTES);
+    let staged = this.#buffer();
     let stagedBytes = 0;
     const send = () => {
       if (stagedBytes === 0 || !this.#sessions.has(id)) return;
       const bytes = staged.subarray(0, stagedBytes);
       state.unscanned += stagedBytes;
-      this.#worker!.postMessage({ type: "chunk", id, bytes } satisfies ScanRequest, [bytes.buffer]);
-      staged = new Uint8Array(MESSAGE_BYTES);
+      this.#worker!.postMessage({ type: "chunk", id, bytes } satisfies ScanRequest, [bytes.buffer as ArrayBuffer]);
+      staged = this.#buffer();
       stagedBytes = 0;
     };
     return {
@@ -122,6 +129,7 @@ export class OffThreadScanner {
 
   /** Stops the worker; scans still running end without a result. */
   async close(): Promise<void> {
+    clearTimeout(this.#idleTimer);
     const worker = this.#worker;
     this.#worker = null;
     this.#failed = true;
@@ -132,10 +140,16 @@ export class OffThreadScanner {
   #ensureWorker(): WorkerThread | null {
     if (this.#worker || this.#failed) return this.#worker;
     try {
-      this.#worker = startWorkerThread(this.#workerUrl, {
-        message: (data) => this.#onReply(data as ScanReply),
-        failed: () => this.#fail(),
+      // Callbacks of a worker this scanner has since stopped are ignored.
+      const worker: WorkerThread | null = startWorkerThread(this.#workerUrl, {
+        message: (data) => {
+          if (this.#worker === worker) this.#onReply(data as ScanReply);
+        },
+        failed: () => {
+          if (this.#worker === worker) this.#fail();
+        },
       });
+      this.#worker = worker;
     } catch {
       this.#worker = null;
     }
@@ -143,7 +157,12 @@ export class OffThreadScanner {
     return this.#worker;
   }
 
+  #buffer(): Uint8Array {
+    return new Uint8Array(this.#spareBuffers.pop() ?? new ArrayBuffer(MESSAGE_BYTES));
+  }
+
   #onReply(message: ScanReply) {
+    if (message.type === "ack") this.#spareBuffers.push(message.buffer);
     const state = this.#sessions.get(message.id);
     if (!state) return;
     if (message.type === "ack") {
@@ -157,6 +176,19 @@ export class OffThreadScanner {
     }
     this.#sessions.delete(message.id);
     this.#release(state, message.scan);
+    if (this.#sessions.size === 0) {
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = setTimeout(() => this.#stopWorker(), IDLE_MS);
+    }
+  }
+
+  /** Stops an idle worker; the next scan starts a new one. */
+  #stopWorker() {
+    if (this.#sessions.size > 0 || !this.#worker) return;
+    const worker = this.#worker;
+    this.#worker = null;
+    this.#spareBuffers = [];
+    void worker.terminate();
   }
 
   #release(state: SessionState, scan: InputScan | undefined) {

@@ -10,16 +10,19 @@ import type { ScanReply, ScanRequest } from "./off_thread_scan.ts";
 import { InputScanner } from "./validate_input.ts";
 
 const scans = new Map<number, InputScanner>();
-const reply: (message: ScanReply) => void = connectToParent((data) => {
+const reply: (message: ScanReply, transfer?: ArrayBuffer[]) => void = connectToParent((data) => {
   const message = data as ScanRequest;
   switch (message.type) {
     case "start":
       scans.set(message.id, new InputScanner(message.limits));
       break;
-    case "chunk":
+    case "chunk": {
       scans.get(message.id)?.push(message.bytes);
-      reply({ type: "ack", id: message.id, bytes: message.bytes.length });
+      // The buffer goes back to be filled again: no allocation per message on either side.
+      const buffer = message.bytes.buffer as ArrayBuffer;
+      reply({ type: "ack", id: message.id, bytes: message.bytes.length, buffer }, [buffer]);
       break;
+    }
     case "finish": {
       const scanner = scans.get(message.id);
       scans.delete(message.id);

@@ -83,18 +83,21 @@ export function startWorkerThread(module: URL, handlers: WorkerThreadHandlers): 
  * @example
  * ```ts
  * const reply = connectToParent((data) => reply({ echo: data }));
+ * // Buffers listed as the second argument are moved, not copied: reply(message, [bytes.buffer])
  * ```
  */
-export function connectToParent(onMessage: (data: unknown) => void): (message: unknown) => void {
+export function connectToParent(
+  onMessage: (data: unknown) => void,
+): (message: unknown, transfer?: ArrayBuffer[]) => void {
   if (parentPort) {
     const port = parentPort;
     port.on("message", onMessage);
-    return (message) => port.postMessage(message);
+    return (message, transfer) => port.postMessage(message, transfer);
   }
   const scope = globalThis as unknown as {
     onmessage: ((event: MessageEvent) => void) | null;
-    postMessage(message: unknown): void;
+    postMessage(message: unknown, transfer: ArrayBuffer[]): void;
   };
   scope.onmessage = (event) => onMessage(event.data);
-  return (message) => scope.postMessage(message);
+  return (message, transfer) => scope.postMessage(message, transfer ?? []);
 }

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { StorageError } from "./errors.ts";
 
 const TEMP_PREFIX = ".tmp-";
-const READ_CHUNK = 1024 * 1024;
+const READ_CHUNK = 256 * 1024;
 
 /** Error codes that mean "this platform cannot fsync a directory"; nothing to do then. */
 const DIR_SYNC_UNSUPPORTED = new Set(["EISDIR", "EINVAL", "EPERM", "EBADF", "ENOTSUP"]);
