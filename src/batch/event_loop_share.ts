@@ -1,54 +1,34 @@
 /**
- * Keeps a busy loop of promise continuations from starving the event loop,
- * without pausing it when the event loop is turning anyway.
+ * Keeps a busy loop of promise continuations from starving the event loop.
  *
  * @module
  */
+import { nextEventLoopTurn } from "../runtime/event_loop_turn.ts";
 
 /**
- * Watches whether the event loop has had a turn (a macrotask ran) within the
- * last `sliceMs`. `share()` returns at once while it has; only a loop that has
- * kept the event loop from turning for longer waits for one macrotask.
- *
- * A loop that always yielded after `sliceMs` would lose a timer's minimum delay
- * (1 ms on Node and Bun, 2 ms on Deno) every slice, even while it mostly waits
- * for network answers; this one pays that only when it has been starving I/O.
+ * Lets the event loop run (one turn: network and disk I/O, timers) once the
+ * caller has run for more than `sliceMs` since it last did. A loop whose
+ * awaits resolve at once (a target in the same process) is all microtasks,
+ * which would otherwise keep status requests and uploads waiting. (Skipping
+ * the turn when a timer already fired within the slice is not enough: on Deno
+ * status requests then waited 130–150 ms.)
  *
  * @example
  * ```ts
- * const share = createEventLoopShare(4);
+ * const eventLoop = createEventLoopShare(4);
  * for (const item of items) {
- *   await share.share();
+ *   await eventLoop.share();
  *   await handle(item); // may resolve as a microtask
  * }
- * share.close();
  * ```
  */
-export function createEventLoopShare(sliceMs: number): { share(): Promise<void>; close(): void } {
-  let turned = false;
-  let turn: Promise<void>;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let sliceStart = 0;
-  const arm = () => {
-    turned = false;
-    sliceStart = performance.now();
-    turn = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        turned = true;
-        timer = undefined;
-        resolve();
-      }, 0);
-    });
-  };
-  arm();
+export function createEventLoopShare(sliceMs: number): { share(): Promise<void> } {
+  let sliceStart = performance.now();
   return {
     async share() {
       if (performance.now() - sliceStart <= sliceMs) return;
-      if (!turned) await turn;
-      arm();
-    },
-    close() {
-      clearTimeout(timer);
+      await nextEventLoopTurn();
+      sliceStart = performance.now();
     },
   };
 }

@@ -47,7 +47,7 @@ const RESULTS_AWAITING_COMMIT = 2048;
  * (status requests, uploads). Against a target that answers at once everything
  * is promise continuations, which would otherwise starve I/O.
  */
-const SLICE_MS = 4;
+const SLICE_MS = 3;
 /** Lines dispatched between two looks at the clock. */
 const LINES_PER_CLOCK_CHECK = 32;
 
@@ -134,7 +134,6 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
       }
     }
   } finally {
-    eventLoop.close();
     // Even when the loop fails, no request of this run may outlive it.
     await Promise.all(window);
   }
