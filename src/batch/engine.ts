@@ -88,8 +88,8 @@ export interface BatchEngineOptions {
   validation?: Partial<ValidationLimits>;
   /**
    * Validate batch inputs on a worker thread while they upload (default false).
-   * Measured on two cores: uploads ~30% faster, and 20-50 MB more memory while
-   * one arrives (the worker's heap). Where no worker can start, uploads are
+   * Measured on two cores: uploads up to ~20% faster, and 25-50 MB more memory
+   * while one arrives (the worker's heap). Where no worker can start, uploads are
    * validated in the receiving thread as without it.
    */
   scanUploadsOffThread?: boolean;
