@@ -165,24 +165,26 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
       let content = upload.content;
       let finishScan: () => Promise<InputScan | undefined> | InputScan | undefined = () => undefined;
       let dropScan = () => {};
-      if (looksLikeBatchInput && content instanceof Uint8Array) {
-        const scanner = new InputScanner(limits);
-        scanner.push(content);
-        finishScan = () => scanner.finish();
-      } else if (looksLikeBatchInput && !(content instanceof Uint8Array)) {
-        const session = options.offThreadScanner?.start(limits);
-        const scanner = session ? null : new InputScanner(limits);
-        content = content.pipeThrough(
-          new TransformStream<Uint8Array, Uint8Array>({
-            async transform(chunk, controller) {
-              if (session) await session.push(chunk);
-              else scanner!.push(chunk);
-              controller.enqueue(chunk);
-            },
-          }),
-        );
-        finishScan = () => session ? session.finish() : scanner!.finish();
-        dropScan = () => session?.drop();
+      if (looksLikeBatchInput) {
+        if (content instanceof Uint8Array) {
+          const scanner = new InputScanner(limits);
+          scanner.push(content);
+          finishScan = () => scanner.finish();
+        } else {
+          const session = options.offThreadScanner?.start(limits);
+          const scanner = session ? null : new InputScanner(limits);
+          content = content.pipeThrough(
+            new TransformStream<Uint8Array, Uint8Array>({
+              async transform(chunk, controller) {
+                if (session) await session.push(chunk);
+                else scanner!.push(chunk);
+                controller.enqueue(chunk);
+              },
+            }),
+          );
+          finishScan = () => session ? session.finish() : scanner!.finish();
+          dropScan = () => session?.drop();
+        }
       }
       try {
         const info = await storage.blobs.put(fileBlobKey(id), content, { maxBytes: sizeLimitFor(upload.purpose) });

@@ -123,6 +123,7 @@ export class OffThreadScanner {
         if (!this.#sessions.delete(id)) return;
         this.#worker?.postMessage({ type: "drop", id } satisfies ScanRequest);
         this.#release(state, undefined);
+        this.#stopWhenIdle();
       },
     };
   }
@@ -176,13 +177,18 @@ export class OffThreadScanner {
     }
     this.#sessions.delete(message.id);
     this.#release(state, message.scan);
-    if (this.#sessions.size === 0) {
-      clearTimeout(this.#idleTimer);
-      this.#idleTimer = setTimeout(() => this.#stopWorker(), IDLE_MS);
-    }
+    this.#stopWhenIdle();
   }
 
-  /** Stops an idle worker; the next scan starts a new one. */
+  /** Stops the worker once it has had no scan for IDLE_MS; the next scan starts a new one. */
+  #stopWhenIdle() {
+    if (this.#sessions.size > 0) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => this.#stopWorker(), IDLE_MS);
+    // Node and Bun: the wait does not keep the process alive (Deno's timers have no unref()).
+    (this.#idleTimer as { unref?: () => void }).unref?.();
+  }
+
   #stopWorker() {
     if (this.#sessions.size > 0 || !this.#worker) return;
     const worker = this.#worker;
