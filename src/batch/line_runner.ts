@@ -45,7 +45,8 @@ const RESULTS_AWAITING_COMMIT = 2048;
 /**
  * Longest stretch the dispatch loop may keep the event loop from other work
  * (status requests, uploads). Against a target that answers at once everything
- * is promise continuations, which would otherwise starve I/O.
+ * is promise continuations, which would otherwise starve I/O. Measured: status
+ * p99 15 / 8 / 15 ms on Node / Bun / Deno at full speed (4 ms gave Deno 17–27).
  */
 const SLICE_MS = 3;
 /** Lines dispatched between two looks at the clock. */

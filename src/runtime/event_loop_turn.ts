@@ -11,8 +11,9 @@ import { currentRuntime } from "./detect.ts";
  *
  * Node and Bun: `setImmediate`, which runs right after the I/O poll, with no
  * delay. Deno: `setTimeout(0)` (about 2 ms there), because measured on Deno 2.9
- * neither `setImmediate` nor a `MessageChannel` message lets its HTTP server
- * answer while a loop of promise continuations runs.
+ * neither `setImmediate`, a `MessageChannel` message nor another quick async
+ * operation (`Deno.stat`) lets its HTTP server answer in time while a loop of
+ * promise continuations runs (status p99 55–150 ms against 15 ms).
  *
  * @example
  * ```ts
