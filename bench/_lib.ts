@@ -44,6 +44,14 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/**
+ * Median of `rates[i] ÷ floors[i]`: each run is paired with the floor measured
+ * just before it, since this machine drifts less within a pair than across runs.
+ */
+export function pairedRatio(rates: number[], floors: number[]): number {
+  return median(rates.map((rate, i) => rate / floors[i]));
+}
+
 /** Percentile (0..100) of numbers. */
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -20,7 +20,7 @@ import { responseRecord } from "../src/batch/result_records.ts";
 import { createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
 import type { Target } from "../src/batch/targets/types.ts";
 import { createFsStorage } from "../src/storage/fs.ts";
-import { median, report, runsArg, timeBatchInProcess, writeJsonl } from "./_lib.ts";
+import { median, pairedRatio, report, runsArg, timeBatchInProcess, writeJsonl } from "./_lib.ts";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { fileStream } from "../src/storage/fs_paths.ts";
 import { tmpdir } from "node:os";
@@ -72,8 +72,7 @@ for (let i = 0; i < runs; i++) {
   handler.push(await timeBatchInProcess(createInProcessTarget(() => Response.json(ANSWER)), content, CONCURRENCY));
 }
 await rm(dir, { recursive: true, force: true });
-// Each engine run is paired with the floor run just before it: the machine drifts less within a pair.
-const ratio = median(engine.map((rate, i) => rate / floor[i]));
+const ratio = pairedRatio(engine, floor);
 report("engine_overhead", {
   lines: LINES,
   engine_lines_per_s: Math.round(median(engine)),

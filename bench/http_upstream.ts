@@ -5,7 +5,7 @@
  * With 50 ms of latency at the upstream: throughput ≥ 0.9 × concurrency ÷ latency.
  */
 import { createHttpTarget } from "../src/batch/targets/fetch_target.ts";
-import { median, report, runsArg, startBenchUpstream, timeBatchInProcess } from "./_lib.ts";
+import { median, pairedRatio, report, runsArg, startBenchUpstream, timeBatchInProcess } from "./_lib.ts";
 
 const CONCURRENCY = 32;
 const body = { model: "bench", messages: [{ role: "user", content: "x".repeat(200) }] };
@@ -51,8 +51,7 @@ const slow = await startBenchUpstream(50);
 const latency: number[] = [];
 for (let i = 0; i < runs; i++) latency.push(await engineRate(slow.baseUrl, 2_000));
 await slow.stop();
-// Each engine run is paired with the plain run just before it: the machine drifts less within a pair.
-const ratio = median(engine.map((rate, i) => rate / plain[i]));
+const ratio = pairedRatio(engine, plain);
 const ideal = CONCURRENCY / 0.05;
 report("http_upstream", {
   concurrency: CONCURRENCY,

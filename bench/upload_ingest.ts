@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApiClient } from "../src/client/api_client.ts";
 import { createSha256 } from "../src/integrity/sha256.ts";
-import { curlUpload, median, pollBatch, report, runsArg, startBenchServer, writeJsonl } from "./_lib.ts";
+import { curlUpload, median, pairedRatio, pollBatch, report, runsArg, startBenchServer, writeJsonl } from "./_lib.ts";
 
 const MB = 1_000_000;
 const SIZE_MB = Number(process.env.BENCH_UPLOAD_MB ?? 200);
@@ -89,9 +89,7 @@ for (let i = 0; i < runs; i++) {
   ingestWithWorker.push((await ingestOnce(["--scan-worker"], join(dir, `data-worker-${i}`)))[1]);
 }
 await rm(dir, { recursive: true, force: true });
-// Each upload is paired with the floor measured just before it: the disk drifts less within a pair.
-const ratioTo = (rates: number[]) => median(rates.map((rate, i) => rate / floor[i]));
-const ratio = ratioTo(ingest);
+const ratio = pairedRatio(ingest, floor);
 report("upload_ingest", {
   file_mb: Number((size / MB).toFixed(1)),
   lines: LINES,
@@ -104,5 +102,5 @@ report("upload_ingest", {
   bar: ">= 0.5",
   pass: ratio >= 0.5,
   scan_worker_ingest_mb_per_s: Number(median(ingestWithWorker).toFixed(1)),
-  scan_worker_ratio: Number(ratioTo(ingestWithWorker).toFixed(3)),
+  scan_worker_ratio: Number(pairedRatio(ingestWithWorker, floor).toFixed(3)),
 });
