@@ -7,6 +7,7 @@ import { newBatchId } from "../src/batch/ids.ts";
 import { type BatchRecord, type BatchStatus, emptyUsage } from "../src/batch/objects.ts";
 import { failureRecord, responseRecord } from "../src/batch/result_records.ts";
 import { activeBatchKey, batchDocKey, errorLogKey, outputLogKey } from "../src/batch/storage_keys.ts";
+import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { line } from "./_engine.ts";
 
@@ -16,19 +17,18 @@ export interface CrashedBatch {
   record: BatchRecord;
 }
 
-/** A batch of `count` lines, `status`, with results for `done` (1-based lines) already in its logs. */
+/**
+ * A batch of `count` lines, `status`, with results for `done` (1-based lines) already in its logs.
+ * `markEvery` records the input's digest marks that far apart (the upload's default otherwise).
+ */
 export async function writeCrashedBatch(
   storage: Storage,
-  options: { count: number; done: number[]; failed?: number[]; status?: BatchStatus; expiresAt?: number },
+  options: { count: number; done: number[]; failed?: number[]; status?: BatchStatus; expiresAt?: number; markEvery?: number },
 ): Promise<CrashedBatch> {
   const customIds = Array.from({ length: options.count }, (_, i) => `line-${i + 1}`);
   const files = createFileService(storage);
-  const received = await files.receive({
-    owner: "default",
-    filename: "in.jsonl",
-    purpose: "batch",
-    content: new TextEncoder().encode(customIds.map((id) => line(id, "m")).join("\n") + "\n"),
-  });
+  const content = new TextEncoder().encode(customIds.map((id) => line(id, "m")).join("\n") + "\n");
+  const received = await files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
   const file = await files.commit(received, { purpose: "batch" });
   const now = Math.floor(Date.now() / 1000);
   const id = newBatchId();
@@ -58,7 +58,9 @@ export async function writeCrashedBatch(
       usage: emptyUsage(),
     },
     owner: "default",
-    input_sha256: received.sha256,
+    input_digest: options.markEvery === undefined
+      ? { sha256: received.sha256, bytes: received.bytes, marks: received.marks }
+      : new MarkingSha256(options.markEvery).update(content).finish(),
     input_lines: options.count,
     output_expires_after_seconds: null,
     planned_output_file_id: null,

@@ -61,6 +61,17 @@ export function testStorageContract(name: string, open: () => Promise<Storage>):
     assert.deepEqual(await s.blobs.stat("files/a"), { key: "files/a", bytes: 11 });
   });
 
+  withStorage("blobs.put() with markEvery also returns the digest of every such prefix", async (s) => {
+    const info = await s.blobs.put("files/m", chunkedStream(["hello ", "wor", "ld"]), { markEvery: 4 });
+    assert.deepEqual(info, {
+      key: "files/m",
+      bytes: 11,
+      sha256: sha256Hex("hello world"),
+      marks: { every: 4, digests: [sha256Hex("hell"), sha256Hex("hello wo")] },
+    });
+    assert.equal(await readText(await s.blobs.get("files/m")), "hello world");
+  });
+
   withStorage("blobs.get() honours a byte range", async (s) => {
     await s.blobs.put("files/r", encoder.encode("0123456789"));
     assert.equal(await readText(await s.blobs.get("files/r", { start: 2, end: 5 })), "234");

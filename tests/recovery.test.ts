@@ -144,6 +144,45 @@ test("recovery: an input file changed on disk fails its batch with a clear error
     }
   }));
 
+test("recovery: an input changed in a later stretch runs the lines before it, none from it on, then fails", () =>
+  withFsStorage(async (storage, dir) => {
+    const markEvery = 1024;
+    const crashed = await writeCrashedBatch(storage, { count: 60, done: [1, 2], markEvery });
+    await storage.close();
+    const path = join(dir, "blobs", fileBlobKey(crashed.record.batch.input_file_id));
+    const original = await readFile(path, "utf8");
+    await writeFile(path, original.replace('"line-45"', '"line-X5"'));
+    // Lines wholly inside the stretches before the changed one may run; the rest may not.
+    const stretchStart = Math.floor(original.indexOf('"line-45"') / markEvery) * markEvery;
+    let offset = 0;
+    const lineEnds = original.split("\n").slice(0, -1).map((text) => (offset += text.length + 1));
+    const runnable = crashed.customIds.filter((_, i) => lineEnds[i] <= stretchStart && i >= 2);
+    assert.ok(runnable.length > 5 && runnable.length < 40, `${runnable.length} lines before the changed stretch`);
+    const sent: string[] = [];
+    const mock = createMockTarget({});
+    const recording: Target = {
+      description: "mock, recording what it is sent",
+      send(request) {
+        sent.push(JSON.parse(request.bodyText).messages[0].content);
+        return mock.send(request);
+      },
+    };
+    const reopened = await createFsStorage({ dir });
+    const engine = createBatchEngine({ storage: reopened, target: recording, logger: recordingLogger(), checkpoints: { intervalMs: 60_000 } });
+    await engine.start();
+    try {
+      const failed = await waitUntil(engine, crashed.id, ended);
+      assert.equal(failed.status, "failed");
+      assert.equal(failed.errors?.data[0].code, "input_file_corrupted");
+      assert.deepEqual(sent.sort(), [...runnable].sort(), "exactly the lines of the unchanged stretches were sent");
+      assert.equal(failed.request_counts.completed, 2 + runnable.length, "their results and the earlier ones are kept");
+      assert.deepEqual(await allCustomIds(engine, failed), ["line-1", "line-2", ...runnable].sort());
+    } finally {
+      await engine.close();
+      await reopened.close();
+    }
+  }));
+
 test("recovery: a cancel request survives a restart", async () => {
   const storage = createMemoryStorage();
   const crashed = await writeCrashedBatch(storage, { count: 20, done: [1, 2], status: "cancelling" });

@@ -27,8 +27,6 @@ export interface ActiveBatch {
   abortRequests: AbortController;
   /** Input lines whose requests are in flight now. */
   inFlight: Set<number>;
-  /** Whether the input's SHA-256 was checked in this process. */
-  inputVerified: boolean;
   timers: Set<ReturnType<typeof setTimeout>>;
   /** Serialises writes of the batch document. */
   writes: Promise<unknown>;
@@ -45,7 +43,6 @@ export function activate(record: BatchRecord, version: number): ActiveBatch {
     stopDispatch: new AbortController(),
     abortRequests: new AbortController(),
     inFlight: new Set(),
-    inputVerified: false,
     timers: new Set(),
     writes: Promise.resolve(),
   };

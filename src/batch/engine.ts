@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { sha256OfStream } from "../integrity/sha256.ts";
+import { IntegrityError } from "../integrity/envelope.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
@@ -139,6 +139,15 @@ export interface BatchEngine {
 
 const RETRY_RUN_AFTER_MS = 2_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The batch error for an input that cannot be used any more, or null when `error` is something else. */
+function unreadableInput(error: unknown): { code: string; message: string } | null {
+  if (error instanceof IntegrityError) {
+    return { code: "input_file_corrupted", message: `The input file was changed on disk after it was uploaded: ${error.message}.` };
+  }
+  if (isStorageError(error, "not_found")) return { code: "input_file_missing", message: "The input file can no longer be read." };
+  return null;
+}
 
 /**
  * Creates a batch engine. Call `start()` before use.
@@ -305,19 +314,20 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       }
       throw error;
     }
-    // A scan made while the file was uploaded leaves only the bytes to check (a fast native hash).
-    const scanned = fileRecord.scan && resolveScan(fileRecord.scan, b.endpoint, validationLimits);
-    const input = await storage.blobs.get(fileRecord.content.key);
-    const result = scanned
-      ? { ...scanned, sha256: await sha256OfStream(input) }
-      : await validateInput(input, b.endpoint, validationLimits);
-    if (result.sha256 !== fileRecord.sha256) {
-      return fail(batch, [{
-        code: "input_file_corrupted",
-        message: `The input file's SHA-256 is ${result.sha256}, not ${fileRecord.sha256} as uploaded: it was changed on disk.`,
-        param: "input_file_id",
-        line: null,
-      }]);
+    // A scan made while the file was uploaded leaves nothing to read: the bytes are checked
+    // against the upload's digest marks, stretch by stretch, as the batch reads them.
+    let result = fileRecord.scan && resolveScan(fileRecord.scan, b.endpoint, validationLimits);
+    if (!result) {
+      const validated = await validateInput(await storage.blobs.get(fileRecord.content.key), b.endpoint, validationLimits);
+      if (validated.sha256 !== fileRecord.sha256) {
+        return fail(batch, [{
+          code: "input_file_corrupted",
+          message: `The input file's SHA-256 is ${validated.sha256}, not ${fileRecord.sha256} as uploaded: it was changed on disk.`,
+          param: "input_file_id",
+          line: null,
+        }]);
+      }
+      result = validated;
     }
     if (result.errors.length) {
       if (result.unlistedErrors) {
@@ -330,40 +340,13 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       }
       return fail(batch, result.errors);
     }
-    batch.record.input_sha256 = result.sha256;
     batch.record.input_lines = result.lines;
     b.model = result.model;
     b.request_counts = { total: result.requests, completed: 0, failed: 0 };
     attachProgress(batch, new BatchProgress(result.lines));
-    batch.inputVerified = true;
     // A cancel that arrived during validation has already moved the batch to cancelling.
     if (batch.stop !== "cancel") setStatus(batch, "in_progress");
     await persist(batch);
-  };
-
-  /** Checks a resumed batch's input against the hash recorded at validation. */
-  const verifyInput = async (batch: ActiveBatch): Promise<boolean> => {
-    if (batch.inputVerified) return true;
-    const key = fileBlobKey(batch.record.batch.input_file_id);
-    let actual: string;
-    try {
-      actual = await sha256OfStream(await storage.blobs.get(key));
-    } catch (error) {
-      logger.error(`batch ${batch.record.batch.id}: cannot read its input: ${(error as Error).message}`);
-      await failRunning(batch, "input_file_missing", "The input file can no longer be read.");
-      return false;
-    }
-    if (actual !== batch.record.input_sha256) {
-      logger.error(`batch ${batch.record.batch.id}: input SHA-256 ${actual} does not match ${batch.record.input_sha256}`);
-      await failRunning(
-        batch,
-        "input_file_corrupted",
-        `The input file's SHA-256 is ${actual}, not ${batch.record.input_sha256} as validated: it was changed on disk.`,
-      );
-      return false;
-    }
-    batch.inputVerified = true;
-    return true;
   };
 
   /** Ends a batch that can no longer run; results already written are kept as files. */
@@ -419,13 +402,17 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       if (FINAL_STATUSES.has(b.status)) return;
     }
     if (b.status === "in_progress") {
-      if (!(await verifyInput(batch))) return;
-      if (batch.stop === null) await dispatchLines(context, batch);
-      if (closing.signal.aborted) return;
-      if (batch.stop === "expire") {
-        await expireRemaining(context, batch);
-        return finalize(batch, "expired");
+      try {
+        if (batch.stop === null) await dispatchLines(context, batch);
+        if (closing.signal.aborted) return;
+        if (batch.stop === "expire") await expireRemaining(context, batch);
+      } catch (error) {
+        const unreadable = unreadableInput(error);
+        if (!unreadable) throw error;
+        logger.error(`batch ${b.id}: ${(error as Error).message}`);
+        return failRunning(batch, unreadable.code, unreadable.message);
       }
+      if (batch.stop === "expire") return finalize(batch, "expired");
       if (batch.stop === "cancel") return finalize(batch, "cancelled");
       return finalize(batch, "completed");
     }
@@ -641,7 +628,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       const record: BatchRecord = {
         batch,
         owner,
-        input_sha256: input.sha256,
+        input_digest: { sha256: input.sha256, bytes: input.file.bytes, marks: input.marks },
         input_lines: 0,
         output_expires_after_seconds: params.outputExpiresAfterSeconds,
         planned_output_file_id: null,

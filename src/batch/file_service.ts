@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { DEFAULT_MARK_EVERY, type DigestMarks } from "../integrity/digest_marks.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { BatchError } from "./errors.ts";
@@ -83,6 +84,7 @@ export interface ReceivedUpload {
   filename: string;
   bytes: number;
   sha256: string;
+  marks: DigestMarks;
   createdAt: number;
   /** Validation done while it streamed in, when it looked like a batch input. */
   scan?: InputScan;
@@ -187,13 +189,17 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
         }
       }
       try {
-        const info = await storage.blobs.put(fileBlobKey(id), content, { maxBytes: sizeLimitFor(upload.purpose) });
+        const info = await storage.blobs.put(fileBlobKey(id), content, {
+          maxBytes: sizeLimitFor(upload.purpose),
+          markEvery: DEFAULT_MARK_EVERY,
+        });
         return {
           id,
           owner: upload.owner,
           filename: upload.filename,
           bytes: info.bytes,
           sha256: info.sha256,
+          marks: info.marks!,
           createdAt: nowSeconds(clock),
           scan: await finishScan(),
         };
@@ -245,6 +251,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           file,
           owner: received.owner,
           sha256: received.sha256,
+          marks: received.marks,
           content: { store: "blobs", key: fileBlobKey(received.id) },
           ...(purpose === "batch" && received.scan ? { scan: received.scan } : {}),
         };

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { sha256OfStream } from "../integrity/sha256.ts";
+import { DEFAULT_MARK_EVERY, MarkingSha256 } from "../integrity/digest_marks.ts";
 import type { Storage } from "../storage/types.ts";
 import type { ActiveBatch } from "./active_batch.ts";
 import type { FileService } from "./file_service.ts";
@@ -34,6 +34,9 @@ export async function recordResultFiles(
   for (const [key, fileId, kind] of results) {
     const bytes = await storage.logs.length(key);
     if (bytes === 0 || fileId === null) continue;
+    const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
+    for await (const chunk of await storage.logs.read(key)) hash.update(chunk);
+    const { sha256, marks } = hash.finish();
     const fileRecord: FileRecord = {
       file: {
         id: fileId,
@@ -47,7 +50,8 @@ export async function recordResultFiles(
         status_details: null,
       },
       owner: record.owner,
-      sha256: await sha256OfStream(await storage.logs.read(key)),
+      sha256,
+      marks,
       content: { store: "logs", key },
     };
     await files.adopt(fileRecord);

@@ -6,6 +6,7 @@
  * @module
  */
 import { setMaxListeners } from "node:events";
+import { verifiedStream } from "../integrity/digest_marks.ts";
 import type { Storage } from "../storage/types.ts";
 import type { ActiveBatch } from "./active_batch.ts";
 import type { Dispatcher, Lease } from "./dispatcher.ts";
@@ -58,7 +59,11 @@ async function* unfinishedLines(
   active: ActiveBatch,
 ): AsyncGenerator<{ line: number; request: RequestLine }[]> {
   const progress = active.progress!;
-  const input = await storage.blobs.get(fileBlobKey(active.record.batch.input_file_id));
+  // Every read checks the bytes against the upload's digest marks before any line of them is used.
+  const input = verifiedStream(
+    await storage.blobs.get(fileBlobKey(active.record.batch.input_file_id)),
+    active.record.input_digest,
+  );
   for await (const group of readLines(input)) {
     const lines: { line: number; request: RequestLine }[] = [];
     for (const { line, text } of group) {
@@ -134,6 +139,9 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
         window.add(task);
       }
     }
+  } catch (error) {
+    // The input could not be read on (or failed its check): finish what is in flight first.
+    failure ??= error;
   } finally {
     // Even when the loop fails, no request of this run may outlive it.
     await Promise.all(window);

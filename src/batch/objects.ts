@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { DigestMarks, MarkedDigest } from "../integrity/digest_marks.ts";
 import type { InputScan } from "./validate_input.ts";
 
 /** Purposes a file can be uploaded with. */
@@ -50,6 +51,8 @@ export interface FileRecord {
   owner: string;
   /** Hex SHA-256 of the bytes. */
   sha256: string;
+  /** SHA-256 of the bytes' prefixes every few MiB, so a batch reading them checks each stretch before it uses it. */
+  marks: DigestMarks;
   /** Where the bytes are. */
   content: FileContentRef;
   /** For a batch input: what validation found while it was uploaded. */
@@ -160,8 +163,8 @@ export interface BatchRecord {
   batch: BatchObject;
   /** The owner (API key) it belongs to. */
   owner: string;
-  /** SHA-256 of the input file, checked before the input is trusted again. */
-  input_sha256: string;
+  /** The input file's SHA-256, size and digest marks: every read of the input is checked against them. */
+  input_digest: MarkedDigest;
   /** Physical lines in the input (blank ones included), known after validation. */
   input_lines: number;
   /** Output files' expiry (seconds after their creation), from `output_expires_after`. */

@@ -17,11 +17,14 @@ export interface Sha256 {
   update(data: Uint8Array): Sha256;
   /** Finishes the computation and returns the 64-character lower-case hex digest. */
   hexDigest(): string;
+  /** The hex digest of the bytes fed so far; the computation goes on. */
+  digestSoFar(): string;
 }
 
 interface NodeHash {
   update(data: Uint8Array): unknown;
   digest(encoding: "hex"): string;
+  copy(): NodeHash;
 }
 type CreateHash = (algorithm: "sha256") => NodeHash;
 
@@ -47,6 +50,7 @@ export function createPortableSha256(): Sha256 {
       return self;
     },
     hexDigest: () => bytesToHex(hash.digest()),
+    digestSoFar: () => bytesToHex(hash.clone().digest()),
   };
   return self;
 }
@@ -71,6 +75,7 @@ export function createSha256(): Sha256 {
       return self;
     },
     hexDigest: () => hash.digest("hex"),
+    digestSoFar: () => hash.copy().digest("hex"),
   };
   return self;
 }

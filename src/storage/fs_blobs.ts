@@ -9,7 +9,7 @@
  */
 import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { createSha256 } from "../integrity/sha256.ts";
+import { finishBlobHash, startBlobHash } from "./blob_hash.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writeFully } from "./fs_paths.ts";
@@ -40,7 +40,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       const dir = dirname(path);
       await mkdir(dir, { recursive: true });
       const temp = tempPathIn(dir);
-      const hash = createSha256();
+      const hash = startBlobHash(options);
       let bytes = 0;
       const handle = await open(temp, "w");
       let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -91,7 +91,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
         await handle.close();
         await rename(temp, path);
         await syncDirectory(dir);
-        return { key, bytes, sha256: hash.hexDigest() };
+        return finishBlobHash(key, hash, options);
       } catch (error) {
         await reader?.cancel().catch(() => {});
         await (writing as Promise<void> | null)?.catch(() => {});

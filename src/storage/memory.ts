@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { createSha256 } from "../integrity/sha256.ts";
+import { finishBlobHash, startBlobHash } from "./blob_hash.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
@@ -62,7 +62,7 @@ export function createMemoryStorage(): Storage {
     async put(key: string, source: ReadableStream<Uint8Array> | Uint8Array, options: PutBlobOptions = {}): Promise<BlobInfo> {
       ensureOpen();
       assertValidKey(key);
-      const hash = createSha256();
+      const hash = startBlobHash(options);
       const chunks: Uint8Array[] = [];
       let total = 0;
       const take = (chunk: Uint8Array) => {
@@ -85,7 +85,7 @@ export function createMemoryStorage(): Storage {
         }
       }
       blobs.set(key, concatBytes(chunks, total));
-      return { key, bytes: total, sha256: hash.hexDigest() };
+      return finishBlobHash(key, hash, options);
     },
     async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
       ensureOpen();

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import type { DigestMarks } from "../integrity/digest_marks.ts";
 
 /** What `BlobStore.put` returns once the blob is durable. */
 export interface BlobInfo {
@@ -25,6 +26,8 @@ export interface BlobInfo {
   bytes: number;
   /** Lower-case hex SHA-256 of the content. */
   sha256: string;
+  /** The content's digest marks, when `PutBlobOptions.markEvery` asked for them. */
+  marks?: DigestMarks;
 }
 
 /** What `BlobStore.stat` returns. */
@@ -65,6 +68,12 @@ export interface KeyPage {
 export interface PutBlobOptions {
   /** Fail with `too_large` (leaving nothing behind) past this many bytes. */
   maxBytes?: number;
+  /**
+   * Also return digest marks every this many bytes (the SHA-256 of each such
+   * prefix, see `src/integrity/digest_marks.ts`), so a reader can verify the
+   * blob stretch by stretch as it streams it.
+   */
+  markEvery?: number;
 }
 
 /** Immutable byte objects: uploads and finished result files. */
