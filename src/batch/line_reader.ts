@@ -3,13 +3,14 @@
  * in memory. `\n` and `\r\n` endings, a missing final newline and a UTF-8 byte
  * order mark are all accepted.
  *
- * Speed: the lines that end in one chunk are decoded with one `TextDecoder`
+ * Speed: the lines that end in one chunk are decoded with one `decodeUtf8`
  * call, split as a string and handed over as one array, so the cost of an
  * await is paid per chunk, not per line. A chunk that is not valid UTF-8 is
  * split byte by byte instead, so the bad line is reported exactly.
  *
  * @module
  */
+import { decodeUtf8 } from "../runtime/decode_utf8.ts";
 import { concatBytes } from "../storage/concat_bytes.ts";
 
 /** One physical line of input. */
@@ -57,7 +58,6 @@ export function isBlankLine(text: string): boolean {
  */
 export class LineSplitter {
   readonly maxLineBytes: number;
-  #decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   #lineNumber = 0;
   /** Bytes of the unfinished last line. */
   #carry: Uint8Array = EMPTY;
@@ -167,7 +167,7 @@ export class LineSplitter {
   #splitRegion(region: Uint8Array) {
     let text: string | null;
     try {
-      text = this.#decoder.decode(region);
+      text = decodeUtf8(region);
     } catch {
       text = null;
     }
@@ -188,7 +188,7 @@ export class LineSplitter {
         continue;
       }
       try {
-        this.#push(this.#decoder.decode(bytes));
+        this.#push(decodeUtf8(bytes));
       } catch {
         this.#problem("invalid_utf8");
       }
