@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { typeScriptCommand } from "../src/runtime/detect.ts";
+import { DENO_SERVER_V8_FLAGS, typeScriptCommand } from "../src/runtime/detect.ts";
 
 export const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 
@@ -35,7 +35,7 @@ export function startServer(
   const serveArgs = ["serve", "--port", "0", ...args];
   const [command, commandArgs] = options.fromBuild
     ? ["node", [fileURLToPath(new URL("../dist/cli.js", import.meta.url)), ...serveArgs]]
-    : typeScriptCommand(CLI, serveArgs);
+    : typeScriptCommand(CLI, serveArgs, [DENO_SERVER_V8_FLAGS]);
   const child = spawn(command, commandArgs, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, NO_COLOR: "1", ...env },
