@@ -12,7 +12,13 @@ import { join } from "node:path";
 import { StorageError } from "./errors.ts";
 
 const TEMP_PREFIX = ".tmp-";
-const READ_CHUNK = 256 * 1024;
+/**
+ * Bytes per read of a file stream. Each read allocates its own buffer (a
+ * stream's chunks belong to its reader); at 64 KiB those are recycled by the
+ * allocator, where 256 KiB buffers left Bun's process ~10 MiB larger while a
+ * batch read its input (measured), for no difference in speed.
+ */
+const READ_CHUNK = 64 * 1024;
 
 /** Error codes that mean "this platform cannot fsync a directory"; nothing to do then. */
 const DIR_SYNC_UNSUPPORTED = new Set(["EISDIR", "EINVAL", "EPERM", "EBADF", "ENOTSUP"]);
