@@ -11,6 +11,7 @@
  * @module
  */
 import { createSha256 } from "../integrity/sha256.ts";
+import { CustomIdSet } from "./custom_id_set.ts";
 import { isBlankLine, LineSplitter } from "./line_reader.ts";
 import type { BatchErrorEntry } from "./objects.ts";
 
@@ -138,7 +139,7 @@ export class InputScanner {
   #splitter: LineSplitter;
   #errors: BatchErrorEntry[] = [];
   #unlistedErrors = 0;
-  #seen = new Set<string>();
+  #seen = new CustomIdSet();
   #requests = 0;
   #lines = 0;
   #model: string | null = null;
@@ -217,16 +218,13 @@ export class InputScanner {
         else if (request.url !== this.endpoint) problems.push(invalidUrl(this.endpoint, line));
       }
       for (const entry of problems) this.#report(entry);
-      if (typeof request.custom_id === "string") {
-        if (this.#seen.has(request.custom_id)) {
-          this.#report({
-            code: "duplicate_custom_id",
-            message: `The custom_id ${JSON.stringify(request.custom_id)} appears more than once in this batch.`,
-            param: "custom_id",
-            line,
-          });
-        }
-        this.#seen.add(request.custom_id);
+      if (typeof request.custom_id === "string" && !this.#seen.add(request.custom_id)) {
+        this.#report({
+          code: "duplicate_custom_id",
+          message: `The custom_id ${JSON.stringify(request.custom_id)} appears more than once in this batch.`,
+          param: "custom_id",
+          line,
+        });
       }
       if (this.#model === null && problems.length === 0 && typeof request.body?.model === "string") {
         this.#model = request.body.model;
