@@ -233,6 +233,32 @@ test("engine: the mock target answers every endpoint with usage", async () => {
   }
 });
 
+test("engine: each body reaches the target exactly as written in its line (big integers, spacing, number spellings)", async () => {
+  const storage = createMemoryStorage();
+  const sent: string[] = [];
+  const mock = createMockTarget();
+  const engine = createBatchEngine({
+    storage,
+    target: { description: "recording", send: (request) => (sent.push(request.bodyText), mock.send(request)) },
+    logger: silentLogger,
+    checkpoints: false,
+  });
+  await engine.start();
+  try {
+    const bodies = [
+      '{"model":"m","seed":12345678901234567890,"temperature":1.0,"messages":[{"role":"user","content":"a \\\"}"}]}',
+      '{ "model" : "m" , "messages" : [ ] , "logit_bias" : { "50256" : -100 } }',
+    ];
+    const lines = bodies.map((body, i) => `{"custom_id":"c${i}","method":"POST","url":"/v1/chat/completions","body":${body}}`);
+    const done = await waitUntil(engine, (await submit(engine, lines)).id, ended);
+    assert.equal(done.status, "completed");
+    assert.deepEqual(sent.sort(), [...bodies].sort());
+  } finally {
+    await engine.close();
+    await storage.close();
+  }
+});
+
 test("engine: a 10,000-line batch through the mock target has every custom_id exactly once", async () => {
   const dir = await tempDir();
   const storage = await createFsStorage({ dir });

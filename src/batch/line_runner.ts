@@ -14,6 +14,7 @@ import { createEventLoopShare } from "./event_loop_share.ts";
 import { isBlankLine, readLines } from "./line_reader.ts";
 import type { Logger } from "./logger.ts";
 import type { LogKind } from "./progress.ts";
+import { rawMemberValue } from "./raw_json.ts";
 import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";
 import { backoffDelay, type BackoffPolicy, RETRYABLE_STATUSES } from "./retry.ts";
 import { fileBlobKey } from "./storage_keys.ts";
@@ -57,7 +58,7 @@ const LINES_PER_CLOCK_CHECK = 32;
 async function* unfinishedLines(
   storage: Storage,
   active: ActiveBatch,
-): AsyncGenerator<{ line: number; request: RequestLine }[]> {
+): AsyncGenerator<{ line: number; request: RequestLine; bodyText: string }[]> {
   const progress = active.progress!;
   // Every read checks the bytes against the upload's digest marks before any line of them is used.
   const input = verifiedStream(
@@ -65,10 +66,12 @@ async function* unfinishedLines(
     active.record.input_digest,
   );
   for await (const group of readLines(input)) {
-    const lines: { line: number; request: RequestLine }[] = [];
+    const lines: { line: number; request: RequestLine; bodyText: string }[] = [];
     for (const { line, text } of group) {
       if (text === null || progress.isDone(line) || isBlankLine(text)) continue;
-      lines.push({ line, request: JSON.parse(text) as RequestLine });
+      const request = JSON.parse(text) as RequestLine;
+      // The body goes upstream exactly as written (see raw_json.ts).
+      lines.push({ line, request, bodyText: rawMemberValue(text, "body") ?? JSON.stringify(request.body) });
     }
     if (lines.length) yield lines;
   }
@@ -112,7 +115,7 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
   let sinceCheck = 0;
   try {
     dispatch: for await (const group of unfinishedLines(ctx.storage, active)) {
-      for (const { line, request } of group) {
+      for (const { line, request, bodyText } of group) {
         if (++sinceCheck === LINES_PER_CLOCK_CHECK) {
           sinceCheck = 0;
           await eventLoop.share();
@@ -120,7 +123,6 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
         while (window.size >= maxWindow) await Promise.race(window);
         if (results.pending >= RESULTS_AWAITING_COMMIT) await results.below(RESULTS_AWAITING_COMMIT / 2);
         if (stopSignal.aborted || failure) break dispatch;
-        const bodyText = JSON.stringify(request.body);
         let lease: Lease;
         try {
           lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
