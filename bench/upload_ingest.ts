@@ -51,7 +51,7 @@ const dir = await mkdtemp(join(tmpdir(), "bench-ingest-"));
 const input = join(dir, "in.jsonl");
 await writeJsonl(input, LINES, Math.round((SIZE_MB * MB) / LINES));
 const size = (await stat(input)).size;
-const runs = runsArg(3);
+const runs = runsArg(5);
 const floor: number[] = [];
 const copy: number[] = [];
 const hashing: number[] = [];
