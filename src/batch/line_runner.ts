@@ -54,11 +54,11 @@ const SLICE_MS = 3;
 /** Lines dispatched between two looks at the clock. */
 const LINES_PER_CLOCK_CHECK = 32;
 
-/** Streams the input's unfinished request lines with their numbers, a chunk's worth at a time. */
+/** Streams the input's unfinished request lines (number, text, parsed), a chunk's worth at a time. */
 async function* unfinishedLines(
   storage: Storage,
   active: ActiveBatch,
-): AsyncGenerator<{ line: number; request: RequestLine; bodyText: string }[]> {
+): AsyncGenerator<{ line: number; text: string; request: RequestLine }[]> {
   const progress = active.progress!;
   // Every read checks the bytes against the upload's digest marks before any line of them is used.
   const input = verifiedStream(
@@ -66,12 +66,10 @@ async function* unfinishedLines(
     active.record.input_digest,
   );
   for await (const group of readLines(input)) {
-    const lines: { line: number; request: RequestLine; bodyText: string }[] = [];
+    const lines: { line: number; text: string; request: RequestLine }[] = [];
     for (const { line, text } of group) {
       if (text === null || progress.isDone(line) || isBlankLine(text)) continue;
-      const request = JSON.parse(text) as RequestLine;
-      // The body goes upstream exactly as written (see raw_json.ts).
-      lines.push({ line, request, bodyText: rawMemberValue(text, "body") ?? JSON.stringify(request.body) });
+      lines.push({ line, text, request: JSON.parse(text) as RequestLine });
     }
     if (lines.length) yield lines;
   }
@@ -115,7 +113,7 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
   let sinceCheck = 0;
   try {
     dispatch: for await (const group of unfinishedLines(ctx.storage, active)) {
-      for (const { line, request, bodyText } of group) {
+      for (const { line, text, request } of group) {
         if (++sinceCheck === LINES_PER_CLOCK_CHECK) {
           sinceCheck = 0;
           await eventLoop.share();
@@ -123,6 +121,8 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
         while (window.size >= maxWindow) await Promise.race(window);
         if (results.pending >= RESULTS_AWAITING_COMMIT) await results.below(RESULTS_AWAITING_COMMIT / 2);
         if (stopSignal.aborted || failure) break dispatch;
+        // The body goes upstream exactly as written in the line (see raw_json.ts).
+        const bodyText = rawMemberValue(text, "body") ?? JSON.stringify(request.body);
         let lease: Lease;
         try {
           lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
