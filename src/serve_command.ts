@@ -65,8 +65,8 @@ Options (each also read from the environment variable shown):
   --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
-  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread: up to ~20% faster
-                                                     uploads, 25-50 MB more memory while one arrives
+  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread (frees the main
+                                                     thread; 25-50 MB more memory while an upload arrives)
   -h, --help               show this help
 `;
 
