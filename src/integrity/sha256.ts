@@ -96,17 +96,3 @@ export function sha256Hex(data: Uint8Array | string): string {
 
 /** Whether the `node:crypto` fast path is in use on this runtime. */
 export const usesNativeSha256: boolean = nodeCreateHash !== undefined;
-
-/**
- * Hashes a whole stream.
- *
- * @example
- * ```ts
- * const hex = await sha256OfStream(await storage.blobs.get("files/file-…"));
- * ```
- */
-export async function sha256OfStream(stream: ReadableStream<Uint8Array>): Promise<string> {
-  const hash = createSha256();
-  for await (const chunk of stream) hash.update(chunk);
-  return hash.hexDigest();
-}
