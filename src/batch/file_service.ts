@@ -10,6 +10,7 @@ import { BatchError } from "./errors.ts";
 import { isFileId, newFileId } from "./ids.ts";
 import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "./objects.ts";
 import { fileBlobKey, fileDocKey, fileDocPrefix } from "./storage_keys.ts";
+import { tapStream } from "./tap_stream.ts";
 import type { OffThreadScanner } from "./off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS, type InputScan, InputScanner, type ValidationLimits } from "./validate_input.ts";
 
@@ -175,15 +176,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
         } else {
           const session = options.offThreadScanner?.start(limits);
           const scanner = session ? null : new InputScanner(limits);
-          content = content.pipeThrough(
-            new TransformStream<Uint8Array, Uint8Array>({
-              async transform(chunk, controller) {
-                if (session) await session.push(chunk);
-                else scanner!.push(chunk);
-                controller.enqueue(chunk);
-              },
-            }),
-          );
+          content = tapStream(content, (chunk) => session ? session.push(chunk) : scanner!.push(chunk));
           finishScan = () => session ? session.finish() : scanner!.finish();
           dropScan = () => session?.drop();
         }

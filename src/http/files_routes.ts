@@ -9,6 +9,7 @@ import type { OwnerVariables } from "./auth.ts";
 import { type FormPart, multipartBoundary, parseMultipart } from "./multipart.ts";
 import { integerParam, listBody } from "./query_params.ts";
 import { RequestError } from "./request_error.ts";
+import { requestBody } from "../runtime/request_body.ts";
 
 const MAX_FIELD_BYTES = 64 * 1024;
 /** Multipart framing allowed on top of the file size before a Content-Length is refused outright. */
@@ -54,7 +55,7 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<{ Variables: Owne
         { param: "file" },
       );
     }
-    const body = c.req.raw.body;
+    const body = requestBody(c);
     if (!body) throw new RequestError("invalid_request", "Missing required parameter: 'file'.", { param: "file" });
     const owner = c.var.owner;
     const fields: Record<string, string> = {};

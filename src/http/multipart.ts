@@ -1,10 +1,11 @@
 /**
- * A streaming `multipart/form-data` parser on Web streams.
+ * A streaming `multipart/form-data` parser.
  *
  * Written here rather than taken from a library because the Web-stream parsers
  * available (`@remix-run/multipart-parser` and its forks) buffer each part's
  * content in memory, and an upload may be hundreds of megabytes. Here a file
- * part's content is a `ReadableStream` read straight from the request body.
+ * part's content is a `ReadableStream` read straight from the request body
+ * (any async iterable of bytes: a `ReadableStream`, or Node's request itself).
  *
  * @module
  */
@@ -24,6 +25,8 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const CR = 13;
 const MAX_HEADER_BYTES = 16 * 1024;
+/** Most bytes read after the closing delimiter (the epilogue, usually a CRLF) before the body is stopped instead. */
+const MAX_EPILOGUE_BYTES = 64 * 1024;
 
 /** The boundary from a `Content-Type: multipart/form-data; boundary=…` header, or null. */
 export function multipartBoundary(contentType: string | null): string | null {
@@ -60,16 +63,18 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number
  * }
  * ```
  */
-export async function* parseMultipart(body: ReadableStream<Uint8Array>, boundary: string): AsyncGenerator<FormPart> {
-  const reader = body.getReader();
+export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary: string): AsyncGenerator<FormPart> {
+  const chunks = body[Symbol.asyncIterator]();
   const delimiter = encoder.encode(`\r\n--${boundary}`);
   let buffer: Uint8Array = new Uint8Array(0);
   let position = 0;
   let ended = false;
+  /** The closing delimiter was read. */
+  let complete = false;
 
   const fill = async (): Promise<boolean> => {
     if (ended) return false;
-    const { done, value } = await reader.read();
+    const { done, value } = await chunks.next();
     if (done) {
       ended = true;
       return false;
@@ -101,7 +106,10 @@ export async function* parseMultipart(body: ReadableStream<Uint8Array>, boundary
     }
     for (;;) {
       if (!(await need(2))) throw malformed("the body ends after a boundary");
-      if (buffer[position] === 45 && buffer[position + 1] === 45) return; // "--": the closing delimiter
+      if (buffer[position] === 45 && buffer[position + 1] === 45) { // "--": the closing delimiter
+        complete = true;
+        return;
+      }
       // Skip transport padding and the CRLF after the boundary.
       for (;;) {
         const crlf = buffer.indexOf(CR, position);
@@ -174,8 +182,18 @@ export async function* parseMultipart(body: ReadableStream<Uint8Array>, boundary
       }
     }
   } finally {
-    reader.releaseLock();
-    await body.cancel().catch(() => {});
+    // A complete form's epilogue is read so that the body ends normally (stopping Node's
+    // request before its end closes the connection); any other body is stopped here.
+    try {
+      for (let epilogue = buffer.length - position; complete && !ended && epilogue <= MAX_EPILOGUE_BYTES;) {
+        const { done, value } = await chunks.next();
+        if (done) ended = true;
+        else epilogue += value.length;
+      }
+    } catch {
+      // The body failed after the form was complete: nothing of it is needed.
+    }
+    if (!ended) await chunks.return?.().catch(() => {});
   }
 }
 
