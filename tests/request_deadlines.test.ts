@@ -53,6 +53,32 @@ test("RequestDeadlines: the caller's abort reaches every request started with th
   a2.done();
 });
 
+test("RequestDeadlines: onAbort callbacks fire once, for timeouts and the caller's abort, never after done", async () => {
+  const deadlines = new RequestDeadlines(60);
+  const batch = new AbortController();
+  const calls: string[] = [];
+  const note = (name: string) => (reason: unknown) => calls.push(`${name}:${(reason as Error).name ?? reason}`);
+  const timesOut = deadlines.start(new AbortController().signal);
+  timesOut.onAbort(note("timeout"));
+  const cancelled = deadlines.start(batch.signal);
+  cancelled.onAbort(note("cancel"));
+  const finished = deadlines.start(batch.signal);
+  finished.onAbort(note("finished"));
+  finished.done();
+  batch.abort(new RangeError("cancelled"));
+  await sleep(120);
+  assert.deepEqual(calls.sort(), ["cancel:RangeError", "timeout:TimeoutError"]);
+  assert.equal(timesOut.timedOut(), true);
+  // A signal asked for after the abort is already aborted, with the same reason.
+  assert.equal((timesOut.signal.reason as DOMException).name, "TimeoutError");
+  assert.equal(cancelled.signal.aborted, true);
+  assert.equal(finished.signal.aborted, false);
+  // Started after the caller's abort: the callback runs at once.
+  const late = deadlines.start(batch.signal);
+  late.onAbort(note("late"));
+  assert.deepEqual(calls.at(-1), "late:RangeError");
+});
+
 test("createEventLoopShare: a loop of promise continuations lets a timer run within its slice", async () => {
   const share = createEventLoopShare(4);
   let timerRan = false;

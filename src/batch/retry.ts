@@ -40,7 +40,7 @@ export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () 
  * retryAfterMs(new Headers({ "retry-after": "2" })); // 2000
  * ```
  */
-export function retryAfterMs(headers: Headers, now: number = Date.now()): number | null {
+export function retryAfterMs(headers: { get(name: string): string | null }, now: number = Date.now()): number | null {
   const ms = headers.get("retry-after-ms");
   if (ms !== null && /^\d+(\.\d+)?$/.test(ms.trim())) return Math.ceil(Number(ms));
   const value = headers.get("retry-after")?.trim();

@@ -1,10 +1,12 @@
 /**
- * Targets reached through a `fetch`-shaped function: an upstream over HTTP, or
- * a handler in the same process (a Hono app's `fetch`).
+ * Targets that answer over HTTP semantics: an upstream server (reached through
+ * `fetch` or `node:http`, see `http_transport.ts`), or a `fetch`-shaped handler
+ * in the same process (a Hono app's `fetch`).
  *
  * @module
  */
 import { retryAfterMs } from "../retry.ts";
+import { choosePost, type PostResponse } from "./http_transport.ts";
 import { RequestDeadlines } from "./request_deadlines.ts";
 import { type Target, TargetError, type TargetRequest, type TargetResponse } from "./types.ts";
 
@@ -25,9 +27,8 @@ export interface HttpTargetOptions {
 
 const REQUEST_ID_HEADERS = ["x-request-id", "request-id", "x-amzn-requestid"];
 
-/** Turns a `Response` into a {@link TargetResponse}, reading the body once. */
-async function readResponse(response: Response): Promise<TargetResponse> {
-  const text = await response.text();
+/** Turns an answer into a {@link TargetResponse}. */
+function targetResponse({ status, headers, text }: PostResponse): TargetResponse {
   let body: Record<string, unknown>;
   let json = false;
   try {
@@ -42,14 +43,15 @@ async function readResponse(response: Response): Promise<TargetResponse> {
     body = { error: { message: text.slice(0, 4096), type: "invalid_response" } };
   }
   let requestId: string | null = null;
-  for (const name of REQUEST_ID_HEADERS) requestId ??= response.headers.get(name);
+  for (const name of REQUEST_ID_HEADERS) requestId ??= headers.get(name);
+  const ok = status >= 200 && status < 300;
   return {
-    status: response.status,
+    status,
     body,
     bodyJson: json ? text : undefined,
     requestId,
     // Only a failed request is retried, so only a failure's Retry-After matters.
-    retryAfterMs: response.ok ? null : retryAfterMs(response.headers),
+    retryAfterMs: ok ? null : retryAfterMs(headers),
     json,
   };
 }
@@ -69,7 +71,9 @@ function upstreamUrls(baseUrl: string): (lineUrl: string) => string {
 }
 
 /**
- * A target that POSTs each line to an OpenAI-compatible server.
+ * A target that POSTs each line to an OpenAI-compatible server: through
+ * `node:http` with kept-alive connections for an `http:` URL on Node (when no
+ * HTTP proxy is configured), through `fetch` otherwise.
  *
  * @example
  * ```ts
@@ -82,18 +86,13 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
   const deadlines = new RequestDeadlines(timeoutMs);
   const urlOf = upstreamUrls(options.baseUrl);
+  const post = choosePost(options.baseUrl);
   return {
     description: options.baseUrl,
     async send(request: TargetRequest): Promise<TargetResponse> {
       const deadline = deadlines.start(request.signal);
       try {
-        const response = await fetch(urlOf(request.url), {
-          method: "POST",
-          headers,
-          body: request.bodyText,
-          signal: deadline.signal,
-        });
-        return await readResponse(response);
+        return targetResponse(await post(urlOf(request.url), headers, request.bodyText, deadline));
       } catch (error) {
         if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
         if (deadline.timedOut()) {
@@ -134,7 +133,7 @@ export function createInProcessTarget(handler: FetchHandler, options: { timeoutM
             signal: deadline.signal,
           }),
         );
-        return await readResponse(response);
+        return targetResponse({ status: response.status, headers: response.headers, text: await response.text() });
       } catch (error) {
         if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
         if (deadline.timedOut()) throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });

@@ -5,21 +5,41 @@
  * @module
  */
 
-/** One request's deadline, from {@link RequestDeadlines.start}. */
-export interface RequestDeadline {
-  /** Aborts when the caller's signal does or when the time is up. */
+/** How a request learns that it must stop: a signal, or (cheaper) a callback. */
+export interface RequestAbort {
+  /** Aborts when the request must stop. */
   readonly signal: AbortSignal;
-  /** Whether the signal aborted because the time was up. */
+  /** Calls `listener` once when the request must stop (at once if it already must). */
+  onAbort(listener: (reason: unknown) => void): void;
+}
+
+/** One request's deadline, from {@link RequestDeadlines.start}. */
+export interface RequestDeadline extends RequestAbort {
+  /** Aborts when the caller's signal does or when the time is up; made on first use. */
+  readonly signal: AbortSignal;
+  /** Whether the request was aborted because the time was up. */
   timedOut(): boolean;
   /** Call once the request is over (answered or failed). */
   done(): void;
 }
 
 interface Entry {
-  controller: AbortController;
+  /** Made only when the request's `signal` is asked for. */
+  controller: AbortController | null;
+  listener: ((reason: unknown) => void) | null;
+  aborted: boolean;
+  reason: unknown;
   deadline: number;
   timedOut: boolean;
   outer: Set<Entry>;
+}
+
+function abortEntry(entry: Entry, reason: unknown): void {
+  entry.aborted = true;
+  entry.reason = reason;
+  entry.controller?.abort(reason);
+  entry.listener?.(reason);
+  entry.listener = null;
 }
 
 /**
@@ -27,6 +47,8 @@ interface Entry {
  * so requests expire in the order they started: one timer, set for the oldest
  * request still running, serves them all; and one listener per caller's signal
  * (a batch run shares one) relays its abort to every request started with it.
+ * A request's own `AbortSignal` is made only if it is asked for: a transport
+ * that takes a callback (`onAbort`) costs no `AbortController` and no listener.
  *
  * @example
  * ```ts
@@ -53,21 +75,33 @@ export class RequestDeadlines {
 
   /** Starts the deadline of one request, aborted also when `outer` aborts. */
   start(outer: AbortSignal): RequestDeadline {
-    const controller = new AbortController();
     const entry: Entry = {
-      controller,
+      controller: null,
+      listener: null,
+      aborted: false,
+      reason: undefined,
       deadline: performance.now() + this.#timeoutMs,
       timedOut: false,
       outer: this.#entriesOf(outer),
     };
-    if (outer.aborted) controller.abort(outer.reason);
+    if (outer.aborted) abortEntry(entry, outer.reason);
     else {
       entry.outer.add(entry);
       this.#running.add(entry);
       this.#timer ??= setTimeout(this.#expire, this.#timeoutMs);
     }
     return {
-      signal: controller.signal,
+      get signal() {
+        if (!entry.controller) {
+          entry.controller = new AbortController();
+          if (entry.aborted) entry.controller.abort(entry.reason);
+        }
+        return entry.controller.signal;
+      },
+      onAbort(listener) {
+        if (entry.aborted) listener(entry.reason);
+        else entry.listener = listener;
+      },
       timedOut: () => entry.timedOut,
       done: () => this.#finish(entry),
     };
@@ -82,7 +116,7 @@ export class RequestDeadlines {
       outer.addEventListener("abort", () => {
         for (const entry of relayed) {
           this.#finish(entry);
-          entry.controller.abort(outer.reason);
+          abortEntry(entry, outer.reason);
         }
       }, { once: true });
     }
@@ -108,7 +142,7 @@ export class RequestDeadlines {
       }
       this.#finish(entry);
       entry.timedOut = true;
-      entry.controller.abort(new DOMException("timed out", "TimeoutError"));
+      abortEntry(entry, new DOMException("timed out", "TimeoutError"));
     }
   };
 }

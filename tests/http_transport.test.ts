@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { test } from "node:test";
+import { fetchPost, nodeHttpPost, type PostFunction } from "../src/batch/targets/http_transport.ts";
+import type { RequestAbort } from "../src/batch/targets/request_deadlines.ts";
+
+type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void;
+
+/** A real server on 127.0.0.1 that counts its connections. */
+async function withServer(handler: Handler, run: (url: string, server: { connections: number; http: Server; closeIdle(): void }) => Promise<void>) {
+  const sockets = new Set<Socket>();
+  const state = {
+    connections: 0,
+    http: null as unknown as Server,
+    closeIdle: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+  const server = createServer(async (request, response) => {
+    let body = "";
+    for await (const chunk of request) body += chunk;
+    handler(request, body, response);
+  });
+  state.http = server;
+  server.on("connection", (socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    await run(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`, state);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** A request abort driven by `signal` (each request listens once: fine for a handful). */
+const abortOf = (signal: AbortSignal): RequestAbort => ({
+  signal,
+  onAbort: (listener) =>
+    signal.aborted ? listener(signal.reason) : signal.addEventListener("abort", () => listener(signal.reason), { once: true }),
+});
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const never = abortOf(new AbortController().signal);
+const transports: [string, () => PostFunction][] = [["fetch", fetchPost], ["node:http", nodeHttpPost]];
+
+for (const [name, make] of transports) {
+  test(`${name} transport: sends the JSON body and headers, returns status, headers and the whole text`, () =>
+    withServer((request, body, response) => {
+      response.setHeader("set-cookie", ["a=1", "b=2"]);
+      response.writeHead(201, { "content-type": "application/json", "x-request-id": "up-1" });
+      response.end(JSON.stringify({ got: JSON.parse(body), type: request.headers["content-type"], auth: request.headers.authorization }));
+    }, async (url) => {
+      const post = make();
+      const body = JSON.stringify({ model: "m", messages: [{ role: "user", content: "héllo ✓" }] });
+      const answer = await post(url, { "content-type": "application/json", authorization: "Bearer k" }, body, never);
+      assert.equal(answer.status, 201);
+      assert.equal(answer.headers.get("x-request-id"), "up-1");
+      assert.equal(answer.headers.get("absent"), null);
+      assert.match(answer.headers.get("set-cookie") ?? "", /a=1.*b=2/);
+      assert.deepEqual(JSON.parse(answer.text), { got: JSON.parse(body), type: "application/json", auth: "Bearer k" });
+    }));
+
+  test(`${name} transport: a body sent in pieces, a multi-byte character split between them, arrives whole`, () =>
+    withServer((_request, _body, response) => {
+      const bytes = new TextEncoder().encode(JSON.stringify({ text: "naïve — ✓ 😀".repeat(50) }));
+      response.writeHead(200, { "content-type": "application/json" });
+      let at = 0;
+      const next = () => {
+        if (at >= bytes.length) return response.end();
+        response.write(bytes.subarray(at, at + 7));
+        at += 7;
+        setTimeout(next, 0);
+      };
+      next();
+    }, async (url) => {
+      const answer = await make()(url, {}, "{}", never);
+      assert.equal(JSON.parse(answer.text).text, "naïve — ✓ 😀".repeat(50));
+    }));
+
+  test(`${name} transport: an abort ends a request that gets no answer`, () =>
+    withServer(() => {}, async (url) => {
+      const controller = new AbortController();
+      const pending = make()(url, {}, "{}", abortOf(controller.signal));
+      await sleep(50);
+      controller.abort(new DOMException("timed out", "TimeoutError"));
+      await assert.rejects(pending);
+    }));
+
+  test(`${name} transport: a connection closed before the end of the body rejects`, () =>
+    withServer((_request, _body, response) => {
+      response.writeHead(200, { "content-type": "application/json", "content-length": "1000" });
+      response.write('{"partial":');
+      setTimeout(() => response.socket?.destroy(), 20);
+    }, async (url) => {
+      await assert.rejects(make()(url, {}, "{}", never));
+    }));
+}
+
+test("node:http transport: requests in turn share one kept-alive connection, and one the server closed is not reused", () =>
+  withServer((_request, _body, response) => {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end("{}");
+  }, async (url, server) => {
+    const post = nodeHttpPost();
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await post(url, {}, "{}", never)).status, 200);
+      await sleep(10);
+    }
+    assert.equal(server.connections, 1);
+    // The server closes the idle connection; the next request opens a new one instead of failing.
+    server.closeIdle();
+    await sleep(50);
+    assert.equal((await post(url, {}, "{}", never)).status, 200);
+    assert.equal(server.connections, 2);
+  }));
+
+test("node:http transport: an aborted request's connection is closed, not reused", () =>
+  withServer((request, _body, response) => {
+    if (request.headers["x-hang"]) return;
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end("{}");
+  }, async (url, server) => {
+    const post = nodeHttpPost();
+    const controller = new AbortController();
+    const pending = post(url, { "x-hang": "1" }, "{}", abortOf(controller.signal));
+    await sleep(50);
+    controller.abort();
+    await assert.rejects(pending);
+    await sleep(50);
+    const open = await new Promise<number>((resolve, reject) =>
+      server.http.getConnections((error, count) => error ? reject(error) : resolve(count))
+    );
+    assert.equal(open, 0);
+    assert.equal((await post(url, {}, "{}", never)).status, 200);
+    assert.equal(server.connections, 2);
+  }));
+
+test("node:http transport: refuses URLs it cannot reach", async () => {
+  await assert.rejects(nodeHttpPost()("https://127.0.0.1:1/v1/x", {}, "{}", never), TypeError);
+});
