@@ -10,7 +10,7 @@
  * @module
  */
 import { concatBytes } from "../storage/concat_bytes.ts";
-import { indexOfByte } from "../runtime/find_byte.ts";
+import { bytesFinder, indexOfByte } from "../runtime/find_byte.ts";
 import { RequestError } from "./request_error.ts";
 
 /** One part of a form. Its `body` must be read to the end (or cancelled) before the next part. */
@@ -25,6 +25,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const CR = 13;
 const MAX_HEADER_BYTES = 16 * 1024;
+const findHeaderEnd = bytesFinder(encoder.encode("\r\n\r\n"));
 /** Most bytes read after the closing delimiter (the epilogue, usually a CRLF) before the body is stopped instead. */
 const MAX_EPILOGUE_BYTES = 64 * 1024;
 
@@ -38,18 +39,6 @@ export function multipartBoundary(contentType: string | null): string | null {
 
 const malformed = (detail: string) =>
   new RequestError("invalid_request", `The multipart/form-data body is malformed: ${detail}.`);
-
-/** Finds `needle` in `haystack` from `from`; -1 when absent. */
-function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number {
-  const first = needle[0];
-  const last = haystack.length - needle.length;
-  for (let i = indexOfByte(haystack, first, from); i !== -1 && i <= last; i = indexOfByte(haystack, first, i + 1)) {
-    let j = 1;
-    while (j < needle.length && haystack[i + j] === needle[j]) j++;
-    if (j === needle.length) return i;
-  }
-  return -1;
-}
 
 /**
  * Parses a multipart body part by part.
@@ -66,6 +55,10 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number
 export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary: string): AsyncGenerator<FormPart> {
   const chunks = body[Symbol.asyncIterator]();
   const delimiter = encoder.encode(`\r\n--${boundary}`);
+  const findDelimiter = bytesFinder(delimiter);
+  // The first delimiter may come without its leading CRLF.
+  const firstDelimiter = delimiter.subarray(2);
+  const findFirstDelimiter = bytesFinder(firstDelimiter);
   let buffer: Uint8Array = new Uint8Array(0);
   let position = 0;
   let ended = false;
@@ -93,10 +86,8 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
   };
 
   try {
-    // The first delimiter may come without its leading CRLF.
-    const firstDelimiter = delimiter.subarray(2);
     for (;;) {
-      const at = indexOf(buffer, firstDelimiter, position);
+      const at = findFirstDelimiter(buffer, position);
       if (at >= 0) {
         position = at + firstDelimiter.length;
         break;
@@ -119,10 +110,9 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
         }
         if (buffer.length - position > 1024 || !(await fill())) throw malformed("bad boundary line");
       }
-      const headerEnd = encoder.encode("\r\n\r\n");
       let end: number;
       for (;;) {
-        end = indexOf(buffer, headerEnd, position);
+        end = findHeaderEnd(buffer, position);
         if (end >= 0) break;
         if (buffer.length - position > MAX_HEADER_BYTES) throw malformed("part headers are too long");
         if (!(await fill())) throw malformed("the body ends inside part headers");
@@ -137,7 +127,7 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
         async pull(controller) {
           try {
             for (;;) {
-              const at = indexOf(buffer, delimiter, position);
+              const at = findDelimiter(buffer, position);
               if (at >= 0) {
                 if (at > position && !cancelled) controller.enqueue(buffer.subarray(position, at));
                 position = at + delimiter.length;
@@ -170,7 +160,7 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
         // The consumer did not read the part to its end: skip the rest of it.
         cancelled = true;
         for (;;) {
-          const at = indexOf(buffer, delimiter, position);
+          const at = findDelimiter(buffer, position);
           if (at >= 0) {
             position = at + delimiter.length;
             break;

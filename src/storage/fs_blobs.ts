@@ -9,7 +9,7 @@
  */
 import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { WRITES_IN_FLIGHT_PER_FILE } from "../runtime/file_writes.ts";
+import { VECTORED_WRITES, WRITES_IN_FLIGHT_PER_FILE } from "../runtime/file_writes.ts";
 import { finishBlobHash, startBlobHash } from "./blob_hash.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
@@ -60,7 +60,8 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       let unflushed = 0;
       const startWrite = async () => {
         // Many tiny chunks are joined first: a vectored write takes a bounded number of parts.
-        const parts = gathered.length > MAX_PARTS_PER_WRITE ? [concatBytes(gathered, gatheredBytes)] : gathered;
+        const join = gathered.length > 1 && (!VECTORED_WRITES || gathered.length > MAX_PARTS_PER_WRITE);
+        const parts = join ? [concatBytes(gathered, gatheredBytes)] : gathered;
         const length = gatheredBytes;
         gathered = [];
         gatheredBytes = 0;

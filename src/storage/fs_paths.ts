@@ -79,15 +79,23 @@ export async function replaceFileAtomically(path: string, dir: string, data: Uin
   await syncDirectory(dir);
 }
 
-/** Writes every byte of `parts`, in order, from `position` on, continuing after a partial write. */
-export async function writevFully(
-  handle: { writev(buffers: Uint8Array[], position: number): Promise<{ bytesWritten: number }> },
-  parts: Uint8Array[],
-  position: number,
-): Promise<void> {
+/** A file handle's positional writes, as `node:fs/promises` has them. */
+export interface PositionalWriter {
+  writev(buffers: Uint8Array[], position: number): Promise<{ bytesWritten: number }>;
+  write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+}
+
+/**
+ * Writes every byte of `parts`, in order, from `position` on, continuing after
+ * a partial write: several parts with one vectored write, one part with a plain
+ * positional write.
+ */
+export async function writevFully(handle: PositionalWriter, parts: Uint8Array[], position: number): Promise<void> {
   let rest = parts;
   for (let at = position; rest.length > 0;) {
-    const { bytesWritten } = await handle.writev(rest, at);
+    const { bytesWritten } = rest.length === 1
+      ? await handle.write(rest[0], 0, rest[0].length, at)
+      : await handle.writev(rest, at);
     at += bytesWritten;
     rest = partsAfter(rest, bytesWritten);
   }
