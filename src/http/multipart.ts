@@ -26,8 +26,6 @@ const decoder = new TextDecoder();
 const CR = 13;
 const MAX_HEADER_BYTES = 16 * 1024;
 const findHeaderEnd = bytesFinder(encoder.encode("\r\n\r\n"));
-/** Most bytes read after the closing delimiter (the epilogue, usually a CRLF) before the body is stopped instead. */
-const MAX_EPILOGUE_BYTES = 64 * 1024;
 
 /** The boundary from a `Content-Type: multipart/form-data; boundary=…` header, or null. */
 export function multipartBoundary(contentType: string | null): string | null {
@@ -62,8 +60,6 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
   let buffer: Uint8Array = new Uint8Array(0);
   let position = 0;
   let ended = false;
-  /** The closing delimiter was read. */
-  let complete = false;
 
   const fill = async (): Promise<boolean> => {
     if (ended) return false;
@@ -97,10 +93,7 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
     }
     for (;;) {
       if (!(await need(2))) throw malformed("the body ends after a boundary");
-      if (buffer[position] === 45 && buffer[position + 1] === 45) { // "--": the closing delimiter
-        complete = true;
-        return;
-      }
+      if (buffer[position] === 45 && buffer[position + 1] === 45) return; // "--": the closing delimiter
       // Skip transport padding and the CRLF after the boundary.
       for (;;) {
         const crlf = buffer.indexOf(CR, position);
@@ -172,17 +165,7 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
       }
     }
   } finally {
-    // A complete form's epilogue is read so that the body ends normally (stopping Node's
-    // request before its end closes the connection); any other body is stopped here.
-    try {
-      for (let epilogue = buffer.length - position; complete && !ended && epilogue <= MAX_EPILOGUE_BYTES;) {
-        const { done, value } = await chunks.next();
-        if (done) ended = true;
-        else epilogue += value.length;
-      }
-    } catch {
-      // The body failed after the form was complete: nothing of it is needed.
-    }
+    // Stops the body (nothing happens once it ended).
     if (!ended) await chunks.return?.().catch(() => {});
   }
 }
