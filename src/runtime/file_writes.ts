@@ -26,9 +26,9 @@ export const WRITES_IN_FLIGHT_PER_FILE: number = currentRuntime() === "node" ? 3
  * Whether a put's gathered chunks go to the file as one vectored write
  * (`writev`). Deno's `node:fs` runs `writev` on the main thread: measured over
  * 200 writes of 1 MiB, 140–370 ms of main-thread CPU, against 60–80 ms for
- * joining the chunks and one positional `write` (and it was ~25 % of Deno's
- * server main thread during a 200 MB upload). Node and Bun hand `writev` to
- * their thread pools, so they keep it and skip the copy.
+ * joining the chunks and one positional `write` (a `write` also runs on the
+ * main thread there, but costs less). Node and Bun hand `writev` to their
+ * thread pools, so they keep it and skip the copy.
  *
  * @example
  * ```ts

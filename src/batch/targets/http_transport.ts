@@ -49,7 +49,8 @@ export type PostFunction = (
  * @example
  * ```ts
  * const post = fetchPost();
- * const { status, text } = await post("https://api.example.com/v1/chat/completions", headers, body, signal);
+ * const deadline = new RequestDeadlines(60_000).start(signal);
+ * const { status, text } = await post("https://api.example.com/v1/chat/completions", headers, body, deadline);
  * ```
  */
 export function fetchPost(): PostFunction {
@@ -82,7 +83,8 @@ interface Endpoint {
  * @example
  * ```ts
  * const post = nodeHttpPost();
- * const { status, text } = await post("http://127.0.0.1:8000/v1/chat/completions", headers, body, signal);
+ * const deadline = new RequestDeadlines(60_000).start(signal);
+ * const { status, text } = await post("http://127.0.0.1:8000/v1/chat/completions", headers, body, deadline);
  * ```
  */
 export function nodeHttpPost(): PostFunction {
