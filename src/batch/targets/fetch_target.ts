@@ -6,7 +6,7 @@
  * @module
  */
 import { retryAfterMs } from "../retry.ts";
-import { choosePost, type PostResponse } from "./http_transport.ts";
+import { choosePost, type PostResponse, readPostResponse } from "./http_transport.ts";
 import { RequestDeadlines } from "./request_deadlines.ts";
 import { type Target, TargetError, type TargetRequest, type TargetResponse } from "./types.ts";
 
@@ -133,7 +133,7 @@ export function createInProcessTarget(handler: FetchHandler, options: { timeoutM
             signal: deadline.signal,
           }),
         );
-        return targetResponse({ status: response.status, headers: response.headers, text: await response.text() });
+        return targetResponse(await readPostResponse(response));
       } catch (error) {
         if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
         if (deadline.timedOut()) throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });

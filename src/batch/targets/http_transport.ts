@@ -44,6 +44,18 @@ export type PostFunction = (
 ) => Promise<PostResponse>;
 
 /**
+ * Reads a `fetch` response whole, as a {@link PostResponse}.
+ *
+ * @example
+ * ```ts
+ * const { status, text } = await readPostResponse(await app.fetch(request));
+ * ```
+ */
+export async function readPostResponse(response: Response): Promise<PostResponse> {
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+/**
  * POSTs through the global `fetch`.
  *
  * @example
@@ -54,10 +66,8 @@ export type PostFunction = (
  * ```
  */
 export function fetchPost(): PostFunction {
-  return async (url, headers, body, abort) => {
-    const response = await fetch(url, { method: "POST", headers, body, signal: abort.signal });
-    return { status: response.status, headers: response.headers, text: await response.text() };
-  };
+  return async (url, headers, body, abort) =>
+    readPostResponse(await fetch(url, { method: "POST", headers, body, signal: abort.signal }));
 }
 
 class NodeHeaders implements HeaderLookup {
