@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { test } from "node:test";
-import { fetchPost, nodeHttpPost, type PostFunction } from "../src/batch/targets/http_transport.ts";
+import { createServer as createTcpServer } from "node:net";
+import { gzipSync } from "node:zlib";
+import { http1Post } from "../src/batch/targets/http1_post.ts";
+import { fetchPost, type PostFunction } from "../src/batch/targets/http_transport.ts";
 import type { RequestAbort } from "../src/batch/targets/request_deadlines.ts";
 
 type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void;
@@ -45,7 +48,21 @@ const abortOf = (signal: AbortSignal): RequestAbort => ({
 });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const never = abortOf(new AbortController().signal);
-const transports: [string, () => PostFunction][] = [["fetch", fetchPost], ["node:http", nodeHttpPost]];
+const transports: [string, () => PostFunction][] = [["fetch", fetchPost], ["HTTP/1.1", http1Post]];
+
+/** A raw TCP server on 127.0.0.1 that answers each connection's first bytes with `answer`, then ends it. */
+async function withRawServer(answer: string, run: (url: string) => Promise<void>) {
+  const server = createTcpServer((socket) => {
+    socket.once("data", () => socket.end(answer));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    await run(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`);
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
 
 for (const [name, make] of transports) {
   test(`${name} transport: sends the JSON body and headers, returns status, headers and the whole text`, () =>
@@ -90,6 +107,26 @@ for (const [name, make] of transports) {
       await assert.rejects(pending);
     }));
 
+  test(`${name} transport: a gzip-encoded answer is decoded`, () =>
+    withServer((_request, _body, response) => {
+      response.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" });
+      response.end(gzipSync(JSON.stringify({ ok: "✓" })));
+    }, async (url) => {
+      assert.deepEqual(JSON.parse((await make()(url, {}, "{}", never)).text), { ok: "✓" });
+    }));
+
+  test(`${name} transport: an answer with no length ends with its connection`, () =>
+    withRawServer('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"whole":true}', async (url) => {
+      const answer = await make()(url, {}, "{}", never);
+      assert.equal(answer.status, 200);
+      assert.deepEqual(JSON.parse(answer.text), { whole: true });
+    }));
+
+  test(`${name} transport: an answer that is not HTTP rejects`, () =>
+    withRawServer("SSH-2.0-OpenSSH_9.6\r\n\r\n", async (url) => {
+      await assert.rejects(make()(url, {}, "{}", never));
+    }));
+
   test(`${name} transport: a connection closed before the end of the body rejects`, () =>
     withServer((_request, _body, response) => {
       response.writeHead(200, { "content-type": "application/json", "content-length": "1000" });
@@ -100,12 +137,12 @@ for (const [name, make] of transports) {
     }));
 }
 
-test("node:http transport: requests in turn share one kept-alive connection, and one the server closed is not reused", () =>
+test("HTTP/1.1 transport: requests in turn share one kept-alive connection, and one the server closed is not reused", () =>
   withServer((_request, _body, response) => {
     response.writeHead(200, { "content-type": "application/json" });
     response.end("{}");
   }, async (url, server) => {
-    const post = nodeHttpPost();
+    const post = http1Post();
     for (let i = 0; i < 5; i++) {
       assert.equal((await post(url, {}, "{}", never)).status, 200);
       await sleep(10);
@@ -118,13 +155,39 @@ test("node:http transport: requests in turn share one kept-alive connection, and
     assert.equal(server.connections, 2);
   }));
 
-test("node:http transport: an aborted request's connection is closed, not reused", () =>
+test("HTTP/1.1 transport: one connection per request in flight, reused by the next ones", () =>
+  withServer((_request, _body, response) => {
+    setTimeout(() => {
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end("{}");
+    }, 20);
+  }, async (url, server) => {
+    const post = http1Post();
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(Array.from({ length: 4 }, () => post(url, {}, "{}", never)));
+      assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200, 200]);
+    }
+    assert.equal(server.connections, 4);
+  }));
+
+test("HTTP/1.1 transport: a connection is not kept longer than the server's Keep-Alive timeout allows", () =>
+  withServer((_request, _body, response) => {
+    response.writeHead(200, { "content-type": "application/json", "keep-alive": "timeout=1" });
+    response.end("{}");
+  }, async (url, server) => {
+    const post = http1Post();
+    assert.equal((await post(url, {}, "{}", never)).status, 200);
+    assert.equal((await post(url, {}, "{}", never)).status, 200);
+    assert.equal(server.connections, 2);
+  }));
+
+test("HTTP/1.1 transport: an aborted request's connection is closed, not reused", () =>
   withServer((request, _body, response) => {
     if (request.headers["x-hang"]) return;
     response.writeHead(200, { "content-type": "application/json" });
     response.end("{}");
   }, async (url, server) => {
-    const post = nodeHttpPost();
+    const post = http1Post();
     const controller = new AbortController();
     const pending = post(url, { "x-hang": "1" }, "{}", abortOf(controller.signal));
     await sleep(50);
@@ -139,6 +202,18 @@ test("node:http transport: an aborted request's connection is closed, not reused
     assert.equal(server.connections, 2);
   }));
 
-test("node:http transport: refuses URLs it cannot reach", async () => {
-  await assert.rejects(nodeHttpPost()("https://127.0.0.1:1/v1/x", {}, "{}", never), TypeError);
+test("HTTP/1.1 transport: refuses URLs it cannot reach and headers it sets itself or that would break the request", async () => {
+  const post = http1Post();
+  await assert.rejects(post("https://127.0.0.1:1/v1/x", {}, "{}", never), TypeError);
+  await assert.rejects(post("http://127.0.0.1:1/v1/x", { "Content-Length": "5" }, "{}", never), /set by the HTTP client/);
+  await assert.rejects(post("http://127.0.0.1:1/v1/x", { "x-a": "1\r\nx-b: 2" }, "{}", never), /invalid header/);
+  await assert.rejects(post("http://127.0.0.1:1/v1/x", { "bad name": "1" }, "{}", never), /invalid header/);
+});
+
+test("HTTP/1.1 transport: a refused connection rejects", async () => {
+  const server = createTcpServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await assert.rejects(http1Post()(`http://127.0.0.1:${port}/v1/x`, {}, "{}", never));
 });

@@ -1,25 +1,18 @@
 /**
  * How the HTTP target puts one JSON request on the wire and reads the answer:
- * through `fetch`, or through `node:http` with keep-alive connections.
+ * through `fetch`, or through the HTTP/1.1 client of `http1_post.ts`.
  *
  * `fetch` is the portable choice, but its cost per request differs by an order
- * of magnitude between runtimes. Measured on the project's 2-core machine,
- * 32 requests in flight to a local upstream that answers at once (CPU of the
- * calling thread per request): Node 20's fetch (undici) 310–350 µs, its
- * `node:http` 73–76 µs; Deno's fetch 43–59 µs, its `node:http` 35–43 µs;
- * Bun's fetch 12–15 µs on the main thread plus its HTTP client thread, and its
- * `node:http` no faster. So on Node, plain-HTTP upstreams — the usual
- * self-hosted engine on the same host or network — are reached through
- * `node:http`, and everything else through `fetch` (see {@link choosePost}).
- * Deno keeps `fetch`: its `node:http` saved a batch only ~5 %, and it sent one
- * request more than asked after an aborted one.
+ * of magnitude between runtimes, and on every runtime it costs more than a
+ * plain HTTP/1.1 exchange on a kept-alive socket (figures in `http1_post.ts`).
+ * So plain-HTTP upstreams — the usual self-hosted engine on the same host or
+ * network — are reached through the HTTP/1.1 client, and everything else
+ * (`https:`, a configured proxy) through `fetch` (see {@link choosePost}).
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import { Agent, type IncomingHttpHeaders, request as httpRequest } from "node:http";
 import process from "node:process";
-import { currentRuntime } from "../../runtime/detect.ts";
+import { http1Post } from "./http1_post.ts";
 import type { RequestAbort } from "./request_deadlines.ts";
 
 /** Response headers, looked up by lower-case name (a `Headers` is one). */
@@ -70,101 +63,22 @@ export function fetchPost(): PostFunction {
     readPostResponse(await fetch(url, { method: "POST", headers, body, signal: abort.signal }));
 }
 
-class NodeHeaders implements HeaderLookup {
-  constructor(private readonly headers: IncomingHttpHeaders) {}
-  get(name: string): string | null {
-    const value = this.headers[name];
-    if (value === undefined) return null;
-    return Array.isArray(value) ? value.join(", ") : value;
-  }
-}
-
-interface Endpoint {
-  hostname: string;
-  port: string;
-  path: string;
-}
-
-/**
- * POSTs to `http:` URLs through `node:http`, keeping connections open between
- * requests (one per request in flight; idle ones are reused, most recent first).
- * The body's `content-length` is set, so nothing is sent chunked.
- *
- * @example
- * ```ts
- * const post = nodeHttpPost();
- * const deadline = new RequestDeadlines(60_000).start(signal);
- * const { status, text } = await post("http://127.0.0.1:8000/v1/chat/completions", headers, body, deadline);
- * ```
- */
-export function nodeHttpPost(): PostFunction {
-  const agent = new Agent({ keepAlive: true, scheduling: "lifo" });
-  const endpoints = new Map<string, Endpoint>();
-  const endpointOf = (url: string): Endpoint => {
-    let endpoint = endpoints.get(url);
-    if (!endpoint) {
-      const parsed = new URL(url);
-      if (parsed.protocol !== "http:") throw new TypeError(`node:http cannot reach ${parsed.protocol} URLs`);
-      endpoint = { hostname: parsed.hostname.replace(/^\[|\]$/g, ""), port: parsed.port, path: parsed.pathname + parsed.search };
-      endpoints.set(url, endpoint);
-    }
-    return endpoint;
-  };
-  return (url, headers, body, abort) =>
-    new Promise<PostResponse>((resolve, reject) => {
-      const { hostname, port, path } = endpointOf(url);
-      const request = httpRequest(
-        {
-          agent,
-          hostname,
-          port,
-          path,
-          method: "POST",
-          headers: { ...headers, "content-length": Buffer.byteLength(body) },
-        },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on("data", (chunk: Buffer) => chunks.push(chunk));
-          response.on("end", () =>
-            resolve({
-              status: response.statusCode ?? 0,
-              headers: new NodeHeaders(response.headers),
-              text: (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)).toString("utf8"),
-            }));
-          response.on("error", reject);
-          // A connection that closes before the body's end rejects (a no-op once resolved).
-          response.on("close", () => {
-            if (!response.complete) reject(new Error("the connection closed before the response ended"));
-          });
-        },
-      );
-      request.on("error", reject);
-      // A callback, not a signal: no AbortController or listener per request (see request_deadlines.ts).
-      abort.onAbort((reason) => {
-        const error = reason instanceof Error ? reason : new Error(String(reason));
-        // Rejected here too: Deno's `node:http` emits no error for a request destroyed while it waits for an answer.
-        reject(error);
-        request.destroy(error);
-      });
-      request.end(body);
-    });
-}
-
-/** Whether an HTTP proxy is configured (Node's `fetch` honours it with `NODE_USE_ENV_PROXY`; `node:http` never). */
+/** Whether an HTTP proxy is configured (`fetch` honours it; the HTTP/1.1 client does not). */
 function httpProxyConfigured(): boolean {
   return Boolean(process.env.HTTP_PROXY || process.env.http_proxy);
 }
 
 /**
- * The POST function for requests to `baseUrl`: `node:http` for an `http:` URL
- * on Node when no proxy is configured, `fetch` otherwise.
+ * The POST function for requests to `baseUrl`: the HTTP/1.1 client
+ * (`http1_post.ts`) for an `http:` URL when no proxy is configured, `fetch`
+ * otherwise.
  *
  * @example
  * ```ts
- * const post = choosePost("http://127.0.0.1:8000/v1"); // node:http on Node
+ * const post = choosePost("http://127.0.0.1:8000/v1"); // the HTTP/1.1 client
  * ```
  */
 export function choosePost(baseUrl: string): PostFunction {
   const plainHttp = new URL(baseUrl).protocol === "http:";
-  return plainHttp && currentRuntime() === "node" && !httpProxyConfigured() ? nodeHttpPost() : fetchPost();
+  return plainHttp && !httpProxyConfigured() ? http1Post() : fetchPost();
 }
