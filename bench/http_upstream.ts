@@ -4,8 +4,8 @@
  * fetch loop with the same concurrency hitting the upstream directly (bar ≥ 0.8).
  * With 50 ms of latency at the upstream: throughput ≥ 0.9 × concurrency ÷ latency.
  *
- * The engine reaches a plain-HTTP upstream through `node:http` on Node
- * (`http_transport.ts`), so the run also reports a plain loop of the engine's
+ * The engine reaches a plain-HTTP upstream through its own HTTP/1.1 client
+ * (`http1_post.ts`), not `fetch`, so the run also reports a plain loop of the engine's
  * own target (`createHttpTarget().send`: the same transport, deadlines and
  * response parsing): the engine's overhead over the way it sends, beside the
  * bar's comparison with what a script would write by hand.

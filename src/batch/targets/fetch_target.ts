@@ -1,6 +1,6 @@
 /**
  * Targets that answer over HTTP semantics: an upstream server (reached through
- * `fetch` or `node:http`, see `http_transport.ts`), or a `fetch`-shaped handler
+ * an HTTP/1.1 client or `fetch`, see `http_transport.ts`), or a `fetch`-shaped handler
  * in the same process (a Hono app's `fetch`).
  *
  * @module
@@ -71,9 +71,9 @@ function upstreamUrls(baseUrl: string): (lineUrl: string) => string {
 }
 
 /**
- * A target that POSTs each line to an OpenAI-compatible server: through
- * `node:http` with kept-alive connections for an `http:` URL on Node (when no
- * HTTP proxy is configured), through `fetch` otherwise.
+ * A target that POSTs each line to an OpenAI-compatible server: through an
+ * HTTP/1.1 client on kept-alive connections for an `http:` URL (when no HTTP
+ * proxy is configured), through `fetch` otherwise.
  *
  * @example
  * ```ts

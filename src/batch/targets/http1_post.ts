@@ -4,12 +4,13 @@
  *
  * Why not `fetch` or `node:http`: measured on the project's 2-core machine,
  * 32 requests in flight to a local upstream that answers at once, this client
- * costs 14–23 µs of the calling thread per request on Node, Bun and Deno and
- * needs no other thread. Node 20's `fetch` costs 310–350 µs and its
- * `node:http` 73–76 µs; Deno's `fetch` 40–48 µs; Bun's `fetch` 12–15 µs plus
- * ~18 µs on its HTTP client thread, on a machine whose two cores the engine
- * shares with the upstream. No library fits: `undici`'s current major needs
- * Node ≥ 22.19, and Bun replaces `undici` with its own `fetch`.
+ * costs 17–37 µs of the calling thread per request (Node 19–37, Deno 23–25,
+ * Bun 17–26), system calls included, and needs no other thread. Node 20's
+ * `fetch` costs 310–350 µs and its `node:http` 73–76 µs; Deno's `fetch`
+ * 40–48 µs; Bun's `fetch` 12–15 µs plus ~18 µs on its HTTP client thread, on
+ * a machine whose two cores the engine shares with the upstream. No library
+ * fits: `undici`'s current major needs Node ≥ 22.19, and Bun replaces
+ * `undici` with its own `fetch`.
  *
  * What it does not do, because an OpenAI-compatible upstream does not need it:
  * TLS (`https:` goes through `fetch`), proxies, redirects, `Expect: 100-continue`.
