@@ -142,6 +142,9 @@ test("responseRecord() splices a one-line body as received and serialises a mult
   assert.match(spliced, /^\{"id":"batch_req_[0-9a-f]+_7","custom_id":"c\\"7","response":\{"status_code":200,"request_id":"r","body":\{"a":\[1, 2\]/);
   assert.deepEqual(parsed.response.body, response.body);
   assert.equal(parsed.error, null);
+  // A body that ends with a newline (Go's json.Encoder writes one) is still spliced: `1.0` stays `1.0`.
+  const trailing = responseRecord(9, "c9", { ...response, body: { n: 1 } }, '{"n":1.0}\r\n');
+  assert.match(trailing, /"body":\{"n":1\.0\}\},"error":null\}$/);
   const multiLine = responseRecord(8, "c8", response, '{\n  "a": [1, 2],\n  "s": "x\\ny"\n}');
   assert.ok(!multiLine.includes("\n"));
   assert.deepEqual(JSON.parse(multiLine).response.body, response.body);

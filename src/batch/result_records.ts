@@ -25,14 +25,16 @@ export interface ResponseRecord {
  * ```
  */
 export function responseRecord(line: number, customId: string, response: ResponseRecord, bodyJson?: string): string {
-  // The body's own JSON text is spliced in when it has no line breaks: serialising
-  // the parsed body again would cost as much as parsing it did.
-  if (bodyJson === undefined || bodyJson.includes("\n") || bodyJson.includes("\r")) {
+  // The body's own JSON text is spliced in when it has no line breaks (but the blanks
+  // around it, such as the newline many servers end a body with): serialising the
+  // parsed body again would cost as much as parsing it did.
+  const json = bodyJson?.trim();
+  if (json === undefined || json.includes("\n") || json.includes("\r")) {
     return JSON.stringify({ id: newRequestId(line), custom_id: customId, response, error: null });
   }
   return `{"id":"${newRequestId(line)}","custom_id":${JSON.stringify(customId)},"response":{"status_code":${response.status_code},"request_id":${
     JSON.stringify(response.request_id)
-  },"body":${bodyJson.trim()}},"error":null}`;
+  },"body":${json}},"error":null}`;
 }
 
 /** The record of a request that never got a response. */
