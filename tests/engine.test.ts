@@ -259,6 +259,68 @@ test("engine: each body reaches the target exactly as written in its line (big i
   }
 });
 
+test("engine: a line's custom_id comes back as the string it stands for, whatever its escapes and member order", async () => {
+  const storage = createMemoryStorage();
+  const urls = new Set<string>();
+  const mock = createMockTarget();
+  const engine = createBatchEngine({
+    storage,
+    target: { description: "recording", send: (request) => (urls.add(request.url), mock.send(request)) },
+    logger: silentLogger,
+    checkpoints: false,
+  });
+  await engine.start();
+  try {
+    const lines = [
+      '{"custom_id":"caf\\u00e9 \\"q\\" \\\\ \\/","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}',
+      '{ "body" : {"custom_id":"inner"} , "url":"/v1/chat/completions", "method":"POST", "custom_id" : "body-first" }',
+      '{"cust\\u006fm_id":"escaped-name","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}',
+    ];
+    const done = await waitUntil(engine, (await submit(engine, lines)).id, ended);
+    assert.equal(done.status, "completed");
+    const ids = (await records(engine, done.output_file_id)).map((r) => r.custom_id).sort();
+    assert.deepEqual(ids, ['café "q" \\ /', "body-first", "escaped-name"].sort());
+    assert.deepEqual([...urls], ["/v1/chat/completions"]);
+  } finally {
+    await engine.close();
+    await storage.close();
+  }
+});
+
+test("engine: with a token budget, a request waits for the output its body asks for at most", async () => {
+  const storage = createMemoryStorage();
+  const sent: string[] = [];
+  const engine = createBatchEngine({
+    storage,
+    // Answers report no usage, so the budget is spent by the estimates alone.
+    target: {
+      description: "no usage",
+      send: (request) => {
+        sent.push(request.bodyText);
+        return Promise.resolve({ status: 200, body: {}, requestId: null, retryAfterMs: null, json: true });
+      },
+    },
+    logger: silentLogger,
+    checkpoints: false,
+    tokensPerMinute: 60_000, // 1,000 a second, 60,000 at first
+  });
+  await engine.start();
+  try {
+    // Each asks for up to 25,000 tokens of output (the first by the name that comes first): two fit the budget.
+    const lines = [0, 1, 2].map((i) =>
+      line(`c${i}`, "m", i === 0 ? { max_completion_tokens: 25_000, max_tokens: 1 } : { max_tokens: 25_000 })
+    );
+    const batch = await submit(engine, lines);
+    await waitUntil(engine, batch.id, (b) => b.request_counts.completed === 2);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(sent.length, 2, "the third waits for its 25,000 tokens");
+    assert.equal((await engine.getBatch("default", batch.id)).request_counts.completed, 2);
+  } finally {
+    await engine.close();
+    await storage.close();
+  }
+});
+
 test("engine: a 10,000-line batch through the mock target has every custom_id exactly once", async () => {
   const dir = await tempDir();
   const storage = await createFsStorage({ dir });
