@@ -5,6 +5,7 @@ import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine.
 import { silentLogger } from "../src/batch/logger.ts";
 import { createHttpTarget, createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import type { Target } from "../src/batch/targets/types.ts";
 import { createFsStorage } from "../src/storage/fs.ts";
 import { StorageError } from "../src/storage/errors.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
@@ -35,6 +36,22 @@ async function withUpstream(
     await engine.close();
     await storage.close();
     await upstream.close();
+  }
+}
+
+/** Runs `body` with an engine on memory storage, without checkpoints, closed afterwards. */
+async function withEngine(
+  options: Partial<BatchEngineOptions> & Pick<BatchEngineOptions, "target">,
+  body: (engine: ReturnType<typeof createBatchEngine>) => Promise<void>,
+) {
+  const storage = createMemoryStorage();
+  const engine = createBatchEngine({ storage, logger: silentLogger, checkpoints: false, ...options });
+  await engine.start();
+  try {
+    await body(engine);
+  } finally {
+    await engine.close();
+    await storage.close();
   }
 }
 
@@ -181,15 +198,7 @@ test("engine: the in-process target serves a batch from a Hono app with no netwo
       usage: { prompt_tokens: 3, total_tokens: 3 },
     }, 200, { "x-request-id": "in-proc" });
   });
-  const storage = createMemoryStorage();
-  const engine = createBatchEngine({
-    storage,
-    target: createInProcessTarget(model.fetch),
-    logger: silentLogger,
-    checkpoints: false,
-  });
-  await engine.start();
-  try {
+  await withEngine({ target: createInProcessTarget(model.fetch) }, async (engine) => {
     const lines = ["a", "bb", "ccc"].map((input) =>
       JSON.stringify({ custom_id: input, method: "POST", url: "/v1/embeddings", body: { model: "e", input } })
     );
@@ -205,17 +214,11 @@ test("engine: the in-process target serves a batch from a Hono app with no netwo
       return [r.custom_id, response.body.data[0].embedding[0]];
     }));
     assert.deepEqual(lengths, { a: 1, bb: 2, ccc: 3 });
-  } finally {
-    await engine.close();
-    await storage.close();
-  }
+  });
 });
 
 test("engine: the mock target answers every endpoint with usage", async () => {
-  const storage = createMemoryStorage();
-  const engine = createBatchEngine({ storage, target: createMockTarget(), logger: silentLogger, checkpoints: false });
-  await engine.start();
-  try {
+  await withEngine({ target: createMockTarget() }, async (engine) => {
     for (const endpoint of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations"]) {
       const body = endpoint === "/v1/chat/completions"
         ? { model: "m", messages: [{ role: "user", content: "one two three" }] }
@@ -227,24 +230,14 @@ test("engine: the mock target answers every endpoint with usage", async () => {
       assert.equal((record.response as { status_code: number }).status_code, 200);
       if (endpoint !== "/v1/moderations") assert.ok(done.usage.input_tokens > 0, `${endpoint} reports usage`);
     }
-  } finally {
-    await engine.close();
-    await storage.close();
-  }
+  });
 });
 
 test("engine: each body reaches the target exactly as written in its line (big integers, spacing, number spellings)", async () => {
-  const storage = createMemoryStorage();
   const sent: string[] = [];
   const mock = createMockTarget();
-  const engine = createBatchEngine({
-    storage,
-    target: { description: "recording", send: (request) => (sent.push(request.bodyText), mock.send(request)) },
-    logger: silentLogger,
-    checkpoints: false,
-  });
-  await engine.start();
-  try {
+  const target: Target = { description: "recording", send: (request) => (sent.push(request.bodyText), mock.send(request)) };
+  await withEngine({ target }, async (engine) => {
     const bodies = [
       '{"model":"m","seed":12345678901234567890,"temperature":1.0,"messages":[{"role":"user","content":"a \\\"}"}]}',
       '{ "model" : "m" , "messages" : [ ] , "logit_bias" : { "50256" : -100 } }',
@@ -253,24 +246,14 @@ test("engine: each body reaches the target exactly as written in its line (big i
     const done = await waitUntil(engine, (await submit(engine, lines)).id, ended);
     assert.equal(done.status, "completed");
     assert.deepEqual(sent.sort(), [...bodies].sort());
-  } finally {
-    await engine.close();
-    await storage.close();
-  }
+  });
 });
 
 test("engine: a line's custom_id comes back as the string it stands for, whatever its escapes and member order", async () => {
-  const storage = createMemoryStorage();
   const urls = new Set<string>();
   const mock = createMockTarget();
-  const engine = createBatchEngine({
-    storage,
-    target: { description: "recording", send: (request) => (urls.add(request.url), mock.send(request)) },
-    logger: silentLogger,
-    checkpoints: false,
-  });
-  await engine.start();
-  try {
+  const target: Target = { description: "recording", send: (request) => (urls.add(request.url), mock.send(request)) };
+  await withEngine({ target }, async (engine) => {
     const lines = [
       '{"custom_id":"caf\\u00e9 \\"q\\" \\\\ \\/","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}',
       '{ "body" : {"custom_id":"inner"} , "url":"/v1/chat/completions", "method":"POST", "custom_id" : "body-first" }',
@@ -281,31 +264,21 @@ test("engine: a line's custom_id comes back as the string it stands for, whateve
     const ids = (await records(engine, done.output_file_id)).map((r) => r.custom_id).sort();
     assert.deepEqual(ids, ['café "q" \\ /', "body-first", "escaped-name"].sort());
     assert.deepEqual([...urls], ["/v1/chat/completions"]);
-  } finally {
-    await engine.close();
-    await storage.close();
-  }
+  });
 });
 
 test("engine: with a token budget, a request waits for the output its body asks for at most", async () => {
-  const storage = createMemoryStorage();
   const sent: string[] = [];
-  const engine = createBatchEngine({
-    storage,
-    // Answers report no usage, so the budget is spent by the estimates alone.
-    target: {
-      description: "no usage",
-      send: (request) => {
-        sent.push(request.bodyText);
-        return Promise.resolve({ status: 200, body: {}, requestId: null, retryAfterMs: null, json: true });
-      },
+  // Answers report no usage, so the budget is spent by the estimates alone.
+  const target: Target = {
+    description: "no usage",
+    send: (request) => {
+      sent.push(request.bodyText);
+      return Promise.resolve({ status: 200, body: {}, requestId: null, retryAfterMs: null, json: true });
     },
-    logger: silentLogger,
-    checkpoints: false,
-    tokensPerMinute: 60_000, // 1,000 a second, 60,000 at first
-  });
-  await engine.start();
-  try {
+  };
+  // 1,000 tokens a second, 60,000 at first.
+  await withEngine({ target, tokensPerMinute: 60_000 }, async (engine) => {
     // Each asks for up to 25,000 tokens of output (the first by the name that comes first): two fit the budget.
     const lines = [0, 1, 2].map((i) =>
       line(`c${i}`, "m", i === 0 ? { max_completion_tokens: 25_000, max_tokens: 1 } : { max_tokens: 25_000 })
@@ -315,10 +288,7 @@ test("engine: with a token budget, a request waits for the output its body asks 
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(sent.length, 2, "the third waits for its 25,000 tokens");
     assert.equal((await engine.getBatch("default", batch.id)).request_counts.completed, 2);
-  } finally {
-    await engine.close();
-    await storage.close();
-  }
+  });
 });
 
 test("engine: a 10,000-line batch through the mock target has every custom_id exactly once", async () => {
