@@ -5,7 +5,7 @@ import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine.
 import { silentLogger } from "../src/batch/logger.ts";
 import { createHttpTarget, createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
-import type { Target } from "../src/batch/targets/types.ts";
+import type { Target, TargetRequest } from "../src/batch/targets/types.ts";
 import { createFsStorage } from "../src/storage/fs.ts";
 import { StorageError } from "../src/storage/errors.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
@@ -53,6 +53,12 @@ async function withEngine(
     await engine.close();
     await storage.close();
   }
+}
+
+/** The mock target, telling `onSend` of each request first. */
+function recordingTarget(onSend: (request: TargetRequest) => void): Target {
+  const mock = createMockTarget();
+  return { description: "recording", send: (request) => (onSend(request), mock.send(request)) };
 }
 
 test("engine: results land in the output file (2xx) or the error file (non-2xx, or no response) with the right shapes", () =>
@@ -235,9 +241,7 @@ test("engine: the mock target answers every endpoint with usage", async () => {
 
 test("engine: each body reaches the target exactly as written in its line (big integers, spacing, number spellings)", async () => {
   const sent: string[] = [];
-  const mock = createMockTarget();
-  const target: Target = { description: "recording", send: (request) => (sent.push(request.bodyText), mock.send(request)) };
-  await withEngine({ target }, async (engine) => {
+  await withEngine({ target: recordingTarget((request) => sent.push(request.bodyText)) }, async (engine) => {
     const bodies = [
       '{"model":"m","seed":12345678901234567890,"temperature":1.0,"messages":[{"role":"user","content":"a \\\"}"}]}',
       '{ "model" : "m" , "messages" : [ ] , "logit_bias" : { "50256" : -100 } }',
@@ -251,9 +255,7 @@ test("engine: each body reaches the target exactly as written in its line (big i
 
 test("engine: a line's custom_id comes back as the string it stands for, whatever its escapes and member order", async () => {
   const urls = new Set<string>();
-  const mock = createMockTarget();
-  const target: Target = { description: "recording", send: (request) => (urls.add(request.url), mock.send(request)) };
-  await withEngine({ target }, async (engine) => {
+  await withEngine({ target: recordingTarget((request) => urls.add(request.url)) }, async (engine) => {
     const lines = [
       '{"custom_id":"caf\\u00e9 \\"q\\" \\\\ \\/","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}',
       '{ "body" : {"custom_id":"inner"} , "url":"/v1/chat/completions", "method":"POST", "custom_id" : "body-first" }',
