@@ -15,30 +15,6 @@ import { removeDir, tempDir } from "./_tmp.ts";
 
 const FAST_BACKOFF = { baseMs: 5, maxMs: 20 };
 
-async function withUpstream(
-  options: Partial<BatchEngineOptions> & { timeoutMs?: number },
-  body: (engine: ReturnType<typeof createBatchEngine>, upstream: Upstream) => Promise<void>,
-) {
-  const upstream = await startUpstream();
-  const storage = createMemoryStorage();
-  const engine = createBatchEngine({
-    storage,
-    target: createHttpTarget({ baseUrl: upstream.baseUrl, apiKey: "up-key", timeoutMs: options.timeoutMs ?? 5_000 }),
-    logger: silentLogger,
-    checkpoints: false,
-    backoff: FAST_BACKOFF,
-    ...options,
-  });
-  await engine.start();
-  try {
-    await body(engine, upstream);
-  } finally {
-    await engine.close();
-    await storage.close();
-    await upstream.close();
-  }
-}
-
 /** Runs `body` with an engine on memory storage, without checkpoints, closed afterwards. */
 async function withEngine(
   options: Partial<BatchEngineOptions> & Pick<BatchEngineOptions, "target">,
@@ -52,6 +28,20 @@ async function withEngine(
   } finally {
     await engine.close();
     await storage.close();
+  }
+}
+
+/** Runs `body` with an engine (see {@link withEngine}) whose target is a fresh local upstream. */
+async function withUpstream(
+  options: Partial<BatchEngineOptions> & { timeoutMs?: number },
+  body: (engine: ReturnType<typeof createBatchEngine>, upstream: Upstream) => Promise<void>,
+) {
+  const upstream = await startUpstream();
+  try {
+    const target = createHttpTarget({ baseUrl: upstream.baseUrl, apiKey: "up-key", timeoutMs: options.timeoutMs ?? 5_000 });
+    await withEngine({ target, backoff: FAST_BACKOFF, ...options }, (engine) => body(engine, upstream));
+  } finally {
+    await upstream.close();
   }
 }
 
