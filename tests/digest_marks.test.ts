@@ -120,3 +120,24 @@ test("verifiedStream: a shorter or longer stream fails, and nothing past the rec
   const truncatedAtMark = await throughVerifier(chunksOf(bytes.subarray(0, 3000), [1000]), expected);
   assert.ok(truncatedAtMark.error instanceof IntegrityError, "ending exactly at a mark is still too short");
 });
+
+test("verifiedStream: the next stretch is read and checked while the consumer works through one, and no further", async () => {
+  const bytes = bytesOf(5000);
+  const expected = digestOf(bytes, 1000);
+  const chunks = chunksOf(bytes, [100]);
+  let pulled = 0;
+  const source = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled === chunks.length) return controller.close();
+      controller.enqueue(chunks[pulled++]);
+    },
+  }, { highWaterMark: 0 });
+  const reader = verifiedStream(source, expected).getReader();
+  const first = await reader.read();
+  assert.equal(first.value?.length, 100);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(pulled, 20, "the second stretch was read ahead, the third was not");
+  let passed = first.value!.length;
+  for (let r = await reader.read(); !r.done; r = await reader.read()) passed += r.value.length;
+  assert.equal(passed, 5000);
+});

@@ -31,9 +31,12 @@ test("result writer: results that keep arriving are appended in groups spaced ap
     writer.add("output", record(line));
     if (line % 4 === 0) await sleep(0);
   }
+  // Waiting sends the last group at once (see the test below): the spacing holds for the appends before it.
+  const beforeWaiting = appends.length;
   await writer.below(1);
   assert.equal(appends.reduce((sum, append) => sum + append.records, 0), lines);
-  for (let i = 1; i < appends.length; i++) {
+  assert.ok(beforeWaiting >= 10, `${beforeWaiting} appends while results arrived`);
+  for (let i = 1; i < beforeWaiting; i++) {
     // 10 ms apart, less a little slack for timers that fire early (without the spacing: ~1–2 ms).
     assert.ok(appends[i].at - appends[i - 1].at >= 8, `appends ${i - 1} and ${i} are ${appends[i].at - appends[i - 1].at} ms apart`);
   }
@@ -52,4 +55,37 @@ test("result writer: a full group does not wait for the pause between appends", 
   await writer.below(1);
   assert.deepEqual(appends.map((append) => append.records), [1, 599]);
   assert.ok(appends[1].at - appends[0].at < 8, `the full group waited ${appends[1].at - appends[0].at} ms`);
+});
+
+/** A memory store whose appends are recorded and each wait for `release()`. */
+function gatedStorage(): { storage: Storage; appends: number[]; release(): void } {
+  const inner = createMemoryStorage();
+  const appends: number[] = [];
+  const gates: (() => void)[] = [];
+  const logs = {
+    ...inner.logs,
+    append: async (key: string, records: readonly string[]) => {
+      appends.push(records.length);
+      await new Promise<void>((resolve) => gates.push(resolve));
+      return inner.logs.append(key, records);
+    },
+  };
+  return { storage: { ...inner, logs }, appends, release: () => gates.shift()?.() };
+}
+
+test("result writer: waiting for the results ends the pause: the last group of a batch does not linger", async () => {
+  const { storage, appends, release } = gatedStorage();
+  const writer = createResultWriter(storage, "batch_1", new BatchProgress(10));
+  writer.add("output", record(1));
+  assert.equal(appends.length, 0, "a lone result waits for company");
+  const first = writer.below(1);
+  assert.deepEqual(appends, [1], "until someone waits for it");
+  // Arrives during that append, and is waited for: it follows as soon as the append is durable.
+  writer.add("output", record(2));
+  const second = writer.below(1);
+  release();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(appends, [1, 1], "no pause between the two appends");
+  release();
+  await Promise.all([first, second]);
 });

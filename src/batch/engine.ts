@@ -353,7 +353,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   /** Ends a batch that can no longer run; results already written are kept as files. */
   const failRunning = async (batch: ActiveBatch, code: string, message: string) => {
     batch.record.batch.errors = { object: "list", data: [{ code, message, param: "input_file_id", line: null }] };
-    await reserveResultFiles(batch);
+    if (planResultFiles(batch)) await persist(batch);
     await recordResultFiles(storage, files, batch, nowSeconds());
     applyCounts(batch);
     setStatus(batch, "failed");
@@ -361,12 +361,16 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     await forget(batch);
   };
 
-  const reserveResultFiles = async (batch: ActiveBatch) => {
+  /**
+   * Picks the ids of the batch's result files, unless it has them; true when
+   * it did, and the record must be written before any file is recorded.
+   */
+  const planResultFiles = (batch: ActiveBatch): boolean => {
     const record = batch.record;
-    if (record.planned_output_file_id && record.planned_error_file_id) return;
+    if (record.planned_output_file_id && record.planned_error_file_id) return false;
     record.planned_output_file_id = newFileId(clock());
     record.planned_error_file_id = newFileId(clock());
-    await persist(batch);
+    return true;
   };
 
   const applyCounts = (batch: ActiveBatch) => {
@@ -379,11 +383,13 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
 
   const finalize = async (batch: ActiveBatch, outcome: "completed" | "cancelled" | "expired") => {
     const b = batch.record.batch;
+    // The move to finalizing and the result files' ids take one write.
+    let unsaved = planResultFiles(batch);
     if (outcome === "completed" && b.status !== "finalizing") {
       setStatus(batch, "finalizing");
-      await persist(batch);
+      unsaved = true;
     }
-    await reserveResultFiles(batch);
+    if (unsaved) await persist(batch);
     await recordResultFiles(storage, files, batch, nowSeconds());
     applyCounts(batch);
     // A cancel that arrived while finalizing turns the outcome into cancelled.

@@ -7,16 +7,26 @@
  *
  * @module
  */
-import { DEFAULT_MARK_EVERY, MarkingSha256 } from "../integrity/digest_marks.ts";
+import { DEFAULT_MARK_EVERY, type MarkedDigest, MarkingSha256 } from "../integrity/digest_marks.ts";
 import type { Storage } from "../storage/types.ts";
 import type { ActiveBatch } from "./active_batch.ts";
 import type { FileService } from "./file_service.ts";
 import type { FileRecord } from "./objects.ts";
+import type { LogKind } from "./progress.ts";
 import { errorLogKey, outputLogKey } from "./storage_keys.ts";
+
+/** Reads a log back and hashes it: for a log the batch's result writer did not write whole. */
+async function hashLog(storage: Storage, key: string): Promise<MarkedDigest> {
+  const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
+  for await (const chunk of await storage.logs.read(key)) hash.update(chunk);
+  return hash.finish();
+}
 
 /**
  * Records the batch's non-empty logs as files and sets `output_file_id` and
- * `error_file_id`. The planned ids must already be in the record.
+ * `error_file_id`. The planned ids must already be in the record. A log's
+ * digest comes from the batch's result writer when it wrote the whole log,
+ * from the log's bytes otherwise.
  */
 export async function recordResultFiles(
   storage: Storage,
@@ -27,16 +37,15 @@ export async function recordResultFiles(
   const { record } = active;
   const batch = record.batch;
   const expiresAt = record.output_expires_after_seconds === null ? null : nowSeconds + record.output_expires_after_seconds;
-  const results: [string, string | null, "output" | "error"][] = [
-    [outputLogKey(batch.id), record.planned_output_file_id, "output"],
-    [errorLogKey(batch.id), record.planned_error_file_id, "error"],
+  const results: [string, string | null, "output" | "error", LogKind][] = [
+    [outputLogKey(batch.id), record.planned_output_file_id, "output", "output"],
+    [errorLogKey(batch.id), record.planned_error_file_id, "error", "errors"],
   ];
-  for (const [key, fileId, kind] of results) {
+  for (const [key, fileId, kind, log] of results) {
     const bytes = await storage.logs.length(key);
     if (bytes === 0 || fileId === null) continue;
-    const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
-    for await (const chunk of await storage.logs.read(key)) hash.update(chunk);
-    const { sha256, marks } = hash.finish();
+    const kept = active.results?.digest(log);
+    const { sha256, marks } = kept?.bytes === bytes ? kept : await hashLog(storage, key);
     const fileRecord: FileRecord = {
       file: {
         id: fileId,

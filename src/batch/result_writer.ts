@@ -7,16 +7,21 @@
  * a disk flush.
  *
  * A result counts as finished (in `progress`) only once its group is durable.
+ * Each log's digest is kept up as its groups are appended (see
+ * `running_log_digest.ts`), so the batch's end need not read the logs back.
  *
  * @module
  */
+import type { MarkedDigest } from "../integrity/digest_marks.ts";
 import type { Storage } from "../storage/types.ts";
 import type { BatchProgress, LogKind } from "./progress.ts";
+import { RunningLogDigest } from "./running_log_digest.ts";
 import { errorLogKey, outputLogKey } from "./storage_keys.ts";
 
 /**
  * Least time between the starts of two appends to one log; the first result
- * of a group also waits this long for company. Each append ends in an
+ * of a group also waits this long for company, unless someone waits for the
+ * results (`below`): the end of a batch does not linger. Each append ends in an
  * fdatasync, which costs ~250–300 µs of CPU on the project's 2-core VM (the
  * kernel's journal and the virtual disk's flush) besides its wait. Appending
  * again as soon as the last one is durable made groups of ~50 results and
@@ -27,6 +32,7 @@ import { errorLogKey, outputLogKey } from "./storage_keys.ts";
 const LINGER_MS = 10;
 /** A group this large is written without waiting. */
 const FULL_GROUP = 512;
+const LOG_KINDS: readonly LogKind[] = ["output", "errors"];
 
 /** One result to write. */
 export interface PendingResult {
@@ -47,6 +53,12 @@ export interface ResultWriter {
    * the results of a failed group stay unfinished.
    */
   below(limit: number): Promise<void>;
+  /**
+   * The digest of a log, when this writer made every append to it since the
+   * log was empty (compare `bytes` with the log's length); null otherwise. Ask
+   * once everything is durable (`below(1)`): a later append is not in it.
+   */
+  digest(kind: LogKind): MarkedDigest | null;
 }
 
 /**
@@ -66,6 +78,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
   /** Ends the pause between two appends early (a full group is waiting). */
   const wake: Record<LogKind, (() => void) | null> = { output: null, errors: null };
   const keys: Record<LogKind, string> = { output: outputLogKey(batchId), errors: errorLogKey(batchId) };
+  const digests: Record<LogKind, RunningLogDigest> = { output: new RunningLogDigest(), errors: new RunningLogDigest() };
   const waiters: { limit: number; resolve(): void; reject(error: unknown): void }[] = [];
   let pending = 0;
   let failure: unknown = null;
@@ -105,16 +118,20 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       // it from the log before writing again. Dropped results stay unfinished.
       if (failure === null) {
         try {
-          const { end } = await storage.logs.append(keys[kind], group.map((result) => result.record));
-          for (const result of group) progress.record(result.line, kind, result.usage, end);
+          const records = group.map((result) => result.record);
+          const appended = await storage.logs.append(keys[kind], records);
+          digests[kind].follow(records, appended);
+          for (const result of group) progress.record(result.line, kind, result.usage, appended.end);
         } catch (error) {
+          digests[kind].lose();
           failure ??= error;
         }
       }
       pending -= group.length;
       notify();
       const rest = started + LINGER_MS - performance.now();
-      if (rest > 0 && queues[kind].length > 0 && queues[kind].length < FULL_GROUP) await pause(kind, Math.ceil(rest));
+      const gather = queues[kind].length > 0 && queues[kind].length < FULL_GROUP && waiters.length === 0;
+      if (rest > 0 && gather) await pause(kind, Math.ceil(rest));
     }
     flushing[kind] = false;
   };
@@ -124,11 +141,13 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       if (failure !== null) return;
       queues[kind].push(result);
       pending++;
+      // A full group, or someone waiting for results, goes without the pause.
+      const now = queues[kind].length >= FULL_GROUP || waiters.length > 0;
       if (flushing[kind]) {
-        if (queues[kind].length >= FULL_GROUP) wake[kind]?.();
+        if (now) wake[kind]?.();
         return;
       }
-      if (queues[kind].length >= FULL_GROUP) {
+      if (now) {
         clearTimeout(lingering[kind] ?? undefined);
         lingering[kind] = null;
         void flush(kind);
@@ -145,7 +164,17 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
     below(limit) {
       if (failure !== null) return Promise.reject(failure);
       if (pending < limit || pending === 0) return Promise.resolve();
+      // Someone waits: what is queued goes now, without the pause that gathers company.
+      for (const kind of LOG_KINDS) {
+        wake[kind]?.();
+        if (lingering[kind] !== null) {
+          clearTimeout(lingering[kind]);
+          lingering[kind] = null;
+          if (!flushing[kind]) void flush(kind);
+        }
+      }
       return new Promise((resolve, reject) => waiters.push({ limit, resolve, reject }));
     },
+    digest: (kind) => digests[kind].finish(),
   };
 }
