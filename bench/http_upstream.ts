@@ -56,7 +56,7 @@ function targetLoopRate(baseUrl: string, lines: number): Promise<number> {
   return loopRate(lines, () => target.send({ url: "/v1/chat/completions", bodyText, signal }));
 }
 
-const runs = runsArg(5);
+const runs = runsArg(9);
 const LINES = 20_000;
 const fast = await startBenchUpstream(0);
 // One run of each, not counted, so both are measured with their code compiled and connections open.
