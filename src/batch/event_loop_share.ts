@@ -3,15 +3,15 @@
  *
  * @module
  */
-import { nextEventLoopTurn } from "../runtime/event_loop_turn.ts";
+import { letEventLoopRun } from "../runtime/event_loop_turn.ts";
 
 /**
- * Lets the event loop run (one turn: network and disk I/O, timers) once the
- * caller has run for more than `sliceMs` since it last did. A loop whose
- * awaits resolve at once (a target in the same process) is all microtasks,
- * which would otherwise keep status requests and uploads waiting. (Skipping
- * the turn when a timer already fired within the slice is not enough: on Deno
- * status requests then waited 130–150 ms.)
+ * Lets the event loop run (network and disk I/O, timers; see
+ * `letEventLoopRun`) once the caller has run for more than `sliceMs` since it
+ * last did. A loop whose awaits resolve at once (a target in the same process)
+ * is all microtasks, which would otherwise keep status requests and uploads
+ * waiting. (Skipping the turn when a timer already fired within the slice is
+ * not enough: on Deno status requests then waited 130–150 ms.)
  *
  * @example
  * ```ts
@@ -27,7 +27,7 @@ export function createEventLoopShare(sliceMs: number): { share(): Promise<void> 
   return {
     async share() {
       if (performance.now() - sliceStart <= sliceMs) return;
-      await nextEventLoopTurn();
+      await letEventLoopRun();
       sliceStart = performance.now();
     },
   };
