@@ -73,19 +73,22 @@ function gatedStorage(): { storage: Storage; appends: number[]; release(): void 
   return { storage: { ...inner, logs }, appends, release: () => gates.shift()?.() };
 }
 
-test("result writer: waiting for the results ends the pause: the last group of a batch does not linger", async () => {
+test("result writer: waiting for every result ends the pause: the last group of a batch does not linger", async () => {
   const { storage, appends, release } = gatedStorage();
   const writer = createResultWriter(storage, "batch_1", new BatchProgress(10));
   writer.add("output", record(1));
-  assert.equal(appends.length, 0, "a lone result waits for company");
-  const first = writer.below(1);
-  assert.deepEqual(appends, [1], "until someone waits for it");
-  // Arrives during that append, and is waited for: it follows as soon as the append is durable.
   writer.add("output", record(2));
+  const room = writer.below(2);
+  assert.equal(appends.length, 0, "results wait for company, also while someone waits for room");
+  const first = writer.below(1);
+  assert.deepEqual(appends, [2], "until someone waits for all of them");
+  // Arrives during that append, and is waited for: it follows as soon as the append is durable.
+  writer.add("output", record(3));
   const second = writer.below(1);
   release();
+  await room;
   await new Promise((resolve) => setTimeout(resolve, 0));
-  assert.deepEqual(appends, [1, 1], "no pause between the two appends");
+  assert.deepEqual(appends, [2, 1], "no pause between the two appends");
   release();
   await Promise.all([first, second]);
 });

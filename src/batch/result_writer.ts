@@ -20,8 +20,8 @@ import { errorLogKey, outputLogKey } from "./storage_keys.ts";
 
 /**
  * Least time between the starts of two appends to one log; the first result
- * of a group also waits this long for company, unless someone waits for the
- * results (`below`): the end of a batch does not linger. Each append ends in an
+ * of a group also waits this long for company, unless someone waits for all
+ * of them (`below(1)`): the end of a batch does not linger. Each append ends in an
  * fdatasync, which costs ~250–300 µs of CPU on the project's 2-core VM (the
  * kernel's journal and the virtual disk's flush) besides its wait. Appending
  * again as soon as the last one is durable made groups of ~50 results and
@@ -83,6 +83,13 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
   let pending = 0;
   let failure: unknown = null;
 
+  /**
+   * Whether someone waits for every queued result to be durable (the end of a
+   * run): then the pause that gathers company only delays them. A wait for
+   * room (`below` with a larger limit) keeps the pause: results keep coming.
+   */
+  const draining = () => waiters.some((waiter) => waiter.limit <= 1);
+
   const notify = () => {
     for (let i = waiters.length - 1; i >= 0; i--) {
       const waiter = waiters[i];
@@ -130,7 +137,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       pending -= group.length;
       notify();
       const rest = started + LINGER_MS - performance.now();
-      const gather = queues[kind].length > 0 && queues[kind].length < FULL_GROUP && waiters.length === 0;
+      const gather = queues[kind].length > 0 && queues[kind].length < FULL_GROUP && !draining();
       if (rest > 0 && gather) await pause(kind, Math.ceil(rest));
     }
     flushing[kind] = false;
@@ -141,8 +148,8 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       if (failure !== null) return;
       queues[kind].push(result);
       pending++;
-      // A full group, or someone waiting for results, goes without the pause.
-      const now = queues[kind].length >= FULL_GROUP || waiters.length > 0;
+      // A full group, or one someone waits to see durable, goes without the pause.
+      const now = queues[kind].length >= FULL_GROUP || draining();
       if (flushing[kind]) {
         if (now) wake[kind]?.();
         return;
@@ -164,7 +171,9 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
     below(limit) {
       if (failure !== null) return Promise.reject(failure);
       if (pending < limit || pending === 0) return Promise.resolve();
-      // Someone waits: what is queued goes now, without the pause that gathers company.
+      const waiting = new Promise<void>((resolve, reject) => waiters.push({ limit, resolve, reject }));
+      if (!draining()) return waiting;
+      // Someone waits for everything: no more company is coming, so what is queued goes now.
       for (const kind of LOG_KINDS) {
         wake[kind]?.();
         if (lingering[kind] !== null) {
@@ -173,7 +182,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
           if (!flushing[kind]) void flush(kind);
         }
       }
-      return new Promise((resolve, reject) => waiters.push({ limit, resolve, reject }));
+      return waiting;
     },
     digest: (kind) => digests[kind].finish(),
   };
