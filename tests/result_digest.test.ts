@@ -64,6 +64,9 @@ test("RunningLogDigest: matches the log's bytes as the fs store wrote them, mult
       const records = Array.from({ length: 100 }, (_, i) => JSON.stringify({ n: group * 100 + i, text: "é✓🚀".repeat(90) }));
       digest.follow(records, await storage.logs.append("log", records));
     }
+    // Records longer than the digest's 64 KiB buffer, with four-byte characters across its edges.
+    const long = [`a${"🚀".repeat(50_000)}`, "b", `${"é".repeat(70_001)}z`];
+    digest.follow(long, await storage.logs.append("log", long));
     const kept = digest.finish();
     const stored = await digestOfLog(storage, "log");
     assert.ok(stored.marks.digests.length >= 1, "the log is long enough to carry marks");

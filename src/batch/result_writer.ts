@@ -21,8 +21,8 @@ import { errorLogKey, outputLogKey } from "./storage_keys.ts";
 /**
  * Least time between the starts of two appends to one log; the first result
  * of a group also waits this long for company, unless someone waits for all
- * of them (`below(1)`): the end of a batch does not linger. Each append ends in an
- * fdatasync, which costs ~250–300 µs of CPU on the project's 2-core VM (the
+ * of them (`below(1)`): the end of a batch does not linger. Each append ends
+ * in an fdatasync, which costs ~250–300 µs of CPU on the project's 2-core VM (the
  * kernel's journal and the virtual disk's flush) besides its wait. Appending
  * again as soon as the last one is durable made groups of ~50 results and
  * ~350 fdatasyncs a second against a fast HTTP upstream (~6 µs of CPU a line);
@@ -32,6 +32,7 @@ import { errorLogKey, outputLogKey } from "./storage_keys.ts";
 const LINGER_MS = 10;
 /** A group this large is written without waiting. */
 const FULL_GROUP = 512;
+/** A batch's two logs. */
 const LOG_KINDS: readonly LogKind[] = ["output", "errors"];
 
 /** One result to write. */

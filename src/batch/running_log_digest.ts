@@ -12,6 +12,13 @@ import { DEFAULT_MARK_EVERY, type MarkedDigest, MarkingSha256 } from "../integri
 import type { AppendResult } from "../storage/types.ts";
 
 const encoder = new TextEncoder();
+const NEWLINE = 10;
+/**
+ * Bytes encoded between two hash updates. Records are encoded into this one
+ * buffer, not joined and encoded whole, which would make two more copies of
+ * each group (up to ~9 MB for 2,048 results of 4 kB lines).
+ */
+const SCRATCH_BYTES = 64 * 1024;
 
 /**
  * Hashes a log's appends as they are made, in order.
@@ -27,6 +34,7 @@ export class RunningLogDigest {
   #hash: MarkingSha256 | null = new MarkingSha256(DEFAULT_MARK_EVERY);
   #bytes = 0;
   #finished: MarkedDigest | null = null;
+  #scratch: Uint8Array | null = null;
 
   /**
    * Takes the records of a durable append and where the store put them. The
@@ -35,19 +43,36 @@ export class RunningLogDigest {
    * not those, makes the digest unknown.
    */
   follow(records: readonly string[], { start, end }: AppendResult): void {
-    if (this.#hash === null) return;
-    const bytes = start === this.#bytes ? encoder.encode(records.join("\n") + "\n") : null;
-    if (bytes === null || bytes.length !== end - start) {
-      this.#hash = null;
-      return;
+    const hash = this.#hash;
+    if (hash === null) return;
+    if (start !== this.#bytes) return this.lose();
+    const scratch = this.#scratch ??= new Uint8Array(SCRATCH_BYTES);
+    let filled = 0;
+    let length = 0;
+    for (const record of records) {
+      let rest = record;
+      for (;;) {
+        const { read, written } = encoder.encodeInto(rest, scratch.subarray(filled));
+        filled += written;
+        length += written;
+        if (read === rest.length && filled < scratch.length) break;
+        hash.update(scratch.subarray(0, filled));
+        filled = 0;
+        if (read === rest.length) break;
+        rest = rest.slice(read);
+      }
+      scratch[filled++] = NEWLINE;
+      length++;
     }
-    this.#hash.update(bytes);
+    hash.update(scratch.subarray(0, filled));
+    if (length !== end - start) return this.lose();
     this.#bytes = end;
   }
 
   /** Gives up on the log: an append's outcome is unknown. */
   lose(): void {
     this.#hash = null;
+    this.#scratch = null;
   }
 
   /**
@@ -58,7 +83,7 @@ export class RunningLogDigest {
   finish(): MarkedDigest | null {
     if (this.#finished === null && this.#hash !== null) {
       this.#finished = this.#hash.finish();
-      this.#hash = null;
+      this.lose();
     }
     return this.#finished;
   }

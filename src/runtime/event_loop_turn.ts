@@ -24,7 +24,7 @@ const hop: () => Promise<unknown> = currentRuntime() === "deno"
  * as the I/O it let in, so an HTTP request that needs two steps (its head
  * read, then its answer written) would wait for the caller's next yield
  * between them. Measured with a batch dispatching at full speed against an
- * in-process target, yielding every 1 ms: status p99 15–20 / 6–8 / 12–18 ms on
+ * in-process target, yielding every 1 ms: status p99 15–20 / 6–8 / 11–18 ms on
  * Node / Bun / Deno with two hops; with one, 18–20 ms on Node and 32 ms (a
  * `Deno.stat`) or 63 ms (a `MessageChannel` message) on Deno.
  *
