@@ -144,22 +144,22 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
     flushing[kind] = false;
   };
 
+  /** Writes what is queued without the pause: ends a pause in progress, or starts a flush now. */
+  const flushNow = (kind: LogKind) => {
+    wake[kind]?.();
+    clearTimeout(lingering[kind] ?? undefined);
+    lingering[kind] = null;
+    if (!flushing[kind] && queues[kind].length > 0) void flush(kind);
+  };
+
   return {
     add(kind, result) {
       if (failure !== null) return;
       queues[kind].push(result);
       pending++;
       // A full group, or one someone waits to see durable, goes without the pause.
-      const now = queues[kind].length >= FULL_GROUP || draining();
-      if (flushing[kind]) {
-        if (now) wake[kind]?.();
-        return;
-      }
-      if (now) {
-        clearTimeout(lingering[kind] ?? undefined);
-        lingering[kind] = null;
-        void flush(kind);
-      } else {
+      if (queues[kind].length >= FULL_GROUP || draining()) flushNow(kind);
+      else if (!flushing[kind]) {
         lingering[kind] ??= setTimeout(() => {
           lingering[kind] = null;
           if (!flushing[kind]) void flush(kind);
@@ -175,14 +175,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       const waiting = new Promise<void>((resolve, reject) => waiters.push({ limit, resolve, reject }));
       if (!draining()) return waiting;
       // Someone waits for everything: no more company is coming, so what is queued goes now.
-      for (const kind of LOG_KINDS) {
-        wake[kind]?.();
-        if (lingering[kind] !== null) {
-          clearTimeout(lingering[kind]);
-          lingering[kind] = null;
-          if (!flushing[kind]) void flush(kind);
-        }
-      }
+      for (const kind of LOG_KINDS) flushNow(kind);
       return waiting;
     },
     digest: (kind) => digests[kind].finish(),
