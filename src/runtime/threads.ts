@@ -10,6 +10,23 @@
 import { parentPort, Worker as NodeWorker } from "node:worker_threads";
 import { currentRuntime } from "./detect.ts";
 
+/**
+ * Whether uploads are validated on a worker thread unless told otherwise: on
+ * Bun only. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
+ * project's 2-core VM (upload and validation ÷ the copy-and-hash floor, median
+ * of five pairs each): Bun 0.49 → 0.60, 0.50 → 0.52 and 0.57 → 0.62 with the
+ * worker; Node 0.54 → 0.50 and 0.39 → 0.39; Deno 0.44 → 0.44 and 0.46 → 0.51.
+ * On Node and Deno the two cores are already full with receiving, hashing and
+ * writing the upload, so the worker's own work (its copy of each chunk, its
+ * heap) takes what it frees.
+ *
+ * @example
+ * ```ts
+ * const scanner = SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT ? new OffThreadScanner() : undefined;
+ * ```
+ */
+export const SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT: boolean = currentRuntime() === "bun";
+
 /** A worker thread started by {@link startWorkerThread}. */
 export interface WorkerThread {
   /** Sends a message; `transfer` lists buffers handed over without a copy. */
