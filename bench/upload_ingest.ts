@@ -4,8 +4,8 @@
  * creation, in MB/s; beside it the floor: copying the same file on disk and
  * hashing it (one after the other, as the upload must do both).
  * Bar: upload ≥ 0.5 × floor, with the runtime's default way of validating
- * (on a worker thread on Bun, on the main thread elsewhere); both ways are
- * measured and reported.
+ * (on a worker thread on Bun, on the main thread on Node and Deno); both
+ * ways are measured and reported.
  */
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";

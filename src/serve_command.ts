@@ -68,9 +68,9 @@ Options (each also read from the environment variable shown):
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
   --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread (frees the main
                                                      thread; 25-50 MB more memory while an upload arrives;
-                                                     the default on Bun, where it measured faster)
+                                                     the default on Bun)
   --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
-                                                     Node and Deno)
+                                                     Node and Deno, where the worker measured no faster)
   -h, --help               show this help
 `;
 

@@ -21,8 +21,8 @@
  * @module
  */
 import { IntegrityError } from "../integrity/envelope.ts";
-import { isStorageError } from "../storage/errors.ts";
 import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../runtime/threads.ts";
+import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
 import { type BatchParams, DEFAULT_ENDPOINTS, parseBatchParams } from "./batch_params.ts";
