@@ -12,6 +12,7 @@
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FINAL_STATUSES } from "../src/batch/objects.ts";
 import { createApiClient } from "../src/client/api_client.ts";
 import { createSha256 } from "../src/integrity/sha256.ts";
 import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../src/runtime/threads.ts";
@@ -65,8 +66,6 @@ const ingestInThread: number[] = [];
 const ingestWithWorker: number[] = [];
 const warmIngest: number[] = [];
 
-const ENDED = new Set(["completed", "failed", "expired", "cancelled"]);
-
 /**
  * Uploads the file to a fresh server `times` times, each followed by a batch
  * created on it and cancelled; returns [upload-only, upload+validation] in
@@ -86,7 +85,7 @@ async function ingestRuns(serverArgs: string[], data: string, times = 1): Promis
     if (validated.status === "failed") throw new Error(JSON.stringify(validated.errors));
     await api.cancelBatch(batch.id).catch(() => {});
     // The next upload starts once this batch has stopped, so it has the server to itself.
-    await pollBatch(server.baseURL, batch.id, (b) => ENDED.has(b.status), 20);
+    await pollBatch(server.baseURL, batch.id, (b) => FINAL_STATUSES.has(b.status), 20);
     rates.push([size / MB / ((uploaded - started) / 1000), size / MB / ((finished - started) / 1000)]);
   }
   await server.stop();
