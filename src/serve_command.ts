@@ -82,6 +82,10 @@ function integer(value: string | undefined, name: string, min: number): number |
   return Number(value);
 }
 
+/** How an environment variable says yes or no. */
+const ENV_YES = ["1", "true", "yes"];
+const ENV_NO = ["0", "false", "no"];
+
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i;
 
 /**
@@ -137,7 +141,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     ...(env.BATCHSPOOL_API_KEYS ?? "").split(","),
   ].map((key) => key.trim()).filter(Boolean);
   const host = values.host ?? env.BATCHSPOOL_HOST ?? "127.0.0.1";
-  const noAuth = values["no-auth"] ?? ["1", "true", "yes"].includes(env.BATCHSPOOL_NO_AUTH ?? "");
+  const noAuth = values["no-auth"] ?? ENV_YES.includes(env.BATCHSPOOL_NO_AUTH ?? "");
   if (apiKeys.length === 0 && !noAuth && !LOOPBACK.test(host)) {
     throw new ConfigError(
       `refusing to serve ${host} without API keys: pass --api-key <key> (or BATCHSPOOL_API_KEYS), ` +
@@ -171,8 +175,8 @@ function scanWorkerChoice(on: boolean | undefined, off: boolean | undefined, env
   if (on && off) throw new ConfigError("--scan-worker and --no-scan-worker contradict each other");
   if (on || off) return Boolean(on);
   if (env === undefined || env === "") return undefined;
-  if (["1", "true", "yes"].includes(env)) return true;
-  if (["0", "false", "no"].includes(env)) return false;
+  if (ENV_YES.includes(env)) return true;
+  if (ENV_NO.includes(env)) return false;
   throw new ConfigError(`BATCHSPOOL_SCAN_WORKER must be 1 or 0, got ${JSON.stringify(env)}`);
 }
 
