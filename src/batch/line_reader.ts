@@ -6,11 +6,14 @@
  * Speed: the lines that end in one chunk are decoded with one `decodeUtf8`
  * call, split as a string and handed over as one array, so the cost of an
  * await is paid per chunk, not per line. A chunk that is not valid UTF-8 is
- * split byte by byte instead, so the bad line is reported exactly.
+ * split byte by byte instead, so the bad line is reported exactly. A splitter
+ * given a {@link LineValueReader} decodes nothing the reader can read from
+ * the bytes itself (batch validation reads its few fields that way).
  *
  * @module
  */
 import { decodeUtf8 } from "../runtime/decode_utf8.ts";
+import { indexOfByte } from "../runtime/find_byte.ts";
 import { concatBytes } from "../storage/concat_bytes.ts";
 
 /** One physical line of input. */
@@ -21,6 +24,20 @@ export interface InputLine {
   text: string | null;
   /** Why the line could not be read. */
   problem?: "too_long" | "invalid_utf8";
+  /** What the splitter's {@link LineValueReader} read from the line's bytes; `text` is then "". */
+  value?: unknown;
+}
+
+/** Reads lines' values straight from their bytes, for a splitter whose user wants values rather than text. */
+export interface LineValueReader {
+  /**
+   * Reads the line that starts at `bytes[start]` and ends at the next line
+   * feed before `limit`; undefined leaves the line to be decoded into `text`
+   * as usual.
+   */
+  read(bytes: Uint8Array, start: number, limit: number): unknown;
+  /** The index of the line feed that ended the line, after a `read` that gave a value. */
+  readonly lineEnd: number;
 }
 
 const NEWLINE = 10;
@@ -64,10 +81,15 @@ export class LineSplitter {
   /** The unfinished line is already too long: its bytes are dropped until it ends. */
   #skipping = false;
   #out: InputLine[] = [];
+  readonly #readValue: LineValueReader | undefined;
 
-  /** @param maxLineBytes lines longer than this are reported as `too_long`, never buffered whole. */
-  constructor(maxLineBytes: number = 16 * 1024 * 1024) {
+  /**
+   * @param maxLineBytes lines longer than this are reported as `too_long`, never buffered whole.
+   * @param readValue reads lines from their bytes; those it reads come with a `value` instead of decoded text.
+   */
+  constructor(maxLineBytes: number = 16 * 1024 * 1024, readValue?: LineValueReader) {
     this.maxLineBytes = maxLineBytes;
+    this.#readValue = readValue;
   }
 
   /** Takes the next chunk (which may be reused by the caller afterwards); returns the lines it completes. */
@@ -165,6 +187,7 @@ export class LineSplitter {
 
   /** Adds the lines of `region` (complete lines, each ending in \n). */
   #splitRegion(region: Uint8Array) {
+    if (this.#readValue) return this.#readRegion(region, this.#readValue);
     let text: string | null;
     try {
       text = decodeUtf8(region);
@@ -181,17 +204,39 @@ export class LineSplitter {
     }
     let start = 0;
     for (let end = region.indexOf(NEWLINE); end >= 0; end = region.indexOf(NEWLINE, start)) {
-      const bytes = region.subarray(start, end);
+      this.#decodeLine(region.subarray(start, end));
       start = end + 1;
-      if (bytes.length > this.maxLineBytes) {
-        this.#problem("too_long");
-        continue;
+    }
+  }
+
+  /** Adds the lines of `region` (complete lines), each read by `reader` or else decoded. */
+  #readRegion(region: Uint8Array, reader: LineValueReader) {
+    for (let start = 0; start < region.length;) {
+      // A line longer than the limit is not read: it has no line feed within it.
+      const value = reader.read(region, start, Math.min(region.length, start + this.maxLineBytes + 1));
+      let end: number;
+      if (value === undefined) {
+        end = indexOfByte(region, NEWLINE, start);
+        this.#decodeLine(region.subarray(start, end));
+      } else {
+        end = reader.lineEnd;
+        this.#lineNumber++;
+        this.#out.push({ line: this.#lineNumber, text: "", value });
       }
-      try {
-        this.#push(decodeUtf8(bytes));
-      } catch {
-        this.#problem("invalid_utf8");
-      }
+      start = end + 1;
+    }
+  }
+
+  /** Adds one line (without its line feed) decoded on its own, so that a bad one is reported exactly. */
+  #decodeLine(bytes: Uint8Array) {
+    if (bytes.length > this.maxLineBytes) {
+      this.#problem("too_long");
+      return;
+    }
+    try {
+      this.#push(decodeUtf8(bytes));
+    } catch {
+      this.#problem("invalid_utf8");
     }
   }
 }

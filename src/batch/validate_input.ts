@@ -12,7 +12,8 @@
  */
 import { createSha256 } from "../integrity/sha256.ts";
 import { CustomIdSet } from "./custom_id_set.ts";
-import { isBlankLine, LineSplitter } from "./line_reader.ts";
+import { type InputLine, isBlankLine, LineSplitter } from "./line_reader.ts";
+import { BLANK_LINE, requestLineReader } from "./request_line_bytes.ts";
 import type { BatchErrorEntry } from "./objects.ts";
 
 /** Limits for validation. */
@@ -149,7 +150,8 @@ export class InputScanner {
   constructor(limits: ValidationLimits = DEFAULT_VALIDATION_LIMITS, endpoint?: string) {
     this.limits = limits;
     this.endpoint = endpoint;
-    this.#splitter = new LineSplitter(limits.maxLineBytes);
+    // Lines are read from their bytes where they can be: only the fields checked here are built.
+    this.#splitter = new LineSplitter(limits.maxLineBytes, requestLineReader);
   }
 
   /** Scans the lines this chunk completes. */
@@ -180,9 +182,9 @@ export class InputScanner {
     else this.#unlistedErrors++;
   }
 
-  #scan(group: readonly { line: number; text: string | null; problem?: string }[]) {
+  #scan(group: readonly InputLine[]) {
     const limits = this.limits;
-    for (const { line, text, problem } of group) {
+    for (const { line, text, problem, value: read } of group) {
       this.#lines = line;
       if (problem === "too_long") {
         this.#requests++;
@@ -194,7 +196,7 @@ export class InputScanner {
         this.#report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
         continue;
       }
-      if (isBlankLine(text)) continue;
+      if (read === BLANK_LINE || (read === undefined && isBlankLine(text))) continue;
       this.#requests++;
       if (this.#requests === limits.maxRequests + 1) {
         this.#report({
@@ -204,12 +206,14 @@ export class InputScanner {
           line,
         });
       }
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch {
-        this.#report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
-        continue;
+      let value = read;
+      if (value === undefined) {
+        try {
+          value = JSON.parse(text);
+        } catch {
+          this.#report({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
+          continue;
+        }
       }
       const problems = checkRequestLine(value, line);
       const request = value as Partial<RequestLine>;
