@@ -79,6 +79,10 @@ export class RequestLineReader {
   readonly spans = new Int32Array(2 * SLOTS);
   /** Per slot, whether its value is a string with escapes. */
   readonly spanEscaped = new Uint8Array(SLOTS);
+  /** Per slot, the last short text built, its length in bytes (-1: none) and its bytes. */
+  readonly lastText: string[] = Array(SLOTS).fill("");
+  readonly lastTextLength = new Int32Array(SLOTS).fill(-1);
+  readonly lastTextBytes = new Uint8Array(SLOTS * SHORT_TEXT);
 
   /**
    * Reads the line that starts at `line[start]` and ends at the next line feed
@@ -156,26 +160,34 @@ export class RequestLineReader {
         return null;
       case QUOTE:
         // Without escapes a string's value is its bytes decoded.
-        return this.spanEscaped[slot] ? this.parse(start, stop) : this.text(start + 1, stop - 1);
+        return this.spanEscaped[slot] ? this.parse(start, stop) : this.slotText(slot, start + 1, stop - 1);
       default:
         return this.parse(start, stop);
     }
   }
 
   /** The text of bytes [start, stop), valid UTF-8. */
-  text(start: number, stop: number): string {
+  /**
+   * The text of bytes [start, stop) (valid UTF-8) for a slot: the slot's last
+   * text again when the bytes are the same (a file's lines mostly name the
+   * same `method`, `url` and `model`), else the bytes decoded.
+   */
+  slotText(slot: number, start: number, stop: number): string {
     const line = this.bytes;
-    if (stop - start <= SHORT_TEXT) {
-      // Short ASCII text is copied directly: a decoder call costs more (several times more on Deno).
-      let text = "";
-      for (let at = start; at < stop; at++) {
-        const byte = line[at];
-        if (byte >= 0x80) return decodeUtf8(line.subarray(start, stop));
-        text += String.fromCharCode(byte);
-      }
-      return text;
+    const length = stop - start;
+    if (length > SHORT_TEXT) return decodeUtf8(line.subarray(start, stop));
+    const saved = this.lastTextBytes;
+    const from = slot * SHORT_TEXT;
+    if (this.lastTextLength[slot] === length) {
+      let at = 0;
+      while (at < length && line[start + at] === saved[from + at]) at++;
+      if (at === length) return this.lastText[slot];
     }
-    return decodeUtf8(line.subarray(start, stop));
+    const text = shortText(line, start, stop);
+    for (let at = 0; at < length; at++) saved[from + at] = line[start + at];
+    this.lastTextLength[slot] = length;
+    this.lastText[slot] = text;
+    return text;
   }
 
   parse(start: number, stop: number): unknown {
@@ -412,6 +424,17 @@ export class RequestLineReader {
 }
 
 const isDigit = (byte: number) => byte >= 0x30 && byte <= 0x39;
+
+/** Short text, copied character by character when ASCII: a decoder call costs more (several times more on Deno). */
+function shortText(bytes: Uint8Array, start: number, stop: number): string {
+  let text = "";
+  for (let at = start; at < stop; at++) {
+    const byte = bytes[at];
+    if (byte >= 0x80) return decodeUtf8(bytes.subarray(start, stop));
+    text += String.fromCharCode(byte);
+  }
+  return text;
+}
 
 /** The reader of request lines used by batch validation. */
 export const requestLineReader: RequestLineReader = new RequestLineReader();
