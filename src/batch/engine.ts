@@ -21,7 +21,6 @@
  * @module
  */
 import { IntegrityError } from "../integrity/envelope.ts";
-import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../runtime/threads.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
@@ -88,12 +87,12 @@ export interface BatchEngineOptions {
   /** Validation limits (default 50,000 requests, 1,000 listed errors, 16 MiB lines). */
   validation?: Partial<ValidationLimits>;
   /**
-   * Validate batch inputs on a worker thread while they upload (default: on
-   * Bun, off on Node and Deno; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
-   * frees the receiving thread; measured on two cores, already full with the
-   * upload's other work, uploads ran from 20% slower to 30% faster, and used
-   * 25-50 MB more memory while one arrived (the worker's heap). Where no worker
-   * can start, uploads are validated in the receiving thread as without it.
+   * Validate batch inputs on a worker thread while they upload (default off).
+   * It frees the receiving thread, but costs a copy of every chunk, the
+   * worker's start and 25-50 MB more memory while an upload arrives; with
+   * lines read from their bytes, validation costs the receiving thread less
+   * than that on the project's two cores (BENCHMARKS.md, section 3). Where no
+   * worker can start, uploads are validated in the receiving thread.
    */
   scanUploadsOffThread?: boolean;
   /** Checkpoint every `intervalMs` (default 5 s) keeping `keep` (default 3); `false` disables them. */
@@ -193,9 +192,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     tokensPerMinute: options.tokensPerMinute,
     clock,
   });
-  const offThreadScanner = (options.scanUploadsOffThread ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT)
-    ? new OffThreadScanner()
-    : undefined;
+  const offThreadScanner = options.scanUploadsOffThread ? new OffThreadScanner() : undefined;
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },
     validation: validationLimits,

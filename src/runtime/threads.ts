@@ -10,28 +10,6 @@
 import { parentPort, Worker as NodeWorker } from "node:worker_threads";
 import { currentRuntime } from "./detect.ts";
 
-/**
- * Whether uploads are validated on a worker thread unless told otherwise: on
- * Bun only. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
- * project's 2-core VM (upload and validation ÷ the copy-and-hash floor, median
- * of five pairs, main thread → worker, each pair of figures one run): Bun
- * 0.49 → 0.60, 0.50 → 0.52, 0.57 → 0.62, 0.44 → 0.57, 0.56 → 0.67, 0.48 → 0.40
- * and 0.46 → 0.41 (median 0.49 → 0.57; ~30 MiB more at the peak of benchmark
- * 4); Deno 0.44 → 0.44, 0.46 → 0.51, 0.43 → 0.57, 0.44 → 0.37, 0.48 → 0.59,
- * 0.58 → 0.50, 0.55 → 0.41, 0.48 → 0.45 and 0.41 → 0.45, no faster than the
- * spread between runs, for 35–50 MiB more at the peak of benchmark 4; Node
- * 0.54 → 0.50, 0.39 → 0.39, 0.46 → 0.45, 0.50 → 0.44, 0.46 → 0.41 and
- * 0.40 → 0.40. Node's two cores are already full with receiving (its HTTP
- * parser copies every chunk), hashing and writing the upload, so the worker's
- * own work (its copy of each chunk, its start, its heap) takes what it frees.
- *
- * @example
- * ```ts
- * const scanner = SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT ? new OffThreadScanner() : undefined;
- * ```
- */
-export const SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT: boolean = currentRuntime() === "bun";
-
 /** A worker thread started by {@link startWorkerThread}. */
 export interface WorkerThread {
   /** Sends a message; `transfer` lists buffers handed over without a copy. */
