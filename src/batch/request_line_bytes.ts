@@ -220,10 +220,10 @@ export class RequestLineReader {
         ok = this.skipString();
         break;
       case 0x7b:
-        ok = this.skipObject(depth, kind);
+        ok = this.skipContainer(depth, kind, true);
         break;
       case 0x5b:
-        ok = this.skipArray(depth);
+        ok = this.skipContainer(depth, OTHER_OBJECT, false);
         break;
       case 0x74:
         ok = this.skipWord("true");
@@ -245,62 +245,50 @@ export class RequestLineReader {
     return ok;
   }
 
-  skipObject(depth: number, kind: number): boolean {
+  /** Skips an object (`isObject`) or an array whose opening byte is at `pos`; `kind` says which object. */
+  skipContainer(depth: number, kind: number, isObject: boolean): boolean {
     if (depth >= MAX_DEPTH) return false;
+    const close = isObject ? 0x7d : 0x5d;
     this.pos++;
     this.skipWhiteSpace();
-    if (this.pos < this.end && this.bytes[this.pos] === 0x7d) {
+    if (this.pos < this.end && this.bytes[this.pos] === close) {
       this.pos++;
       return true;
     }
     for (;;) {
-      if (this.pos >= this.end || this.bytes[this.pos] !== QUOTE) return false;
-      const keyStart = ++this.pos;
-      if (!this.skipString()) return false;
-      let slot = -1;
-      let valueKind = OTHER_OBJECT;
-      if (kind === LINE_OBJECT) {
-        slot = this.fieldIndex(keyStart, this.pos - 1, LINE_FIELDS, LINE_FIELD_BYTES);
-        if (slot === BODY_SLOT) {
-          valueKind = BODY_OBJECT;
-          // A later "body" replaces an earlier one, fields and all.
-          this.spans.fill(-1, 2 * FIRST_BODY_FIELD_SLOT);
-        }
-      } else if (kind === BODY_OBJECT) {
-        const field = this.fieldIndex(keyStart, this.pos - 1, BODY_FIELDS, BODY_FIELD_BYTES);
-        if (field >= 0) slot = FIRST_BODY_FIELD_SLOT + field;
-      }
-      this.skipWhiteSpace();
-      if (this.pos >= this.end || this.bytes[this.pos] !== 0x3a) return false;
-      this.pos++;
-      this.skipWhiteSpace();
-      if (!this.skipValue(depth + 1, slot, valueKind)) return false;
+      if (!(isObject ? this.skipMember(depth, kind) : this.skipValue(depth + 1, -1, OTHER_OBJECT))) return false;
       this.skipWhiteSpace();
       if (this.pos >= this.end) return false;
       const next = this.bytes[this.pos++];
-      if (next === 0x7d) return true;
+      if (next === close) return true;
       if (next !== 0x2c) return false;
       this.skipWhiteSpace();
     }
   }
 
-  skipArray(depth: number): boolean {
-    if (depth >= MAX_DEPTH) return false;
+  /** Skips an object's `"key": value` at `pos`, recording the value when the key is a field of `kind`. */
+  skipMember(depth: number, kind: number): boolean {
+    if (this.pos >= this.end || this.bytes[this.pos] !== QUOTE) return false;
+    const keyStart = ++this.pos;
+    if (!this.skipString()) return false;
+    let slot = -1;
+    let valueKind = OTHER_OBJECT;
+    if (kind === LINE_OBJECT) {
+      slot = this.fieldIndex(keyStart, this.pos - 1, LINE_FIELDS, LINE_FIELD_BYTES);
+      if (slot === BODY_SLOT) {
+        valueKind = BODY_OBJECT;
+        // A later "body" replaces an earlier one, fields and all.
+        this.spans.fill(-1, 2 * FIRST_BODY_FIELD_SLOT);
+      }
+    } else if (kind === BODY_OBJECT) {
+      const field = this.fieldIndex(keyStart, this.pos - 1, BODY_FIELDS, BODY_FIELD_BYTES);
+      if (field >= 0) slot = FIRST_BODY_FIELD_SLOT + field;
+    }
+    this.skipWhiteSpace();
+    if (this.pos >= this.end || this.bytes[this.pos] !== 0x3a) return false;
     this.pos++;
     this.skipWhiteSpace();
-    if (this.pos < this.end && this.bytes[this.pos] === 0x5d) {
-      this.pos++;
-      return true;
-    }
-    for (;;) {
-      if (!this.skipValue(depth + 1, -1, OTHER_OBJECT)) return false;
-      this.skipWhiteSpace();
-      if (this.pos >= this.end) return false;
-      const next = this.bytes[this.pos++];
-      if (next === 0x5d) return true;
-      if (next !== 0x2c) return false;
-      this.skipWhiteSpace();
-    }
+    return this.skipValue(depth + 1, slot, valueKind);
   }
 
   /** Which of `names` the key just skipped, `bytes[start, stop)` without quotes, is; -1 for none. */
