@@ -67,22 +67,22 @@ export class RequestLineReader {
   /** The index of the line feed that ended the line last read (when it gave a value). */
   lineEnd = -1;
   /** The bytes read and a word view of their whole buffer (the last one stays referenced: one chunk, whatever the file). */
-  bytes: Uint8Array = new Uint8Array(0);
-  words: Uint32Array = new Uint32Array(0);
-  pos = 0;
-  end = 0;
+  private bytes: Uint8Array = new Uint8Array(0);
+  private words: Uint32Array = new Uint32Array(0);
+  private pos = 0;
+  private end = 0;
   /** A byte at or above 0x80 was seen (in a string): the line's UTF-8 is checked at the end. */
-  nonAscii = false;
+  private nonAscii = false;
   /** The last string skipped had an escape. */
-  escaped = false;
+  private escaped = false;
   /** Per slot, the span [start, end) of the field's last value (as with `JSON.parse`, the last one counts); -1 when absent. */
-  readonly spans = new Int32Array(2 * SLOTS);
+  private readonly spans = new Int32Array(2 * SLOTS);
   /** Per slot, whether its value is a string with escapes. */
-  readonly spanEscaped = new Uint8Array(SLOTS);
+  private readonly spanEscaped = new Uint8Array(SLOTS);
   /** Per slot, the last short text built, its length in bytes (-1: none) and its bytes. */
-  readonly lastText: string[] = Array(SLOTS).fill("");
-  readonly lastTextLength = new Int32Array(SLOTS).fill(-1);
-  readonly lastTextBytes = new Uint8Array(SLOTS * SHORT_TEXT);
+  private readonly lastText: string[] = Array(SLOTS).fill("");
+  private readonly lastTextLength = new Int32Array(SLOTS).fill(-1);
+  private readonly lastTextBytes = new Uint8Array(SLOTS * SHORT_TEXT);
 
   /**
    * Reads the line that starts at `line[start]` and ends at the next line feed
@@ -133,7 +133,7 @@ export class RequestLineReader {
     return value;
   }
 
-  bodyStandIn(): unknown {
+  private bodyStandIn(): unknown {
     if (this.bytes[this.spans[2 * BODY_SLOT]] !== 0x7b) return this.slotValue(BODY_SLOT);
     const body: Record<string, unknown> = {};
     for (let field = 0; field < BODY_FIELDS.length; field++) {
@@ -144,7 +144,7 @@ export class RequestLineReader {
   }
 
   /** The value recorded in a slot: an empty stand-in for an object or an array, the value itself otherwise. */
-  slotValue(slot: number): unknown {
+  private slotValue(slot: number): unknown {
     const start = this.spans[2 * slot];
     const stop = this.spans[2 * slot + 1];
     switch (this.bytes[start]) {
@@ -166,13 +166,12 @@ export class RequestLineReader {
     }
   }
 
-  /** The text of bytes [start, stop), valid UTF-8. */
   /**
    * The text of bytes [start, stop) (valid UTF-8) for a slot: the slot's last
    * text again when the bytes are the same (a file's lines mostly name the
    * same `method`, `url` and `model`), else the bytes decoded.
    */
-  slotText(slot: number, start: number, stop: number): string {
+  private slotText(slot: number, start: number, stop: number): string {
     const line = this.bytes;
     const length = stop - start;
     if (length > SHORT_TEXT) return decodeUtf8(line.subarray(start, stop));
@@ -190,11 +189,11 @@ export class RequestLineReader {
     return text;
   }
 
-  parse(start: number, stop: number): unknown {
+  private parse(start: number, stop: number): unknown {
     return JSON.parse(decodeUtf8(this.bytes.subarray(start, stop)));
   }
 
-  skipWhiteSpace() {
+  private skipWhiteSpace() {
     const line = this.bytes;
     const stop = this.end;
     let at = this.pos;
@@ -210,7 +209,7 @@ export class RequestLineReader {
    * Skips the value at `pos`; false when it is not valid JSON. Records its span
    * in `slot` (-1: none); `kind` says which object it is, if it is one.
    */
-  skipValue(depth: number, slot: number, kind: number): boolean {
+  private skipValue(depth: number, slot: number, kind: number): boolean {
     if (this.pos >= this.end) return false;
     const valueStart = this.pos;
     let ok: boolean;
@@ -246,7 +245,7 @@ export class RequestLineReader {
   }
 
   /** Skips an object (`isObject`) or an array whose opening byte is at `pos`; `kind` says which object. */
-  skipContainer(depth: number, kind: number, isObject: boolean): boolean {
+  private skipContainer(depth: number, kind: number, isObject: boolean): boolean {
     if (depth >= MAX_DEPTH) return false;
     const close = isObject ? 0x7d : 0x5d;
     this.pos++;
@@ -267,7 +266,7 @@ export class RequestLineReader {
   }
 
   /** Skips an object's `"key": value` at `pos`, recording the value when the key is a field of `kind`. */
-  skipMember(depth: number, kind: number): boolean {
+  private skipMember(depth: number, kind: number): boolean {
     if (this.pos >= this.end || this.bytes[this.pos] !== QUOTE) return false;
     const keyStart = ++this.pos;
     if (!this.skipString()) return false;
@@ -292,7 +291,7 @@ export class RequestLineReader {
   }
 
   /** Which of `names` the key just skipped, `bytes[start, stop)` without quotes, is; -1 for none. */
-  fieldIndex(start: number, stop: number, names: string[], nameBytes: Uint8Array[]): number {
+  private fieldIndex(start: number, stop: number, names: string[], nameBytes: Uint8Array[]): number {
     if (this.escaped) {
       // An escaped key is compared decoded. Bytes that are not UTF-8 match nothing: the line is left to JSON.parse.
       try {
@@ -312,7 +311,7 @@ export class RequestLineReader {
   }
 
   /** Skips a string's content and closing quote (`pos` is just after the opening one). */
-  skipString(): boolean {
+  private skipString(): boolean {
     this.escaped = false;
     const line = this.bytes;
     const stop = this.end;
@@ -352,7 +351,7 @@ export class RequestLineReader {
    * such a byte when one of its bytes is below 0x20, at or above 0x80, or equal
    * to `"` or `\` (the "has a zero byte" tests, exact for whether any byte does).
    */
-  skipPlainContent(): number {
+  private skipPlainContent(): number {
     const line = this.bytes;
     const stop = this.end;
     const offset = line.byteOffset;
@@ -378,21 +377,21 @@ export class RequestLineReader {
     return at;
   }
 
-  skipWord(word: string): boolean {
+  private skipWord(word: string): boolean {
     if (this.pos + word.length > this.end) return false;
     for (let i = 0; i < word.length; i++) if (this.bytes[this.pos + i] !== word.charCodeAt(i)) return false;
     this.pos += word.length;
     return true;
   }
 
-  skipDigits(): boolean {
+  private skipDigits(): boolean {
     const start = this.pos;
     while (this.pos < this.end && isDigit(this.bytes[this.pos])) this.pos++;
     return this.pos > start;
   }
 
   /** A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-  skipNumber(): boolean {
+  private skipNumber(): boolean {
     const line = this.bytes;
     if (line[this.pos] === 0x2d) this.pos++;
     if (this.pos >= this.end) return false;
