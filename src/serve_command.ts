@@ -33,7 +33,7 @@ export interface ServeConfig {
   requestTimeoutMs: number;
   checkpointIntervalMs: number;
   mockLatencyMs: number;
-  /** Validate uploads on a worker thread; undefined: the default (off). */
+  /** Validate uploads on a worker thread; undefined: the runtime's default (on Deno only). */
   scanWorker: boolean | undefined;
 }
 
@@ -67,9 +67,10 @@ Options (each also read from the environment variable shown):
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
   --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread (frees the main
-                                                     thread; 25-50 MB more memory while an upload arrives)
-  --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default: the
-                                                     worker measured no faster on two cores)
+                                                     thread; 13-50 MB more memory while an upload arrives;
+                                                     the default on Deno)
+  --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
+                                                     Node and Bun, where the worker measured no faster)
   -h, --help               show this help
 `;
 
@@ -169,7 +170,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
   };
 }
 
-/** `--scan-worker`, `--no-scan-worker` or the environment's choice; undefined leaves it to the default. */
+/** `--scan-worker`, `--no-scan-worker` or the environment's choice; undefined leaves it to the runtime's default. */
 function scanWorkerChoice(on: boolean | undefined, off: boolean | undefined, env: string | undefined): boolean | undefined {
   if (on && off) throw new ConfigError("--scan-worker and --no-scan-worker contradict each other");
   if (on || off) return Boolean(on);

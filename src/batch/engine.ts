@@ -21,6 +21,7 @@
  * @module
  */
 import { IntegrityError } from "../integrity/envelope.ts";
+import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../runtime/threads.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
@@ -87,12 +88,11 @@ export interface BatchEngineOptions {
   /** Validation limits (default 50,000 requests, 1,000 listed errors, 16 MiB lines). */
   validation?: Partial<ValidationLimits>;
   /**
-   * Validate batch inputs on a worker thread while they upload (default off).
-   * It frees the receiving thread, but costs a copy of every chunk, the
-   * worker's start and 25-50 MB more memory while an upload arrives; with
-   * lines read from their bytes, validation costs the receiving thread less
-   * than that on the project's two cores (BENCHMARKS.md, section 3). Where no
-   * worker can start, uploads are validated in the receiving thread.
+   * Validate batch inputs on a worker thread while they upload (default: on
+   * Deno, off on Node and Bun; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
+   * frees the receiving thread, but costs a copy of every chunk, the worker's
+   * start and 13-50 MB more memory while an upload arrives. Where no worker
+   * can start, uploads are validated in the receiving thread.
    */
   scanUploadsOffThread?: boolean;
   /** Checkpoint every `intervalMs` (default 5 s) keeping `keep` (default 3); `false` disables them. */
@@ -192,7 +192,9 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     tokensPerMinute: options.tokensPerMinute,
     clock,
   });
-  const offThreadScanner = options.scanUploadsOffThread ? new OffThreadScanner() : undefined;
+  const offThreadScanner = (options.scanUploadsOffThread ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT)
+    ? new OffThreadScanner()
+    : undefined;
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },
     validation: validationLimits,

@@ -10,6 +10,26 @@
 import { parentPort, Worker as NodeWorker } from "node:worker_threads";
 import { currentRuntime } from "./detect.ts";
 
+/**
+ * Whether uploads are validated on a worker thread unless told otherwise: on
+ * Deno only. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
+ * project's 2-core VM (upload and validation ÷ the copy-and-hash floor, median
+ * of five pairs per run, main thread → worker), with validation reading lines
+ * from their bytes: Deno 0.47 → 0.47, 0.48 → 0.50, 0.46 → 0.53, 0.41 → 0.50,
+ * 0.44 → 0.55, 0.46 → 0.55 and 0.46 → 0.60, for 13–29 MiB more at the peak
+ * (Deno's main thread also serves HTTP and writes the file, so it gains the
+ * most); Bun 0.48 → 0.46, 0.53 → 0.49, 0.56 → 0.49, 0.51 → 0.52, 0.55 → 0.55
+ * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
+ * 0.44 → 0.41 and 0.46 → 0.46 (its worker's start and copies take what it
+ * frees).
+ *
+ * @example
+ * ```ts
+ * const scanner = SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT ? new OffThreadScanner() : undefined;
+ * ```
+ */
+export const SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT: boolean = currentRuntime() === "deno";
+
 /** A worker thread started by {@link startWorkerThread}. */
 export interface WorkerThread {
   /** Sends a message; `transfer` lists buffers handed over without a copy. */
