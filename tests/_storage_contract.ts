@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { isStorageError, type Storage } from "../src/storage/mod.ts";
+import { type BlobHasher, isStorageError, type Storage } from "../src/storage/mod.ts";
 import { sha256Hex } from "../src/integrity/sha256.ts";
 import { concatBytes } from "../src/storage/concat_bytes.ts";
 
@@ -70,6 +70,36 @@ export function testStorageContract(name: string, open: () => Promise<Storage>):
       marks: { every: 4, digests: [sha256Hex("hell"), sha256Hex("hello wo")] },
     });
     assert.equal(await readText(await s.blobs.get("files/m")), "hello world");
+  });
+
+  withStorage("blobs.put() with a hasher hands it every byte in order, waits when asked, and returns its digest", async (s) => {
+    const given: string[] = [];
+    let waited = false;
+    const hasher: BlobHasher = {
+      update(chunk) {
+        given.push(decoder.decode(chunk));
+        if (given.length !== 2) return undefined;
+        return new Promise((resolve) => setTimeout(() => resolve(void (waited = true)), 5));
+      },
+      // A digest the put cannot have computed itself: the hasher's answer is the one returned.
+      finish: () => Promise.resolve({ sha256: "h".repeat(64), bytes: 11, marks: { every: 4, digests: ["m1", "m2"] } }),
+    };
+    const info = await s.blobs.put("files/h", chunkedStream(["hello ", "wor", "ld"]), { markEvery: 4, hasher });
+    assert.deepEqual(given, ["hello ", "wor", "ld"]);
+    assert.ok(waited, "the put waited for the hasher before giving it more");
+    assert.deepEqual(info, { key: "files/h", bytes: 11, sha256: "h".repeat(64), marks: { every: 4, digests: ["m1", "m2"] } });
+    assert.equal(await readText(await s.blobs.get("files/h")), "hello world");
+  });
+
+  withStorage("blobs.put() hashes what it wrote when its hasher gives no digest", async (s) => {
+    const hasher: BlobHasher = { update: () => undefined, finish: () => Promise.resolve(undefined) };
+    const info = await s.blobs.put("files/h2", chunkedStream(["hello ", "wor", "ld"]), { markEvery: 4, hasher });
+    assert.deepEqual(info, {
+      key: "files/h2",
+      bytes: 11,
+      sha256: sha256Hex("hello world"),
+      marks: { every: 4, digests: [sha256Hex("hell"), sha256Hex("hello wo")] },
+    });
   });
 
   withStorage("blobs.get() honours a byte range", async (s) => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { OffThreadScanner } from "../src/batch/off_thread_scan.ts";
+import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
 import { DEFAULT_VALIDATION_LIMITS, InputScanner } from "../src/batch/validate_input.ts";
 import { currentRuntime } from "../src/runtime/detect.ts";
 
@@ -21,19 +22,22 @@ function sample(): Uint8Array {
   return encoder.encode(lines.join("\r\n") + "\n");
 }
 
-test("OffThreadScanner: a scan on the worker equals the scan in this thread, whatever the chunking", async () => {
+test("OffThreadScanner: a scan (and hash) on the worker equals one in this thread, whatever the chunking", async () => {
   const bytes = sample();
   const local = new InputScanner(DEFAULT_VALIDATION_LIMITS);
   local.push(bytes);
   const expected = local.finish();
+  const expectedDigest = new MarkingSha256(4096).update(bytes).finish();
   const scanner = new OffThreadScanner(workerUrl());
   try {
     for (const size of [1 << 20, 4093, 17]) {
-      const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
+      const session = scanner.start(DEFAULT_VALIDATION_LIMITS, size === 17 ? undefined : 4096);
       assert.ok(session, "a worker runs here");
       for (let at = 0; at < bytes.length; at += size) await session.push(bytes.subarray(at, at + size));
-      const scan = await session.finish();
+      const { scan, digest } = await session.finish();
       assert.deepEqual(scan, expected, `chunks of ${size}`);
+      assert.deepEqual(digest, size === 17 ? undefined : expectedDigest, `the digest, chunks of ${size}`);
+      assert.deepEqual(await session.finish(), { scan, digest }, "asked again, the same answer");
     }
     assert.equal(expected.errors.length, 3);
   } finally {
@@ -61,7 +65,7 @@ test("OffThreadScanner: an upload far ahead of the worker is held back, and noth
         await wait;
       }
     }
-    const scan = await session.finish();
+    const { scan } = await session.finish();
     assert.ok(heldBack > 0, "push asked the sender to wait");
     assert.equal(scan?.requests, lines);
     assert.deepEqual(scan?.errors, []);
@@ -76,7 +80,7 @@ test("OffThreadScanner: a worker that cannot start gives no scan (or none at all
     const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
     if (session) {
       await session.push(sample());
-      assert.equal(await session.finish(), undefined);
+      assert.deepEqual(await session.finish(), { scan: undefined, digest: undefined });
     }
     assert.equal(scanner.start(DEFAULT_VALIDATION_LIMITS), null, "later uploads scan in their own thread");
   } finally {

@@ -5,7 +5,7 @@
  */
 import { DEFAULT_MARK_EVERY, type DigestMarks } from "../integrity/digest_marks.ts";
 import { isStorageError } from "../storage/errors.ts";
-import type { Storage } from "../storage/types.ts";
+import type { BlobHasher, Storage } from "../storage/types.ts";
 import { BatchError } from "./errors.ts";
 import { isFileId, newFileId } from "./ids.ts";
 import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "./objects.ts";
@@ -168,23 +168,26 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
       let content = upload.content;
       let finishScan: () => Promise<InputScan | undefined> | InputScan | undefined = () => undefined;
       let dropScan = () => {};
+      let hasher: BlobHasher | undefined;
       if (looksLikeBatchInput) {
-        if (content instanceof Uint8Array) {
-          const scanner = new InputScanner(limits);
-          scanner.push(content);
-          finishScan = () => scanner.finish();
+        const session = content instanceof Uint8Array ? null : options.offThreadScanner?.start(limits, DEFAULT_MARK_EVERY);
+        if (session) {
+          // The worker scans and hashes the bytes the put hands it: this thread only receives and writes.
+          hasher = { update: (chunk) => session.push(chunk), finish: async () => (await session.finish()).digest };
+          finishScan = async () => (await session.finish()).scan;
+          dropScan = () => session.drop();
         } else {
-          const session = options.offThreadScanner?.start(limits);
-          const scanner = session ? null : new InputScanner(limits);
-          content = tapStream(content, (chunk) => session ? session.push(chunk) : scanner!.push(chunk));
-          finishScan = () => session ? session.finish() : scanner!.finish();
-          dropScan = () => session?.drop();
+          const scanner = new InputScanner(limits);
+          if (content instanceof Uint8Array) scanner.push(content);
+          else content = tapStream(content, (chunk) => scanner.push(chunk));
+          finishScan = () => scanner.finish();
         }
       }
       try {
         const info = await storage.blobs.put(fileBlobKey(id), content, {
           maxBytes: sizeLimitFor(upload.purpose),
           markEvery: DEFAULT_MARK_EVERY,
+          hasher,
         });
         return {
           id,

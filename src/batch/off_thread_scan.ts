@@ -10,12 +10,14 @@
  *
  * @module
  */
+import type { MarkedDigest } from "../integrity/digest_marks.ts";
 import { startWorkerThread, type WorkerThread } from "../runtime/threads.ts";
 import type { InputScan, ValidationLimits } from "./validate_input.ts";
 
 /** Messages to the worker. */
 export type ScanRequest =
-  | { type: "start"; id: number; limits: ValidationLimits }
+  /** With `markEvery`, the worker also hashes what it scans, with a mark every so many bytes. */
+  | { type: "start"; id: number; limits: ValidationLimits; markEvery?: number }
   | { type: "chunk"; id: number; bytes: Uint8Array }
   | { type: "finish"; id: number }
   | { type: "drop"; id: number };
@@ -24,7 +26,16 @@ export type ScanRequest =
 export type ScanReply =
   /** `buffer` is the chunk's buffer, handed back to be filled again. */
   | { type: "ack"; id: number; bytes: number; buffer: ArrayBuffer }
-  | { type: "done"; id: number; scan: InputScan | undefined };
+  | { type: "done"; id: number; scan: InputScan | undefined; digest?: MarkedDigest };
+
+/** What a finished scan gives: the scan, and the digest when one was asked for. */
+export interface ScanResult {
+  scan: InputScan | undefined;
+  digest: MarkedDigest | undefined;
+}
+
+/** A scan that gave nothing (the worker failed, or the scan was dropped). */
+const NO_RESULT: ScanResult = { scan: undefined, digest: undefined };
 
 /** Bytes gathered into one message (fewer, larger messages cost less than one per network chunk). */
 const MESSAGE_BYTES = 1024 * 1024;
@@ -37,8 +48,8 @@ const IDLE_MS = 1000;
 export interface ScanSession {
   /** Hands over a chunk (copied). Returns a promise when the worker is behind: await it before the next chunk. */
   push(chunk: Uint8Array): Promise<void> | undefined;
-  /** The scan of everything pushed, or undefined when the worker failed. */
-  finish(): Promise<InputScan | undefined>;
+  /** The scan (and digest) of everything pushed; both undefined when the worker failed. Called again, the same answer. */
+  finish(): Promise<ScanResult>;
   /** Forgets the scan (the upload failed). */
   drop(): void;
 }
@@ -46,7 +57,7 @@ export interface ScanSession {
 interface SessionState {
   unscanned: number;
   resumeSender: (() => void) | null;
-  settle: ((scan: InputScan | undefined) => void) | null;
+  settle: ((result: ScanResult) => void) | null;
 }
 
 const defaultWorkerUrl = () => new URL(import.meta.url.endsWith(".ts") ? "./scan_worker.ts" : "./scan_worker.js", import.meta.url);
@@ -79,17 +90,21 @@ export class OffThreadScanner {
     this.#workerUrl = workerUrl;
   }
 
-  /** Starts the scan of one upload; null when no worker can run here (scan in this thread instead). */
-  start(limits: ValidationLimits): ScanSession | null {
+  /**
+   * Starts the scan of one upload; null when no worker can run here (scan in
+   * this thread instead). With `markEvery`, the worker also hashes the upload.
+   */
+  start(limits: ValidationLimits, markEvery?: number): ScanSession | null {
     const worker = this.#ensureWorker();
     if (!worker) return null;
     clearTimeout(this.#idleTimer);
     const id = this.#nextId++;
     const state: SessionState = { unscanned: 0, resumeSender: null, settle: null };
     this.#sessions.set(id, state);
-    worker.postMessage({ type: "start", id, limits } satisfies ScanRequest);
+    worker.postMessage({ type: "start", id, limits, markEvery } satisfies ScanRequest);
     let staged = this.#buffer();
     let stagedBytes = 0;
+    let finished: Promise<ScanResult> | null = null;
     const send = () => {
       if (stagedBytes === 0 || !this.#sessions.has(id)) return;
       const bytes = staged.subarray(0, stagedBytes);
@@ -112,17 +127,18 @@ export class OffThreadScanner {
         return new Promise<void>((resolve) => (state.resumeSender = resolve));
       },
       finish: () => {
-        if (!this.#sessions.has(id)) return Promise.resolve(undefined);
+        if (finished) return finished;
+        if (!this.#sessions.has(id)) return (finished = Promise.resolve(NO_RESULT));
         send();
-        return new Promise<InputScan | undefined>((resolve) => {
+        return (finished = new Promise<ScanResult>((resolve) => {
           state.settle = resolve;
           this.#worker!.postMessage({ type: "finish", id } satisfies ScanRequest);
-        });
+        }));
       },
       drop: () => {
         if (!this.#sessions.delete(id)) return;
         this.#worker?.postMessage({ type: "drop", id } satisfies ScanRequest);
-        this.#release(state, undefined);
+        this.#release(state, NO_RESULT);
         this.#stopWhenIdle();
       },
     };
@@ -176,7 +192,7 @@ export class OffThreadScanner {
       return;
     }
     this.#sessions.delete(message.id);
-    this.#release(state, message.scan);
+    this.#release(state, { scan: message.scan, digest: message.digest });
     this.#stopWhenIdle();
   }
 
@@ -197,10 +213,10 @@ export class OffThreadScanner {
     void worker.terminate();
   }
 
-  #release(state: SessionState, scan: InputScan | undefined) {
+  #release(state: SessionState, result: ScanResult) {
     state.resumeSender?.();
     state.resumeSender = null;
-    state.settle?.(scan);
+    state.settle?.(result);
     state.settle = null;
   }
 
@@ -211,7 +227,7 @@ export class OffThreadScanner {
   }
 
   #failAll() {
-    for (const state of this.#sessions.values()) this.#release(state, undefined);
+    for (const state of this.#sessions.values()) this.#release(state, NO_RESULT);
     this.#sessions.clear();
   }
 }

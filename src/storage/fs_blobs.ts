@@ -10,12 +10,13 @@
 import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { VECTORED_WRITES, WRITES_IN_FLIGHT_PER_FILE } from "../runtime/file_writes.ts";
-import { finishBlobHash, startBlobHash } from "./blob_hash.ts";
+import { BlobHash, startMarkingHash } from "./blob_hash.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writevFully } from "./fs_paths.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
 import { pageKeys } from "./page_keys.ts";
+import type { MarkedDigest } from "../integrity/digest_marks.ts";
 import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "./types.ts";
 
 /** Size of the writes a `put` gathers chunks into. */
@@ -45,7 +46,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       const dir = dirname(path);
       await mkdir(dir, { recursive: true });
       const temp = tempPathIn(dir);
-      const hash = startBlobHash(options);
+      const hash = new BlobHash(options);
       let bytes = 0;
       const handle = await open(temp, "w");
       let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -96,7 +97,8 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
           if (options.maxBytes !== undefined && bytes > options.maxBytes) {
             throw new StorageError("too_large", `blob ${key} exceeds ${options.maxBytes} bytes`, { key });
           }
-          hash.update(chunk);
+          const wait = hash.update(chunk);
+          if (wait) await wait;
           gathered.push(chunk);
           gatheredBytes += chunk.length;
           if (gatheredBytes >= WRITE_SIZE) await startWrite();
@@ -112,9 +114,10 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
         if (flushing) await flushing;
         await handle.sync();
         await handle.close();
+        const info = await hash.finish(key, () => hashFile(temp, position, options));
         await rename(temp, path);
         await syncDirectory(dir);
-        return finishBlobHash(key, hash, options);
+        return info;
       } catch (error) {
         await reader?.cancel().catch(() => {});
         await Promise.allSettled(writes);
@@ -157,6 +160,13 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       return pageKeys(await listKeysUnder(root, prefix), prefix, options);
     },
   };
+}
+
+/** The digest of a file's first `bytes` bytes, read back (when a put's hasher could not give it). */
+async function hashFile(path: string, bytes: number, options: PutBlobOptions): Promise<MarkedDigest> {
+  const hash = startMarkingHash(options);
+  for await (const chunk of fileStream(path, 0, bytes)) hash.update(chunk);
+  return hash.finish();
 }
 
 async function statSize(path: string, key: string): Promise<number | null> {

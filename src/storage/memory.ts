@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { finishBlobHash, startBlobHash } from "./blob_hash.ts";
+import { BlobHash, startMarkingHash } from "./blob_hash.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
@@ -62,30 +62,33 @@ export function createMemoryStorage(): Storage {
     async put(key: string, source: ReadableStream<Uint8Array> | Uint8Array, options: PutBlobOptions = {}): Promise<BlobInfo> {
       ensureOpen();
       assertValidKey(key);
-      const hash = startBlobHash(options);
+      const hash = new BlobHash(options);
       const chunks: Uint8Array[] = [];
       let total = 0;
-      const take = (chunk: Uint8Array) => {
+      const take = async (chunk: Uint8Array) => {
         total += chunk.length;
         if (options.maxBytes !== undefined && total > options.maxBytes) {
           throw new StorageError("too_large", `blob ${key} exceeds ${options.maxBytes} bytes`, { key });
         }
-        hash.update(chunk);
+        const wait = hash.update(chunk);
+        if (wait) await wait;
         chunks.push(chunk.slice());
       };
       if (source instanceof Uint8Array) {
-        take(source);
+        await take(source);
       } else {
         const reader = source.getReader();
         try {
-          for (let r = await reader.read(); !r.done; r = await reader.read()) take(r.value);
+          for (let r = await reader.read(); !r.done; r = await reader.read()) await take(r.value);
         } catch (error) {
           await reader.cancel().catch(() => {});
           throw error;
         }
       }
-      blobs.set(key, concatBytes(chunks, total));
-      return finishBlobHash(key, hash, options);
+      const content = concatBytes(chunks, total);
+      const info = await hash.finish(key, () => Promise.resolve(startMarkingHash(options).update(content).finish()));
+      blobs.set(key, content);
+      return info;
     },
     async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
       ensureOpen();

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import type { DigestMarks } from "../integrity/digest_marks.ts";
+import type { DigestMarks, MarkedDigest } from "../integrity/digest_marks.ts";
 
 /** What `BlobStore.put` returns once the blob is durable. */
 export interface BlobInfo {
@@ -74,6 +74,27 @@ export interface PutBlobOptions {
    * blob stretch by stretch as it streams it.
    */
   markEvery?: number;
+  /**
+   * Computes the digest instead of the put, elsewhere (on another thread): the
+   * put hands it every byte it writes, in order, and returns its digest. Its
+   * marks must be every `markEvery` bytes.
+   */
+  hasher?: BlobHasher;
+}
+
+/**
+ * A put's digest computed outside the put (see `PutBlobOptions.hasher`).
+ *
+ * @example
+ * ```ts
+ * const hasher: BlobHasher = { update: (chunk) => void local.update(chunk), finish: async () => local.finish() };
+ * ```
+ */
+export interface BlobHasher {
+  /** Takes the put's next bytes, in order; a promise asks the put to wait for it before giving more. */
+  update(chunk: Uint8Array): Promise<void> | undefined;
+  /** The digest of every byte given; undefined when it could not be computed, and the put then hashes what it wrote. */
+  finish(): Promise<MarkedDigest | undefined>;
 }
 
 /** Immutable byte objects: uploads and finished result files. */
