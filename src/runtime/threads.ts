@@ -17,7 +17,7 @@ import { currentRuntime } from "./detect.ts";
  * of five pairs per run, main thread → worker), with validation reading lines
  * from their bytes: Deno 0.47 → 0.47, 0.48 → 0.50, 0.46 → 0.53, 0.41 → 0.50,
  * 0.44 → 0.55, 0.46 → 0.55, 0.46 → 0.60 and 0.55 → 0.50 (median 0.46 → 0.515),
- * for 13–29 MiB more at the peak of one upload (benchmark 4: 119 → 148 MiB)
+ * for 13–29 MiB more at the peak of one upload (benchmark 4: 119 → 148–153 MiB)
  * (Deno's main thread also serves HTTP and writes the file, so it gains the
  * most); Bun 0.48 → 0.46, 0.53 → 0.49, 0.56 → 0.49, 0.51 → 0.52, 0.55 → 0.55
  * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
