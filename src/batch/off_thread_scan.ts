@@ -1,12 +1,12 @@
 /**
- * Validation scans of uploads on a worker thread, so that decoding and parsing
- * every line does not share one core with receiving, hashing and writing the
- * upload (on Node that halves the upload's speed).
+ * Validation scans of uploads on a worker thread, which can also hash them, so
+ * that the receiving thread only receives and writes.
  *
  * A scan is an optimisation, never a requirement: where no worker can start
  * (no worker support, a bundle without the worker file) scans run in the
  * calling thread; if the worker fails during a scan, that upload has no scan
- * and a batch that uses it is validated in full when it is created.
+ * (a batch that uses it is validated in full when it is created) and no
+ * digest (its put hashes what it wrote).
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
  * The hashing every adapter's `BlobStore.put` does on the way: SHA-256 and a
- * byte count, plus digest marks when the caller asked for them.
+ * byte count, plus digest marks when the caller asked for them; or, when the
+ * caller gave a hasher, what it hands that hasher and takes back from it.
  *
  * @module
  */
