@@ -174,6 +174,8 @@ export class LineSplitter {
    * with the file, not with the chunk).
    */
   #splitRegions(region: Uint8Array) {
+    // Lines read from their bytes are not decoded: the region needs no pieces.
+    if (this.#readValue) return this.#readRegion(region, this.#readValue);
     for (let start = 0; start < region.length;) {
       let end = region.length;
       if (end - start > DECODE_BYTES) {

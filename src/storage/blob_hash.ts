@@ -6,7 +6,7 @@
  * @module
  */
 import { type MarkedDigest, MarkingSha256 } from "../integrity/digest_marks.ts";
-import type { BlobInfo, PutBlobOptions } from "./types.ts";
+import type { BlobHasher, BlobInfo, PutBlobOptions } from "./types.ts";
 
 /**
  * The hashing of a blob being put: by its `hasher` when the caller gave one,
@@ -20,21 +20,22 @@ import type { BlobInfo, PutBlobOptions } from "./types.ts";
  * ```
  */
 export class BlobHash {
-  readonly #options: PutBlobOptions;
+  readonly #markEvery: number | undefined;
+  /** Exactly one of the two hashes the put. */
+  readonly #hasher: BlobHasher | null;
   readonly #local: MarkingSha256 | null;
 
   constructor(options: PutBlobOptions) {
-    this.#options = options;
-    this.#local = options.hasher ? null : startMarkingHash(options);
+    this.#markEvery = options.markEvery;
+    this.#hasher = options.hasher ?? null;
+    this.#local = this.#hasher ? null : startMarkingHash(options);
   }
 
   /** Hashes the next bytes; a promise when the hasher asks the put to wait. */
   update(chunk: Uint8Array): Promise<void> | undefined {
-    if (this.#local) {
-      this.#local.update(chunk);
-      return undefined;
-    }
-    return this.#options.hasher!.update(chunk);
+    if (this.#hasher) return this.#hasher.update(chunk);
+    this.#local!.update(chunk);
+    return undefined;
   }
 
   /**
@@ -42,9 +43,9 @@ export class BlobHash {
    * hasher could not finish, `hashWritten` hashes what the put wrote instead.
    */
   async finish(key: string, hashWritten: () => Promise<MarkedDigest>): Promise<BlobInfo> {
-    const digest = this.#local ? this.#local.finish() : (await this.#options.hasher!.finish()) ?? (await hashWritten());
+    const digest = this.#hasher ? (await this.#hasher.finish()) ?? (await hashWritten()) : this.#local!.finish();
     const { sha256, bytes, marks } = digest;
-    return this.#options.markEvery === undefined ? { key, bytes, sha256 } : { key, bytes, sha256, marks };
+    return this.#markEvery === undefined ? { key, bytes, sha256 } : { key, bytes, sha256, marks };
   }
 }
 
