@@ -87,3 +87,34 @@ test("OffThreadScanner: a worker that cannot start gives no scan (or none at all
     await scanner.close();
   }
 });
+
+test("OffThreadScanner: one worker serves every scan, however long the scanner waits between them", async () => {
+  const scanner = new OffThreadScanner(new URL("./_fixtures/counting_scan_worker.mjs", import.meta.url));
+  const scanOnce = async () => {
+    const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
+    assert.ok(session, "a worker runs here");
+    await session.push(sample());
+    return (await session.finish()).scan as unknown as { worker: string; scans: number };
+  };
+  try {
+    scanner.prestart();
+    const first = await scanOnce();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const second = await scanOnce();
+    assert.equal(second.worker, first.worker, "the worker that ran the first scan runs the second");
+    assert.deepEqual([first.scans, second.scans], [1, 2]);
+  } finally {
+    await scanner.close();
+  }
+});
+
+test("OffThreadScanner: prestart starts the worker, so one that cannot start is known before the first upload", async () => {
+  const scanner = new OffThreadScanner(new URL("./no_such_worker.js", import.meta.url));
+  try {
+    scanner.prestart();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(scanner.start(DEFAULT_VALIDATION_LIMITS), null, "the first upload scans in its own thread");
+  } finally {
+    await scanner.close();
+  }
+});

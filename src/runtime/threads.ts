@@ -22,7 +22,11 @@ import { currentRuntime } from "./detect.ts";
  * most); Bun 0.48 → 0.46, 0.53 → 0.49, 0.56 → 0.49, 0.51 → 0.52, 0.55 → 0.55
  * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
  * 0.44 → 0.41 and 0.46 → 0.46 (its worker's start and copies take what it
- * frees).
+ * frees). Since the worker starts with the engine and stays, uploads 2 s
+ * apart to one server (ms per 200 MB, main thread → worker, three servers
+ * each): Node's first 812, 943, 809 → 852, 837, 886 and its later ones median
+ * 735 → 638, for ~25 MiB more; Bun's level (first 630–688 → 612–657, later
+ * 536–707 → 500–712); Deno's first 700–727 → 669–685, later median 619 → 566.
  *
  * @example
  * ```ts
