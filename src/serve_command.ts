@@ -33,7 +33,7 @@ export interface ServeConfig {
   requestTimeoutMs: number;
   checkpointIntervalMs: number;
   mockLatencyMs: number;
-  /** Validate uploads on a worker thread; undefined: the runtime's default (on Deno only). */
+  /** Validate uploads on a worker thread; undefined: the runtime's default (on Deno and Bun). */
   scanWorker: boolean | undefined;
 }
 
@@ -68,10 +68,9 @@ Options (each also read from the environment variable shown):
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
   --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread, started with the
                                                      server and kept warm (frees the main thread; 10-48 MB
-                                                     more memory; the default on Deno)
+                                                     more memory; the default on Deno and Bun)
   --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
-                                                     Node and Bun, whose first uploads the worker does not
-                                                     speed up)
+                                                     Node, whose first uploads the worker does not speed up)
   -h, --help               show this help
 `;
 

@@ -89,7 +89,7 @@ export interface BatchEngineOptions {
   validation?: Partial<ValidationLimits>;
   /**
    * Validate batch inputs on a worker thread while they upload (default: on
-   * Deno, off on Node and Bun; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
+   * Deno and Bun, off on Node; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
    * frees the receiving thread, but costs a copy of every chunk and the
    * worker's memory: the worker starts at the end of `start()` and stays until
    * `close()`, so that uploads find it started and its code compiled (measured:

@@ -12,7 +12,7 @@ import { currentRuntime } from "./detect.ts";
 
 /**
  * Whether uploads are validated on a worker thread unless told otherwise: on
- * Deno only. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
+ * Deno and Bun, not on Node. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
  * project's 2-core VM (upload and validation ÷ the copy-and-hash floor, median
  * of five pairs per run, main thread → worker), with validation reading lines
  * from their bytes: Deno 0.47 → 0.47, 0.48 → 0.50, 0.46 → 0.53, 0.41 → 0.50,
@@ -22,18 +22,21 @@ import { currentRuntime } from "./detect.ts";
  * most); Bun 0.48 → 0.46, 0.53 → 0.49, 0.56 → 0.49, 0.51 → 0.52, 0.55 → 0.55
  * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
  * 0.44 → 0.41 and 0.46 → 0.46 (its worker's start and copies take what it
- * frees). Since the worker starts with the engine and stays, uploads 2 s
- * apart to one server (ms per 200 MB, main thread → worker, three servers
- * each): Node's first 812, 943, 809 → 852, 837, 886 and its later ones median
- * 735 → 638, for ~25 MiB more; Bun's level (first 630–688 → 612–657, later
- * 536–707 → 500–712); Deno's first 700–727 → 669–685, later median 619 → 566.
+ * frees). Since the worker starts with the engine and stays warm, the worker
+ * was ahead in every run of the benchmark on Bun (eight: 0.49–0.61 → 0.50–0.64,
+ * median 0.53 → 0.58, for ~17 MiB more at benchmark 4's peak) and on Deno
+ * (seven: median 0.52 → 0.56), and in three of seven on Node (median 0.506 →
+ * 0.487). Uploads 2 s apart to one server (ms per 200 MB, main thread →
+ * worker, three servers each): Node's first 812, 943, 809 → 852, 837, 886 and
+ * its later ones median 735 → 638, for ~25 MiB more; Deno's first 700–727 →
+ * 669–685, later median 619 → 566.
  *
  * @example
  * ```ts
  * const scanner = SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT ? new OffThreadScanner() : undefined;
  * ```
  */
-export const SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT: boolean = currentRuntime() === "deno";
+export const SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT: boolean = currentRuntime() !== "node";
 
 /** A worker thread started by {@link startWorkerThread}. */
 export interface WorkerThread {
