@@ -66,9 +66,9 @@ Options (each also read from the environment variable shown):
   --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
-  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread, started with the
-                                                     server and kept warm (frees the main thread; 10-48 MB
-                                                     more memory; the default on Deno and Bun)
+  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread, started before
+                                                     uploads need it (frees the main thread; 1-36 MB more
+                                                     memory; the default on Deno and Bun)
   --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
                                                      Node, whose first uploads the worker does not speed up)
   -h, --help               show this help

@@ -88,21 +88,23 @@ test("OffThreadScanner: a worker that cannot start gives no scan (or none at all
   }
 });
 
-test("OffThreadScanner: one worker serves every scan, however long the scanner waits between them", async () => {
+test("OffThreadScanner: each scan has a worker of its own, started while the scanner was idle", async () => {
   const scanner = new OffThreadScanner(new URL("./_fixtures/counting_scan_worker.mjs", import.meta.url));
   const scanOnce = async () => {
     const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
     assert.ok(session, "a worker runs here");
     await session.push(sample());
-    return (await session.finish()).scan as unknown as { worker: string; scans: number };
+    return (await session.finish()).scan as unknown as { worker: string; startedAt: number; scans: number };
   };
   try {
     scanner.prestart();
     const first = await scanOnce();
     await new Promise((resolve) => setTimeout(resolve, 1500));
+    const secondBegan = Date.now();
     const second = await scanOnce();
-    assert.equal(second.worker, first.worker, "the worker that ran the first scan runs the second");
-    assert.deepEqual([first.scans, second.scans], [1, 2]);
+    assert.notEqual(second.worker, first.worker, "the worker that ran the first scan is gone");
+    assert.deepEqual([first.scans, second.scans], [1, 1], "no worker holds an earlier scan's state");
+    assert.ok(second.startedAt < secondBegan, "the second scan's worker had started before it began");
   } finally {
     await scanner.close();
   }

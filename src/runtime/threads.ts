@@ -22,14 +22,12 @@ import { currentRuntime } from "./detect.ts";
  * most); Bun 0.48 → 0.46, 0.53 → 0.49, 0.56 → 0.49, 0.51 → 0.52, 0.55 → 0.55
  * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
  * 0.44 → 0.41 and 0.46 → 0.46 (its worker's start and copies take what it
- * frees). Since the worker starts with the engine and stays warm, the worker
- * was ahead in every run of the benchmark on Bun (eight: 0.49–0.61 → 0.50–0.64,
- * median 0.53 → 0.58, for ~17 MiB more at benchmark 4's peak) and on Deno
- * (seven: median 0.52 → 0.56), and in three of seven on Node (median 0.506 →
- * 0.487). Uploads 2 s apart to one server (ms per 200 MB, main thread →
- * worker, three servers each): Node's first 812, 943, 809 → 852, 837, 886 and
- * its later ones median 735 → 638, for ~25 MiB more; Deno's first 700–727 →
- * 669–685, later median 619 → 566.
+ * frees). Since the worker is started before an upload needs it (with the
+ * engine, and afresh a second after each scan: see `OffThreadScanner`), it was
+ * ahead in 13 of 15 runs of the benchmark on Bun (median 0.568 → 0.582) and 13
+ * of 14 on Deno (0.532 → 0.568), and in 4 of 14 on Node (0.508 → 0.490). Its
+ * memory, measured: at benchmark 4's peak Bun ~106 → 119 MiB; idle after an
+ * upload, Bun ~1 MB more, Node ~25 MB, Deno ~36 MB.
  *
  * @example
  * ```ts
