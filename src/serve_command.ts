@@ -67,7 +67,7 @@ Options (each also read from the environment variable shown):
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
   --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread, started before
-                                                     uploads need it (frees the main thread; 1-36 MB more
+                                                     uploads need it (frees the main thread; 2-38 MB more
                                                      memory; the default on Deno and Bun)
   --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
                                                      Node, whose first uploads the worker does not speed up)

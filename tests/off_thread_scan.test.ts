@@ -114,7 +114,7 @@ test("OffThreadScanner: prestart starts the worker, so one that cannot start is 
   const scanner = new OffThreadScanner(new URL("./no_such_worker.js", import.meta.url));
   try {
     scanner.prestart();
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await new Promise((resolve) => setTimeout(resolve, 2000));
     assert.equal(scanner.start(DEFAULT_VALIDATION_LIMITS), null, "the first upload scans in its own thread");
   } finally {
     await scanner.close();

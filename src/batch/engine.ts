@@ -92,10 +92,10 @@ export interface BatchEngineOptions {
    * Deno and Bun, off on Node; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
    * frees the receiving thread, but costs a copy of every chunk and the
    * worker's memory. The worker starts at the end of `start()`, and a fresh
-   * one replaces it a second after each upload's scan, so that uploads find it
-   * started and it keeps nothing of earlier ones (measured idle after a 200 MB
-   * upload: Bun ~1 MB more, Node ~25 MB, Deno ~36 MB). Where no worker can
-   * start, uploads are validated in the receiving thread.
+   * one replaces it after each upload's scan, so that uploads find it started
+   * and it keeps nothing of earlier ones (measured idle after a 200 MB upload:
+   * Bun ~2 MB more, Node ~25 MB, Deno ~38 MB). Where no worker can start,
+   * uploads are validated in the receiving thread.
    */
   scanUploadsOffThread?: boolean;
   /** Checkpoint every `intervalMs` (default 5 s) keeping `keep` (default 3); `false` disables them. */

@@ -41,12 +41,6 @@ const NO_RESULT: ScanResult = { scan: undefined, digest: undefined };
 const MESSAGE_BYTES = 1024 * 1024;
 /** Most bytes sent and not yet scanned per upload; beyond it the upload waits for the worker. */
 const MAX_UNSCANNED_BYTES = 4 * MESSAGE_BYTES;
-/**
- * How long after its last scan a fresh worker starts. Not at once: a worker
- * starting beside the end of an upload slowed it (Deno's and Bun's benchmark 3
- * ratios fell ~0.04 in two runs).
- */
-const START_AFTER_IDLE_MS = 1000;
 
 /** One upload's scan. */
 export interface ScanSession {
@@ -69,9 +63,8 @@ const defaultWorkerUrl = () => new URL(import.meta.url.endsWith(".ts") ? "./scan
 /**
  * Owns the scan worker and its scans. The worker starts on {@link prestart}
  * or the first scan. Once no scan is left it is stopped (its heap returned)
- * and a fresh one starts a second later, so that an upload finds a worker
- * started and holding nothing of earlier uploads. It never keeps the process
- * alive.
+ * and a fresh one started, so that an upload finds a worker started and
+ * holding nothing of earlier uploads. It never keeps the process alive.
  *
  * @example
  * ```ts
@@ -91,7 +84,6 @@ export class OffThreadScanner {
   readonly #sessions = new Map<number, SessionState>();
   /** Message buffers the worker has handed back, ready to be filled again. */
   #spareBuffers: ArrayBuffer[] = [];
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @param workerUrl the worker module (the default is `scan_worker` beside this module) */
   constructor(workerUrl: URL = defaultWorkerUrl()) {
@@ -110,7 +102,6 @@ export class OffThreadScanner {
   start(limits: ValidationLimits, markEvery?: number): ScanSession | null {
     const worker = this.#ensureWorker();
     if (!worker) return null;
-    clearTimeout(this.#idleTimer);
     const id = this.#nextId++;
     const state: SessionState = { unscanned: 0, resumeSender: null, settle: null };
     this.#sessions.set(id, state);
@@ -159,7 +150,6 @@ export class OffThreadScanner {
 
   /** Stops the worker; scans still running end without a result. */
   async close(): Promise<void> {
-    clearTimeout(this.#idleTimer);
     const worker = this.#worker;
     this.#worker = null;
     this.#failed = true;
@@ -210,12 +200,10 @@ export class OffThreadScanner {
   }
 
   /**
-   * With no scan left, the worker that ran the scans is stopped, so that the
-   * heap they grew is returned at once (on Deno ~50 MB after a 200 MB upload,
-   * which a kept worker held through the batch that followed); a fresh one
-   * starts {@link START_AFTER_IDLE_MS} later (or with the next scan, if that
-   * comes first), so that the next upload still finds a worker started. The
-   * message buffers go too.
+   * With no scan left, the worker that ran the scans is replaced by a fresh
+   * one: the heap they grew is returned at once (on Deno ~50 MB after a 200 MB
+   * upload, which a kept worker held through the batch that followed), and the
+   * next upload still finds a worker started. The message buffers go too.
    */
   #whenIdle() {
     if (this.#sessions.size > 0 || !this.#worker) return;
@@ -223,10 +211,7 @@ export class OffThreadScanner {
     this.#worker = null;
     this.#spareBuffers = [];
     void used.terminate();
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => this.#ensureWorker(), START_AFTER_IDLE_MS);
-    // Node and Bun: the wait does not keep the process alive (Deno's timers have no unref()).
-    (this.#idleTimer as { unref?: () => void }).unref?.();
+    this.#ensureWorker();
   }
 
   #release(state: SessionState, result: ScanResult) {

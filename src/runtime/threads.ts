@@ -23,11 +23,11 @@ import { currentRuntime } from "./detect.ts";
  * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
  * 0.44 → 0.41 and 0.46 → 0.46 (its worker's start and copies take what it
  * frees). Since the worker is started before an upload needs it (with the
- * engine, and afresh a second after each scan: see `OffThreadScanner`), it was
- * ahead in 13 of 15 runs of the benchmark on Bun (median 0.568 → 0.582) and 13
- * of 14 on Deno (0.532 → 0.568), and in 4 of 14 on Node (0.508 → 0.490). Its
- * memory, measured: at benchmark 4's peak Bun ~106 → 119 MiB; idle after an
- * upload, Bun ~1 MB more, Node ~25 MB, Deno ~36 MB.
+ * engine, and afresh after each scan: see `OffThreadScanner`), it was ahead in
+ * 13 of 15 runs of the benchmark on Bun (median 0.568 → 0.582) and 13 of 14 on
+ * Deno (0.532 → 0.568), and in 4 of 14 on Node (0.508 → 0.490). Its memory,
+ * measured: at benchmark 4's peak Bun ~106 → 113 MiB; idle after an upload,
+ * Bun ~2 MB more, Node ~25 MB, Deno ~38 MB.
  *
  * @example
  * ```ts
