@@ -4,7 +4,7 @@
  * creation, in MB/s; beside it the floor: copying the same file on disk and
  * hashing it (one after the other, as the upload must do both).
  * Bar: upload ≥ 0.5 × floor, with the runtime's default way of validating
- * (on a worker thread on Deno and Bun, on the main thread on Node); both
+ * (on a worker thread on Deno, on the main thread on Node and Bun); both
  * ways are measured and reported. Each upload goes to a freshly started
  * server (the bar's figure); the default way is then measured once more on the
  * same, now warm, server and reported beside it.

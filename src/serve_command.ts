@@ -33,7 +33,7 @@ export interface ServeConfig {
   requestTimeoutMs: number;
   checkpointIntervalMs: number;
   mockLatencyMs: number;
-  /** Validate uploads on a worker thread; undefined: the runtime's default (on Deno and Bun). */
+  /** Validate uploads on a worker thread; undefined: the runtime's default (on Deno only). */
   scanWorker: boolean | undefined;
 }
 
@@ -66,11 +66,11 @@ Options (each also read from the environment variable shown):
   --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
-  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread, started before
-                                                     uploads need it (frees the main thread; 2-38 MB more
-                                                     memory; the default on Deno and Bun)
+  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread (frees the main
+                                                     thread; 13-50 MB more memory while an upload arrives;
+                                                     the default on Deno)
   --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
-                                                     Node, whose first uploads the worker does not speed up)
+                                                     Node and Bun, where the worker measured no faster)
   -h, --help               show this help
 `;
 

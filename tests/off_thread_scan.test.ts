@@ -88,34 +88,23 @@ test("OffThreadScanner: a worker that cannot start gives no scan (or none at all
   }
 });
 
-test("OffThreadScanner: each scan has a worker of its own, started while the scanner was idle", async () => {
+test("OffThreadScanner: scans close together share a worker; after a second without one it is stopped", async () => {
   const scanner = new OffThreadScanner(new URL("./_fixtures/counting_scan_worker.mjs", import.meta.url));
   const scanOnce = async () => {
     const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
     assert.ok(session, "a worker runs here");
     await session.push(sample());
-    return (await session.finish()).scan as unknown as { worker: string; startedAt: number; scans: number };
+    return (await session.finish()).scan as unknown as { worker: string; scans: number };
   };
   try {
-    scanner.prestart();
     const first = await scanOnce();
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    const secondBegan = Date.now();
     const second = await scanOnce();
-    assert.notEqual(second.worker, first.worker, "the worker that ran the first scan is gone");
-    assert.deepEqual([first.scans, second.scans], [1, 1], "no worker holds an earlier scan's state");
-    assert.ok(second.startedAt < secondBegan, "the second scan's worker had started before it began");
-  } finally {
-    await scanner.close();
-  }
-});
-
-test("OffThreadScanner: prestart starts the worker, so one that cannot start is known before the first upload", async () => {
-  const scanner = new OffThreadScanner(new URL("./no_such_worker.js", import.meta.url));
-  try {
-    scanner.prestart();
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    assert.equal(scanner.start(DEFAULT_VALIDATION_LIMITS), null, "the first upload scans in its own thread");
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const third = await scanOnce();
+    assert.equal(second.worker, first.worker, "the second scan, at once, ran on the first one's worker");
+    assert.deepEqual([first.scans, second.scans], [1, 2]);
+    assert.notEqual(third.worker, first.worker, "the idle worker was stopped");
+    assert.equal(third.scans, 1, "the third scan ran on a fresh worker");
   } finally {
     await scanner.close();
   }

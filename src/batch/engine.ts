@@ -89,13 +89,10 @@ export interface BatchEngineOptions {
   validation?: Partial<ValidationLimits>;
   /**
    * Validate batch inputs on a worker thread while they upload (default: on
-   * Deno and Bun, off on Node; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
-   * frees the receiving thread, but costs a copy of every chunk and the
-   * worker's memory. The worker starts at the end of `start()`, and a fresh
-   * one replaces it after each upload's scan, so that uploads find it started
-   * and it keeps nothing of earlier ones (measured idle after a 200 MB upload:
-   * Bun ~2 MB more, Node ~25 MB, Deno ~38 MB). Where no worker can start,
-   * uploads are validated in the receiving thread.
+   * Deno, off on Node and Bun; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
+   * frees the receiving thread, but costs a copy of every chunk, the worker's
+   * start and 13-50 MB more memory while an upload arrives. Where no worker
+   * can start, uploads are validated in the receiving thread.
    */
   scanUploadsOffThread?: boolean;
   /** Checkpoint every `intervalMs` (default 5 s) keeping `keep` (default 3); `false` disables them. */
@@ -584,8 +581,6 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
         run(batch);
       }
       if (resumed.length) logger.info(`resumed ${resumed.length} unfinished batch(es)`);
-      // After recovery, which it would slow: the worker starts while nothing waits for it.
-      offThreadScanner?.prestart();
       if (checkpointStore) {
         checkpointTimer = setInterval(() => {
           engine.checkpoint().catch((error) => logger.error(`checkpoint failed: ${(error as Error).message}`));

@@ -41,6 +41,15 @@ const NO_RESULT: ScanResult = { scan: undefined, digest: undefined };
 const MESSAGE_BYTES = 1024 * 1024;
 /** Most bytes sent and not yet scanned per upload; beyond it the upload waits for the worker. */
 const MAX_UNSCANNED_BYTES = 4 * MESSAGE_BYTES;
+/**
+ * The worker is stopped (its memory returned) once it has had no scan for this
+ * long. Measured alternatives (BENCHMARKS.md, section 3): a worker kept warm
+ * between uploads made later ones faster (Deno ~690 → ~590 ms per 200 MB) but
+ * held the heap of its last scan (benchmark 4 on Deno 153 → 168 MiB, ratio
+ * 1.40); one started before uploads and replaced after each scan gained
+ * little (Deno ~5 %) and kept a worker's memory at all times.
+ */
+const IDLE_MS = 1000;
 
 /** One upload's scan. */
 export interface ScanSession {
@@ -61,15 +70,12 @@ interface SessionState {
 const defaultWorkerUrl = () => new URL(import.meta.url.endsWith(".ts") ? "./scan_worker.ts" : "./scan_worker.js", import.meta.url);
 
 /**
- * Owns the scan worker and its scans. The worker starts on {@link prestart}
- * or the first scan. Once no scan is left it is stopped (its heap returned)
- * and a fresh one started, so that an upload finds a worker started and
- * holding nothing of earlier uploads. It never keeps the process alive.
+ * Owns the scan worker (started on first use, never keeping the process alive)
+ * and its scans.
  *
  * @example
  * ```ts
  * const scanner = new OffThreadScanner();
- * scanner.prestart(); // optional: the first upload then neither waits for the worker's start nor pays for it
  * const session = scanner.start(DEFAULT_VALIDATION_LIMITS)!;
  * for await (const chunk of upload) await session.push(chunk);
  * const scan = await session.finish(); // undefined if the worker could not run
@@ -84,15 +90,11 @@ export class OffThreadScanner {
   readonly #sessions = new Map<number, SessionState>();
   /** Message buffers the worker has handed back, ready to be filled again. */
   #spareBuffers: ArrayBuffer[] = [];
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @param workerUrl the worker module (the default is `scan_worker` beside this module) */
   constructor(workerUrl: URL = defaultWorkerUrl()) {
     this.#workerUrl = workerUrl;
-  }
-
-  /** Starts the worker now, if one can run here and it has not started yet. */
-  prestart(): void {
-    this.#ensureWorker();
   }
 
   /**
@@ -102,6 +104,7 @@ export class OffThreadScanner {
   start(limits: ValidationLimits, markEvery?: number): ScanSession | null {
     const worker = this.#ensureWorker();
     if (!worker) return null;
+    clearTimeout(this.#idleTimer);
     const id = this.#nextId++;
     const state: SessionState = { unscanned: 0, resumeSender: null, settle: null };
     this.#sessions.set(id, state);
@@ -143,13 +146,14 @@ export class OffThreadScanner {
         if (!this.#sessions.delete(id)) return;
         this.#worker?.postMessage({ type: "drop", id } satisfies ScanRequest);
         this.#release(state, NO_RESULT);
-        this.#whenIdle();
+        this.#stopWhenIdle();
       },
     };
   }
 
   /** Stops the worker; scans still running end without a result. */
   async close(): Promise<void> {
+    clearTimeout(this.#idleTimer);
     const worker = this.#worker;
     this.#worker = null;
     this.#failed = true;
@@ -196,22 +200,24 @@ export class OffThreadScanner {
     }
     this.#sessions.delete(message.id);
     this.#release(state, { scan: message.scan, digest: message.digest });
-    this.#whenIdle();
+    this.#stopWhenIdle();
   }
 
-  /**
-   * With no scan left, the worker that ran the scans is replaced by a fresh
-   * one: the heap they grew is returned at once (on Deno ~50 MB after a 200 MB
-   * upload, which a kept worker held through the batch that followed), and the
-   * next upload still finds a worker started. The message buffers go too.
-   */
-  #whenIdle() {
+  /** Stops the worker once it has had no scan for IDLE_MS; the next scan starts a new one. */
+  #stopWhenIdle() {
+    if (this.#sessions.size > 0) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => this.#stopWorker(), IDLE_MS);
+    // Node and Bun: the wait does not keep the process alive (Deno's timers have no unref()).
+    (this.#idleTimer as { unref?: () => void }).unref?.();
+  }
+
+  #stopWorker() {
     if (this.#sessions.size > 0 || !this.#worker) return;
-    const used = this.#worker;
+    const worker = this.#worker;
     this.#worker = null;
     this.#spareBuffers = [];
-    void used.terminate();
-    this.#ensureWorker();
+    void worker.terminate();
   }
 
   #release(state: SessionState, result: ScanResult) {

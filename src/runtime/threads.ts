@@ -12,7 +12,7 @@ import { currentRuntime } from "./detect.ts";
 
 /**
  * Whether uploads are validated on a worker thread unless told otherwise: on
- * Deno and Bun, not on Node. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
+ * Deno only. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
  * project's 2-core VM (upload and validation ÷ the copy-and-hash floor, median
  * of five pairs per run, main thread → worker), with validation reading lines
  * from their bytes: Deno 0.47 → 0.47, 0.48 → 0.50, 0.46 → 0.53, 0.41 → 0.50,
@@ -22,19 +22,14 @@ import { currentRuntime } from "./detect.ts";
  * most); Bun 0.48 → 0.46, 0.53 → 0.49, 0.56 → 0.49, 0.51 → 0.52, 0.55 → 0.55
  * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
  * 0.44 → 0.41 and 0.46 → 0.46 (its worker's start and copies take what it
- * frees). Since the worker is started before an upload needs it (with the
- * engine, and afresh after each scan: see `OffThreadScanner`), it was ahead in
- * 13 of 15 runs of the benchmark on Bun (median 0.568 → 0.582) and 13 of 14 on
- * Deno (0.532 → 0.568), and in 4 of 14 on Node (0.508 → 0.490). Its memory,
- * measured: at benchmark 4's peak Bun ~106 → 113 MiB; idle after an upload,
- * Bun ~2 MB more, Node ~25 MB, Deno ~38 MB.
+ * frees).
  *
  * @example
  * ```ts
  * const scanner = SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT ? new OffThreadScanner() : undefined;
  * ```
  */
-export const SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT: boolean = currentRuntime() !== "node";
+export const SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT: boolean = currentRuntime() === "deno";
 
 /** A worker thread started by {@link startWorkerThread}. */
 export interface WorkerThread {

@@ -1,13 +1,12 @@
 /**
  * A stand-in scan worker for tests of `OffThreadScanner`: it acknowledges chunks
- * like the real one, and answers each finished scan with which worker ran it,
- * when that worker started and how many scans it has finished. Plain
- * JavaScript, so that Node can start it from the sources too.
+ * like the real one, and answers each finished scan with which worker ran it and
+ * how many scans that worker has finished. Plain JavaScript, so that Node can
+ * start it from the sources too.
  */
 import { parentPort } from "node:worker_threads";
 
 const worker = crypto.randomUUID();
-const startedAt = Date.now();
 let scans = 0;
 
 function onMessage(message) {
@@ -16,7 +15,7 @@ function onMessage(message) {
     reply({ type: "ack", id: message.id, bytes: message.bytes.length, buffer }, [buffer]);
   } else if (message.type === "finish") {
     scans++;
-    reply({ type: "done", id: message.id, scan: { worker, startedAt, scans } });
+    reply({ type: "done", id: message.id, scan: { worker, scans } });
   }
 }
 
