@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { bytesFinder, firstByteFinder, horspoolFinder, indexOfByte } from "../src/runtime/find_byte.ts";
+import {
+  bytesFinder,
+  firstByteFinder,
+  horspoolFinder,
+  indexOfByte,
+  lastIndexOfByte,
+} from "../src/runtime/find_byte.ts";
 
 /** The obvious search, for comparison. */
 function naive(haystack: Uint8Array, needle: Uint8Array, from: number): number {
@@ -27,10 +33,27 @@ test("indexOfByte() finds a byte from an index on", () => {
   assert.equal(indexOfByte(bytes, 13, 3), -1);
 });
 
-for (const [name, finder] of [["firstByteFinder", firstByteFinder], ["horspoolFinder", horspoolFinder], [
-  "bytesFinder",
-  bytesFinder,
-]] as const) {
+test("lastIndexOfByte() finds the last byte at or before an index, and nothing before the start", () => {
+  const bytes = new Uint8Array([10, 1, 10, 2]);
+  assert.equal(lastIndexOfByte(bytes, 10), 2);
+  assert.equal(lastIndexOfByte(bytes, 10, 1), 0);
+  assert.equal(lastIndexOfByte(bytes, 10, 2), 2);
+  assert.equal(lastIndexOfByte(bytes, 10, 99), 2);
+  assert.equal(lastIndexOfByte(bytes, 10, -1), -1);
+  assert.equal(lastIndexOfByte(bytes, 2, 2), -1);
+  assert.equal(lastIndexOfByte(new Uint8Array(0), 10), -1);
+  // A view into a larger buffer answers in its own indexes.
+  const view = new Uint8Array([10, 10, 7, 7, 10, 7]).subarray(2, 5);
+  assert.equal(lastIndexOfByte(view, 10), 2);
+  assert.equal(lastIndexOfByte(view, 10, 1), -1);
+});
+
+for (
+  const [name, finder] of [["firstByteFinder", firstByteFinder], ["horspoolFinder", horspoolFinder], [
+    "bytesFinder",
+    bytesFinder,
+  ]] as const
+) {
   test(`${name}() agrees with a naive search on random text with planted and partial needles`, () => {
     const next = random(7);
     for (let round = 0; round < 300; round++) {

@@ -13,8 +13,7 @@
  * @module
  */
 import { decodeUtf8 } from "../runtime/decode_utf8.ts";
-import { indexOfByte } from "../runtime/find_byte.ts";
-import { concatBytes } from "../storage/concat_bytes.ts";
+import { indexOfByte, lastIndexOfByte } from "../runtime/find_byte.ts";
 
 /** One physical line of input. */
 export interface InputLine {
@@ -45,10 +44,9 @@ const NEWLINE = 10;
 const DECODE_BYTES = 64 * 1024;
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  return a.length === 0 ? b : concatBytes([a, b], a.length + b.length);
-}
+const LINE_FEED = new Uint8Array([NEWLINE]);
+/** The carry buffer's first size: most lines fit. */
+const MIN_CARRY_BYTES = 16 * 1024;
 
 /**
  * Whether a line is empty or only white space (cheap for the usual line that starts with `{`).
@@ -76,8 +74,15 @@ export function isBlankLine(text: string): boolean {
 export class LineSplitter {
   readonly maxLineBytes: number;
   #lineNumber = 0;
-  /** Bytes of the unfinished last line. */
-  #carry: Uint8Array = EMPTY;
+  /**
+   * The unfinished last line: the first `#carryLength` bytes of `#carryBuffer`.
+   * The buffer is kept from line to line (it grows to the longest line seen, at
+   * most `maxLineBytes` + 1), as a fresh array per chunk boundary cost two
+   * allocations and copies there. Safe because no line handed out keeps a view
+   * of the bytes it was read from: lines are decoded text or read values.
+   */
+  #carryBuffer: Uint8Array = EMPTY;
+  #carryLength = 0;
   /** The unfinished line is already too long: its bytes are dropped until it ends. */
   #skipping = false;
   #out: InputLine[] = [];
@@ -96,31 +101,30 @@ export class LineSplitter {
   push(input: Uint8Array): InputLine[] {
     let chunk = input;
     if (this.#skipping) {
-      const end = chunk.indexOf(NEWLINE);
+      const end = indexOfByte(chunk, NEWLINE, 0);
       if (end < 0) return this.#take();
       this.#problem("too_long");
       this.#skipping = false;
       chunk = chunk.subarray(end + 1);
     }
-    const first = chunk.indexOf(NEWLINE);
+    const first = indexOfByte(chunk, NEWLINE, 0);
     if (first < 0) {
       // No line ends in this chunk: it all belongs to the unfinished line.
       this.#extendCarry(chunk);
       return this.#take();
     }
-    if (this.#carry.length + first > this.maxLineBytes) {
+    if (this.#carryLength + first > this.maxLineBytes) {
       // The carried line ends here but is too long: report it and go on after it.
       this.#problem("too_long");
-      this.#carry = EMPTY;
+      this.#carryLength = 0;
       chunk = chunk.subarray(first + 1);
     }
-    const last = chunk.lastIndexOf(NEWLINE);
+    const last = lastIndexOfByte(chunk, NEWLINE);
     if (last >= 0) {
       // The carried bytes join only the chunk's first line; the rest is decoded in place, not copied.
-      const firstEnd = chunk.indexOf(NEWLINE);
-      this.#splitRegion(concat(this.#carry, chunk.subarray(0, firstEnd + 1)));
+      const firstEnd = indexOfByte(chunk, NEWLINE, 0);
+      this.#splitRegion(this.#withCarry(chunk.subarray(0, firstEnd + 1)));
       if (last > firstEnd) this.#splitRegions(chunk.subarray(firstEnd + 1, last + 1));
-      this.#carry = EMPTY;
     }
     this.#extendCarry(chunk.subarray(last + 1));
     return this.#take();
@@ -129,8 +133,8 @@ export class LineSplitter {
   /** Ends the input; returns the last line when it had no newline. */
   end(): InputLine[] {
     if (this.#skipping) this.#problem("too_long");
-    else if (this.#carry.length > 0) this.#splitRegion(concat(this.#carry, new Uint8Array([NEWLINE])));
-    this.#carry = EMPTY;
+    else if (this.#carryLength > 0) this.#splitRegion(this.#withCarry(LINE_FEED));
+    this.#carryLength = 0;
     this.#skipping = false;
     return this.#take();
   }
@@ -143,13 +147,34 @@ export class LineSplitter {
 
   #extendCarry(bytes: Uint8Array) {
     if (bytes.length === 0) return;
-    if (this.#carry.length + bytes.length > this.maxLineBytes) {
+    if (this.#carryLength + bytes.length > this.maxLineBytes) {
       this.#skipping = true;
-      this.#carry = EMPTY;
+      this.#carryLength = 0;
     } else {
-      // Copy: the caller's buffer may be reused.
-      this.#carry = concatBytes([this.#carry, bytes], this.#carry.length + bytes.length);
+      this.#appendToCarry(bytes);
     }
+  }
+
+  /** The carried bytes followed by `end` (the rest of their line), then no carry: `end` itself when nothing is carried. */
+  #withCarry(end: Uint8Array): Uint8Array {
+    if (this.#carryLength === 0) return end;
+    this.#appendToCarry(end);
+    const line = this.#carryBuffer.subarray(0, this.#carryLength);
+    this.#carryLength = 0;
+    return line;
+  }
+
+  /** Copies `bytes` after the carried ones (the caller's buffer may be reused). */
+  #appendToCarry(bytes: Uint8Array) {
+    const length = this.#carryLength + bytes.length;
+    if (length > this.#carryBuffer.length) {
+      const doubled = Math.min(this.#carryBuffer.length * 2, this.maxLineBytes + 1);
+      const grown = new Uint8Array(Math.max(length, doubled, MIN_CARRY_BYTES));
+      grown.set(this.#carryBuffer.subarray(0, this.#carryLength));
+      this.#carryBuffer = grown;
+    }
+    this.#carryBuffer.set(bytes, this.#carryLength);
+    this.#carryLength = length;
   }
 
   #push(text: string) {
@@ -158,7 +183,9 @@ export class LineSplitter {
     if (this.#lineNumber === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
     const max = this.maxLineBytes;
     const tooLong = line.length > max || (line.length * 3 > max && encoder.encode(line).length > max);
-    this.#out.push(tooLong ? { line: this.#lineNumber, text: null, problem: "too_long" } : { line: this.#lineNumber, text: line });
+    this.#out.push(
+      tooLong ? { line: this.#lineNumber, text: null, problem: "too_long" } : { line: this.#lineNumber, text: line },
+    );
   }
 
   #problem(problem: "too_long" | "invalid_utf8") {
@@ -179,8 +206,8 @@ export class LineSplitter {
     for (let start = 0; start < region.length;) {
       let end = region.length;
       if (end - start > DECODE_BYTES) {
-        end = region.lastIndexOf(NEWLINE, start + DECODE_BYTES) + 1;
-        if (end <= start) end = region.indexOf(NEWLINE, start + DECODE_BYTES) + 1;
+        end = lastIndexOfByte(region, NEWLINE, start + DECODE_BYTES) + 1;
+        if (end <= start) end = indexOfByte(region, NEWLINE, start + DECODE_BYTES) + 1;
       }
       this.#splitRegion(region.subarray(start, end));
       start = end;
@@ -205,7 +232,7 @@ export class LineSplitter {
       return;
     }
     let start = 0;
-    for (let end = region.indexOf(NEWLINE); end >= 0; end = region.indexOf(NEWLINE, start)) {
+    for (let end = indexOfByte(region, NEWLINE, 0); end >= 0; end = indexOfByte(region, NEWLINE, start)) {
       this.#decodeLine(region.subarray(start, end));
       start = end + 1;
     }
