@@ -102,6 +102,33 @@ export function testStorageContract(name: string, open: () => Promise<Storage>):
     });
   });
 
+  withStorage("blobs.put() fails when its hasher throws, cancels its source, and leaves nothing", async (s) => {
+    const failure = new Error("scan failed");
+    let cancelled: unknown = null;
+    let pulls = 0;
+    const source = new ReadableStream<Uint8Array>({
+      pull: (controller) => void (pulls++, controller.enqueue(encoder.encode("x"))),
+      cancel: (reason) => void (cancelled = reason),
+    }, { highWaterMark: 0 });
+    let calls = 0;
+    const hasher: BlobHasher = {
+      update: () => {
+        if (++calls === 2) throw failure;
+        return undefined;
+      },
+      finish: () => Promise.resolve(undefined),
+    };
+    // The hasher's error itself, or an adapter's error caused by it.
+    await assert.rejects(
+      s.blobs.put("files/h3", source, { hasher }),
+      (error) => error === failure || (error as { cause?: unknown }).cause === failure,
+    );
+    assert.ok(cancelled !== null, "the source was cancelled");
+    assert.equal(pulls, 2, "nothing read after the failure");
+    assert.equal(await s.blobs.stat("files/h3"), null);
+    assert.deepEqual((await s.blobs.list("files/")).keys, []);
+  });
+
   withStorage("blobs.get() honours a byte range", async (s) => {
     await s.blobs.put("files/r", encoder.encode("0123456789"));
     assert.equal(await readText(await s.blobs.get("files/r", { start: 2, end: 5 })), "234");

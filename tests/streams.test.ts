@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { readLines } from "../src/batch/line_reader.ts";
-import { tapStream } from "../src/batch/tap_stream.ts";
 import { multipartBoundary, parseMultipart } from "../src/http/multipart.ts";
 
 const encoder = new TextEncoder();
@@ -121,42 +120,4 @@ test("parseMultipart() rejects malformed bodies with an invalid_request error", 
   for (const body of cases) {
     await assert.rejects(parts(body, "b", 7), (error: Error & { code?: string }) => error.code === "invalid_request");
   }
-});
-
-test("tapStream() shows every chunk before passing it on, and reads the source only as it is read", async () => {
-  let pulls = 0;
-  const chunks = [encoder.encode("ab"), encoder.encode("cde"), encoder.encode("f")];
-  const source = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (pulls === chunks.length) return controller.close();
-      controller.enqueue(chunks[pulls++]);
-    },
-  }, { highWaterMark: 0 });
-  const seen: string[] = [];
-  const reader = tapStream(source, (chunk) => void seen.push(new TextDecoder().decode(chunk))).getReader();
-  const first = await reader.read();
-  assert.equal(first.value, chunks[0], "the same chunk, not a copy");
-  assert.equal(pulls, 1, "nothing read ahead");
-  assert.deepEqual(seen, ["ab"]);
-  const rest: Uint8Array[] = [];
-  for (let r = await reader.read(); !r.done; r = await reader.read()) rest.push(r.value);
-  assert.deepEqual(rest, chunks.slice(1));
-  assert.deepEqual(seen, ["ab", "cde", "f"]);
-});
-
-test("tapStream() errors when its callback throws, and cancels the source", async () => {
-  let cancelled: unknown = null;
-  const source = new ReadableStream<Uint8Array>({
-    pull: (controller) => controller.enqueue(encoder.encode("x")),
-    cancel: (reason) => void (cancelled = reason),
-  }, { highWaterMark: 0 });
-  const failure = new Error("scan failed");
-  let calls = 0;
-  const tapped = tapStream(source, async () => {
-    if (++calls === 2) throw failure;
-  });
-  const reader = tapped.getReader();
-  await reader.read();
-  await assert.rejects(reader.read(), (error) => error === failure);
-  assert.equal(cancelled, failure);
 });

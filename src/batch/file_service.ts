@@ -3,14 +3,13 @@
  *
  * @module
  */
-import { DEFAULT_MARK_EVERY, type DigestMarks } from "../integrity/digest_marks.ts";
+import { DEFAULT_MARK_EVERY, type DigestMarks, MarkingSha256 } from "../integrity/digest_marks.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { BlobHasher, Storage } from "../storage/types.ts";
 import { BatchError } from "./errors.ts";
 import { isFileId, newFileId } from "./ids.ts";
 import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "./objects.ts";
 import { fileBlobKey, fileDocKey, fileDocPrefix } from "./storage_keys.ts";
-import { tapStream } from "./tap_stream.ts";
 import type { OffThreadScanner } from "./off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS, type InputScan, InputScanner, type ValidationLimits } from "./validate_input.ts";
 
@@ -165,7 +164,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
       const looksLikeBatchInput = upload.purpose === "batch" ||
         (upload.purpose === undefined && /\.jsonl$/i.test(upload.filename));
       const limits = options.validation ?? DEFAULT_VALIDATION_LIMITS;
-      let content = upload.content;
+      const content = upload.content;
       let finishScan: () => Promise<InputScan | undefined> | InputScan | undefined = () => undefined;
       let dropScan = () => {};
       let hasher: BlobHasher | undefined;
@@ -177,9 +176,17 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           finishScan = async () => (await session.finish()).scan;
           dropScan = () => session.drop();
         } else {
+          // The put hands its hasher every chunk in order: they are hashed and scanned there, with no stream between.
           const scanner = new InputScanner(limits);
-          if (content instanceof Uint8Array) scanner.push(content);
-          else content = tapStream(content, (chunk) => scanner.push(chunk));
+          const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
+          hasher = {
+            update: (chunk) => {
+              hash.update(chunk);
+              scanner.push(chunk);
+              return undefined;
+            },
+            finish: () => Promise.resolve(hash.finish()),
+          };
           finishScan = () => scanner.finish();
         }
       }
