@@ -55,6 +55,12 @@ test("readLines() reports over-long lines and invalid UTF-8 without stopping", a
     { line: 3, text: null, problem: "too_long" },
     { line: 4, text: "end" },
   ]);
+  // A carried line that becomes too long in the chunk that ends it, with more lines after it there.
+  assert.deepEqual(await lines("a".repeat(15) + "b".repeat(10) + "\nok\nfine\n", 15, 20), [
+    { line: 1, text: null, problem: "too_long" },
+    { line: 2, text: "ok" },
+    { line: 3, text: "fine" },
+  ]);
 });
 
 test("multipartBoundary() reads the boundary of multipart/form-data only", () => {

@@ -107,7 +107,7 @@ export class LineSplitter {
       this.#skipping = false;
       chunk = chunk.subarray(end + 1);
     }
-    const first = indexOfByte(chunk, NEWLINE, 0);
+    let first = indexOfByte(chunk, NEWLINE, 0);
     if (first < 0) {
       // No line ends in this chunk: it all belongs to the unfinished line.
       this.#extendCarry(chunk);
@@ -118,13 +118,13 @@ export class LineSplitter {
       this.#problem("too_long");
       this.#carryLength = 0;
       chunk = chunk.subarray(first + 1);
+      first = indexOfByte(chunk, NEWLINE, 0);
     }
     const last = lastIndexOfByte(chunk, NEWLINE);
     if (last >= 0) {
       // The carried bytes join only the chunk's first line; the rest is decoded in place, not copied.
-      const firstEnd = indexOfByte(chunk, NEWLINE, 0);
-      this.#splitRegion(this.#withCarry(chunk.subarray(0, firstEnd + 1)));
-      if (last > firstEnd) this.#splitRegions(chunk.subarray(firstEnd + 1, last + 1));
+      this.#splitRegion(this.#withCarry(chunk.subarray(0, first + 1)));
+      if (last > first) this.#splitRegions(chunk.subarray(first + 1, last + 1));
     }
     this.#extendCarry(chunk.subarray(last + 1));
     return this.#take();
