@@ -75,9 +75,10 @@ export interface PutBlobOptions {
    */
   markEvery?: number;
   /**
-   * Computes the digest instead of the put, elsewhere (on another thread): the
-   * put hands it every byte it writes, in order, and returns its digest. Its
-   * marks must be every `markEvery` bytes.
+   * Computes the digest instead of the put: the put hands it every byte it
+   * writes, in order, and returns its digest. Callers use it to hash on another
+   * thread, or to do their own work on each chunk as it is hashed (the upload
+   * scan). Its marks must be every `markEvery` bytes.
    */
   hasher?: BlobHasher;
 }
