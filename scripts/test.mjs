@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// Runs the checks and the same test files under Deno, Bun and Node, then prints
-// one summary line `N passed, N failed` summed over the runtimes.
-// Usage: node scripts/test.mjs [--only deno|bun|node] [--skip-checks]
+// Runs the checks and the same test files under Deno, Bun and Node (the oldest
+// Node that package.json's engines allows and the current LTS, both installed
+// from npm as devDependencies), then prints one summary line
+// `N passed, N failed` summed over the runs.
+// Usage: node scripts/test.mjs [--only deno|bun|node|node-22|node-24] [--skip-checks]
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
@@ -53,13 +56,21 @@ function lastCount(output, pattern) {
   return matches.length ? Number(matches[matches.length - 1][1]) : undefined;
 }
 
-const runtimes = {
-  node: {
-    command: process.execPath,
+/** Node's suite on one of the Node binaries from npm; its directory leads PATH, so `node` in children is that one too. */
+const nodeRun = (version) => {
+  const command = resolve(`node_modules/node-${version}/bin/node`);
+  return {
+    command,
     args: ["--import", "tsx", "--test", "--test-reporter=spec", ...testFiles],
+    env: { PATH: `${dirname(command)}:${process.env.PATH}` },
     passed: /^ℹ pass (\d+)/gm,
     failed: /^ℹ fail (\d+)/gm,
-  },
+  };
+};
+
+const runtimes = {
+  "node-22": nodeRun(22),
+  "node-24": nodeRun(24),
   deno: {
     command: bin("deno"),
     args: ["test", "-A", "--no-check", "tests/"],
@@ -96,8 +107,8 @@ let passed = 0;
 let failed = 0;
 const rows = [];
 for (const [name, runtime] of Object.entries(runtimes)) {
-  if (only && only !== name) continue;
-  const { code, output } = await run(name, runtime.command, runtime.args);
+  if (only && only !== name && !(only === "node" && name.startsWith("node-"))) continue;
+  const { code, output } = await run(name, runtime.command, runtime.args, runtime.env);
   const p = lastCount(output, runtime.passed);
   const f = lastCount(output, runtime.failed) ?? 0;
   // A runner that crashed before reporting counts as one failure.

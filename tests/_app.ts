@@ -59,13 +59,34 @@ export function uploadForm(content: string | Uint8Array, fields: Record<string, 
   return form;
 }
 
+/**
+ * A form as the bytes and headers of a request body. In-process requests send
+ * these rather than the `FormData` itself: Node 24's `fetch` (undici) streams a
+ * `FormData` body with a generator that throws an unhandled "already closed"
+ * error in the client when the server cancels the body (as a 413 does). A real
+ * client is another process; its body arrives as bytes.
+ */
+export async function formBody(form: FormData): Promise<{ body: Uint8Array; headers: Record<string, string> }> {
+  const request = new Request("http://form.invalid/", { method: "POST", body: form });
+  return {
+    body: new Uint8Array(await request.arrayBuffer()),
+    headers: { "content-type": request.headers.get("content-type")! },
+  };
+}
+
+/** POSTs a form to `/v1/files` in process. */
+export async function postForm(app: TestApp["app"], form: FormData, headers: Record<string, string> = {}): Promise<Response> {
+  const encoded = await formBody(form);
+  return await app.request("/v1/files", { method: "POST", body: encoded.body, headers: { ...encoded.headers, ...headers } });
+}
+
 export async function upload(
   app: TestApp["app"],
   content: string | Uint8Array,
   fields: Record<string, string> = { purpose: "batch" },
   headers: Record<string, string> = {},
 ): Promise<Response> {
-  return await app.request("/v1/files", { method: "POST", body: uploadForm(content, fields), headers });
+  return await postForm(app, uploadForm(content, fields), headers);
 }
 
 export async function postJson(app: TestApp["app"], path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { BatchObject, FileObject } from "../src/batch/objects.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
-import { chatLine, makeTestApp, postJson, type TestApp, upload, waitForBatch } from "./_app.ts";
+import { chatLine, makeTestApp, postForm, postJson, type TestApp, upload, waitForBatch } from "./_app.ts";
 
 async function withApp(options: Parameters<typeof makeTestApp>[0], body: (t: TestApp) => Promise<void>) {
   const t = await makeTestApp(options);
@@ -107,7 +107,7 @@ test("files: bad uploads get 400 with the param, 415 without multipart, and leav
     );
     const noFile = new FormData();
     noFile.append("purpose", "batch");
-    await expectError(await app.request("/v1/files", { method: "POST", body: noFile }), 400, "file");
+    await expectError(await postForm(app, noFile), 400, "file");
     await expectError(await upload(app, "x", {}), 400, "purpose");
     await expectError(await upload(app, "x", { purpose: "nonsense" }), 400, "purpose");
     await expectError(
@@ -137,7 +137,7 @@ test("files: over the size limits is a 413 and nothing half-written stays", () =
     const form = new FormData();
     form.append("file", new Blob(["y".repeat(600)]), "in.jsonl");
     form.append("purpose", "batch");
-    await expectError(await app.request("/v1/files", { method: "POST", body: form }), 413, "file");
+    await expectError(await postForm(app, form), 413, "file");
     await expectError(await upload(app, "z".repeat(600), { purpose: "batch" }), 413, "file");
     assert.deepEqual((await storage.blobs.list("")).keys, []);
     const ok = await upload(app, "x".repeat(1000), { purpose: "user_data" });
@@ -414,7 +414,7 @@ test("validation: the scan made during upload (here or on a worker) and a full v
       if (fieldsFirst) form.append("purpose", "batch");
       form.append("file", new Blob([lines]), filename);
       if (!fieldsFirst) form.append("purpose", "batch");
-      const file = await (await t.app.request("/v1/files", { method: "POST", body: form })).json() as FileObject;
+      const file = await (await postForm(t.app, form)).json() as FileObject;
       const record = await t.engine.files.get("default", file.id);
       const batch = await (await postJson(t.app, "/v1/batches", {
         input_file_id: file.id,
