@@ -279,3 +279,75 @@ test("InputScanner reports on lines read from their bytes as on lines parsed who
   ]);
   assert.deepEqual(Object.keys(scan.urls), ["/v1/chat/completions", "/v1/embeddings"]);
 });
+
+/**
+ * The verdict the README documents for one line, worked out from `JSON.parse`
+ * of its text without any of batchspool's validation code: `[code, param]`
+ * for each problem, in the order validation reports them.
+ */
+function documentedVerdict(text: string, endpoint: string, seenIds: Set<string>): [string, string | null][] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return [["invalid_json_line", null]];
+  }
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!isObject(value)) return [["invalid_request", null]];
+  const problems: [string, string | null][] = [];
+  for (const field of ["custom_id", "method", "url", "body"]) {
+    if (value[field] === undefined || value[field] === null) problems.push(["missing_required_parameter", field]);
+  }
+  const { custom_id: customId, method, url, body } = value;
+  if (customId !== undefined && customId !== null && (typeof customId !== "string" || customId === "")) {
+    problems.push(["invalid_request", "custom_id"]);
+  }
+  if (method !== undefined && method !== null && method !== "POST") problems.push(["invalid_request", "method"]);
+  if (url !== undefined && url !== null && typeof url !== "string") problems.push(["invalid_url", "url"]);
+  if (body !== undefined && body !== null) {
+    if (!isObject(body)) problems.push(["invalid_request", "body"]);
+    else if (body.stream === true) problems.push(["streaming_unsupported", "body.stream"]);
+  }
+  if (typeof url === "string" && url !== endpoint) problems.push(["invalid_url", "url"]);
+  if (typeof customId === "string") {
+    if (seenIds.has(customId)) problems.push(["duplicate_custom_id", "custom_id"]);
+    seenIds.add(customId);
+  }
+  return problems;
+}
+
+test("InputScanner gives every line the documented verdict: whole-line values of every JSON type, any value in each field", () => {
+  const next = random(20261203);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+  const endpoint = "/v1/chat/completions";
+  const scalars = ['""', '"x"', '"POST"', `"${endpoint}"`, '"/v1/embeddings"', "0", "-7.5", "true", "false", "null"];
+  const containers = ["{}", "[]", '[1,"a",null]', '{"a":{"b":[]}}', '{"model":"m","stream":true}'];
+  const anyValue = () => pick([...scalars, ...containers]);
+  const bodies = [...scalars, ...containers, '{"model":"m"}', '{"stream":false}', '{"stream":"true"}', '{"model":7,"messages":[]}'];
+  let unique = 0;
+  const lines: string[] = [];
+  // Every JSON type as a whole line, then generated objects with each field absent or any value.
+  for (const whole of [...scalars, ...containers, '"s"', "7", "[null]", " null ", "\tfalse"]) lines.push(whole);
+  for (let i = 0; i < 3000; i++) {
+    const members: string[] = [];
+    const roll = () => next();
+    if (roll() < 0.85) members.push(`"custom_id":${roll() < 0.6 ? `"id-${unique++}"` : anyValue()}`);
+    if (roll() < 0.85) members.push(`"method":${roll() < 0.6 ? '"POST"' : anyValue()}`);
+    if (roll() < 0.85) members.push(`"url":${roll() < 0.6 ? `"${endpoint}"` : anyValue()}`);
+    if (roll() < 0.85) members.push(`"body":${pick(bodies)}`);
+    if (roll() < 0.2) members.push(`"extra":${anyValue()}`);
+    for (let j = members.length - 1; j > 0; j--) {
+      const k = Math.floor(next() * (j + 1));
+      [members[j], members[k]] = [members[k], members[j]];
+    }
+    lines.push(`{${members.join(",")}}`);
+  }
+  const scanner = new InputScanner({ ...DEFAULT_VALIDATION_LIMITS, maxErrors: 1_000_000 }, endpoint);
+  const bytes = encoder.encode(lines.join("\n") + "\n");
+  for (let at = 0; at < bytes.length; at += 4096) scanner.push(bytes.subarray(at, at + 4096));
+  const scan = scanner.finish();
+  const seenIds = new Set<string>();
+  const expected = lines.flatMap((text, i) => documentedVerdict(text, endpoint, seenIds).map(([code, param]) => [code, param, i + 1]));
+  assert.deepEqual(scan.errors.map((e) => [e.code, e.param, e.line]), expected);
+  assert.equal(scan.requests, lines.length);
+});

@@ -3,7 +3,7 @@ import { readdir } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
-import { startServer } from "./_server.ts";
+import { eventually, startServer } from "./_server.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
 const encoder = new TextEncoder();
@@ -171,7 +171,67 @@ test("uploads: a client that disconnects mid-upload leaves no file and no partia
     await sleep(100);
     connection.socket.destroy();
     const listed = async () => (await (await fetch(`http://127.0.0.1:${port}/v1/files`)).json()) as { data: unknown[] };
-    for (let i = 0; i < 50 && (await filesIn(join(dataDir, "blobs"))).length > 0; i++) await sleep(20);
+    // The server notices the disconnect on its own time: wait for it to clean up.
+    await eventually(async () => (await filesIn(join(dataDir, "blobs"))).length === 0, 20_000).catch(() => {});
     assert.deepEqual(await filesIn(join(dataDir, "blobs")), [], "no temp file or blob left behind");
     assert.deepEqual((await listed()).data, []);
+  }));
+
+test("uploads: any JSON value on a line, and any value in each field, is a verdict with its line number, never a 500 or a stall", () =>
+  withServer(async (port) => {
+    const base = `http://127.0.0.1:${port}/v1`;
+    const request = (custom: Record<string, string>) => {
+      const fields: Record<string, string> = {
+        custom_id: '"c"',
+        method: '"POST"',
+        url: '"/v1/chat/completions"',
+        body: '{"model":"m"}',
+        ...custom,
+      };
+      return `{${Object.entries(fields).filter(([, v]) => v !== "").map(([k, v]) => `"${k}":${v}`).join(",")}}`;
+    };
+    const cases: [string, [string, string | null][]][] = [
+      ["null", [["invalid_request", null]]],
+      ["true", [["invalid_request", null]]],
+      ["7", [["invalid_request", null]]],
+      ['"s"', [["invalid_request", null]]],
+      ["[]", [["invalid_request", null]]],
+      ["{nope", [["invalid_json_line", null]]],
+      [request({ custom_id: "null" }), [["missing_required_parameter", "custom_id"]]],
+      [request({ custom_id: "7" }), [["invalid_request", "custom_id"]]],
+      [request({ custom_id: "[]" }), [["invalid_request", "custom_id"]]],
+      [request({ custom_id: '""' }), [["invalid_request", "custom_id"]]],
+      [request({ custom_id: '"c2"', method: "null" }), [["missing_required_parameter", "method"]]],
+      [request({ custom_id: '"c3"', method: '"GET"' }), [["invalid_request", "method"]]],
+      [request({ custom_id: '"c4"', method: "{}" }), [["invalid_request", "method"]]],
+      [request({ custom_id: '"c5"', url: "" }), [["missing_required_parameter", "url"]]],
+      [request({ custom_id: '"c6"', url: "false" }), [["invalid_url", "url"]]],
+      [request({ custom_id: '"c7"', url: '"/v1/embeddings"' }), [["invalid_url", "url"]]],
+      [request({ custom_id: '"c8"', body: "null" }), [["missing_required_parameter", "body"]]],
+      [request({ custom_id: '"c9"', body: '"text"' }), [["invalid_request", "body"]]],
+      [request({ custom_id: '"c10"', body: "[]" }), [["invalid_request", "body"]]],
+      [request({ custom_id: '"c11"', body: '{"stream":true}' }), [["streaming_unsupported", "body.stream"]]],
+      [request({ custom_id: '"c1"' }), []],
+      [request({ custom_id: '"c1"' }), [["duplicate_custom_id", "custom_id"]]],
+    ];
+    const form = new FormData();
+    form.append("purpose", "batch");
+    form.append("file", new Blob([cases.map(([text]) => text).join("\n")]), "odd.jsonl");
+    const uploaded = await fetch(`${base}/files`, { method: "POST", body: form });
+    assert.equal(uploaded.status, 200, await uploaded.clone().text());
+    const file = await uploaded.json() as { id: string };
+    const created = await fetch(`${base}/batches`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }),
+    });
+    assert.equal(created.status, 200, await created.clone().text());
+    const { id } = await created.json() as { id: string };
+    const batch = await eventually(async () => {
+      const b = await (await fetch(`${base}/batches/${id}`)).json() as { status: string; errors: { data: { code: string; param: string | null; line: number }[] } | null };
+      return b.status !== "validating" && b;
+    }, 30_000);
+    assert.equal(batch.status, "failed");
+    const expected = cases.flatMap(([, verdict], i) => verdict.map(([code, param]) => [code, param, i + 1]));
+    assert.deepEqual(batch.errors!.data.map((e) => [e.code, e.param, e.line]), expected);
   }));

@@ -216,6 +216,11 @@ export class InputScanner {
         }
       }
       const problems = checkRequestLine(value, line);
+      // A line that is not an object (`null`, `7`, `[]`…) has one problem and no fields to look at.
+      if (!isObject(value)) {
+        for (const entry of problems) this.#report(entry);
+        continue;
+      }
       const request = value as Partial<RequestLine>;
       if (typeof request.url === "string") {
         if (this.endpoint === undefined) this.#noteUrl(request.url, line);
@@ -230,7 +235,7 @@ export class InputScanner {
           line,
         });
       }
-      if (this.#model === null && problems.length === 0 && typeof request.body?.model === "string") {
+      if (this.#model === null && problems.length === 0 && isObject(request.body) && typeof request.body.model === "string") {
         this.#model = request.body.model;
       }
     }
