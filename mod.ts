@@ -25,7 +25,7 @@ export { type BatchEngine, type BatchEngineOptions, type BatchPage, createBatchE
 export { BatchError, type BatchErrorCode } from "./src/batch/errors.ts";
 export { DEFAULT_ENDPOINTS, parseCompletionWindow } from "./src/batch/batch_params.ts";
 export { DEFAULT_FILE_LIMITS, type FileLimits, type FileService } from "./src/batch/file_service.ts";
-export { consoleLogger, type Logger, silentLogger } from "./src/batch/logger.ts";
+export { consoleLogger, type Logger, silentLogger } from "./src/shared/logger.ts";
 export type * from "./src/batch/objects.ts";
 export { createHttpTarget, createInProcessTarget, type FetchHandler, type HttpTargetOptions } from "./src/batch/targets/fetch_target.ts";
 export { createMockTarget, type MockTargetOptions } from "./src/batch/targets/mock_target.ts";

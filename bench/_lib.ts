@@ -136,7 +136,7 @@ export async function timeBatchInProcess(
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
   const { createBatchEngine } = await import("../src/batch/engine.ts");
-  const { silentLogger } = await import("../src/batch/logger.ts");
+  const { silentLogger } = await import("../src/shared/logger.ts");
   const { createFsStorage } = await import("../src/storage/fs.ts");
   const dir = await mkdtemp(join(tmpdir(), "bench-batch-"));
   const storage = await createFsStorage({ dir });

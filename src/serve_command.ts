@@ -8,7 +8,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { type BatchEngine, createBatchEngine } from "./batch/engine.ts";
 import { DEFAULT_FILE_LIMITS } from "./batch/file_service.ts";
-import { consoleLogger } from "./batch/logger.ts";
+import { consoleLogger } from "./shared/logger.ts";
 import { createHttpTarget } from "./batch/targets/fetch_target.ts";
 import { createMockTarget } from "./batch/targets/mock_target.ts";
 import type { Target } from "./batch/targets/types.ts";
@@ -35,6 +35,8 @@ export interface ServeConfig {
   mockLatencyMs: number;
   /** Validate uploads on a worker thread; undefined: the runtime's default (on Deno only). */
   scanWorker: boolean | undefined;
+  /** The data directory's lock goes stale once not refreshed for this long. */
+  lockStaleAfterMs: number;
 }
 
 /** A start-up problem: printed with the usage, exit code 2. */
@@ -66,6 +68,9 @@ Options (each also read from the environment variable shown):
   --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
+  --lock-stale-after <s>   BATCHSPOOL_LOCK_STALE_AFTER  the data directory's lock is stale once not refreshed
+                                                     for this long; a restart after a crash waits at most
+                                                     this long for it (default 10)
   --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread (frees the main
                                                      thread; 13-50 MB more memory while an upload arrives;
                                                      the default on Deno)
@@ -114,6 +119,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "request-timeout": { type: "string" },
         "checkpoint-interval": { type: "string" },
         "mock-latency": { type: "string" },
+        "lock-stale-after": { type: "string" },
         "scan-worker": { type: "boolean" },
         "no-scan-worker": { type: "boolean" },
       },
@@ -167,6 +173,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
       1000,
     mockLatencyMs: integer(values["mock-latency"] ?? env.BATCHSPOOL_MOCK_LATENCY, "--mock-latency", 0) ?? 0,
     scanWorker: scanWorkerChoice(values["scan-worker"], values["no-scan-worker"], env.BATCHSPOOL_SCAN_WORKER),
+    lockStaleAfterMs:
+      (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
 }
 
@@ -206,7 +214,8 @@ export function engineFor(config: ServeConfig, storage: Storage): BatchEngine {
  * Runs the server until SIGINT or SIGTERM. Resolves when it has shut down.
  */
 export async function runServe(config: ServeConfig): Promise<void> {
-  const storage = await createFsStorage({ dir: config.dataDir });
+  let shutDown: (reason: string, exitCode: number) => void = () => {};
+  const storage = await openStorage(config, (error) => shutDown(error.message, 1));
   const engine = engineFor(config, storage);
   const target = engine.target;
   const app = createApp({ engine, apiKeys: config.apiKeys, maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes });
@@ -234,11 +243,11 @@ export async function runServe(config: ServeConfig): Promise<void> {
 
   await new Promise<void>((resolve) => {
     let stopping = false;
-    const onSignal = async (signal: string) => {
+    shutDown = async (reason, exitCode) => {
       // A second signal while shutting down is ignored: the first one's shutdown finishes.
       if (stopping) return;
       stopping = true;
-      console.log(`${signal}: shutting down`);
+      console.log(`${reason}: shutting down`);
       await engine.close();
       await server.close();
       await storage.close();
@@ -246,9 +255,24 @@ export async function runServe(config: ServeConfig): Promise<void> {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       console.log("stopped");
+      if (exitCode) process.exitCode = exitCode;
       resolve();
     };
+    const onSignal = (signal: string) => shutDown(signal, 0);
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+  });
+}
+
+/**
+ * Opens the configured storage. `onLost` runs if another process takes the
+ * data directory over: this one must stop at once (the server shuts down).
+ */
+export function openStorage(config: ServeConfig, onLost: (error: Error) => void): Promise<Storage> {
+  return createFsStorage({
+    dir: config.dataDir,
+    lock: { staleAfterMs: config.lockStaleAfterMs, heartbeatMs: Math.min(2_000, config.lockStaleAfterMs / 5) },
+    logger: consoleLogger,
+    onLockLost: onLost,
   });
 }

@@ -14,13 +14,12 @@
  * @module
  */
 import process from "node:process";
-import { consoleLogger } from "./batch/logger.ts";
+import { consoleLogger } from "./shared/logger.ts";
 import { createApp } from "./http/app.ts";
-import { engineFor, readServeConfig } from "./serve_command.ts";
-import { createFsStorage } from "./storage/fs.ts";
+import { engineFor, openStorage, readServeConfig } from "./serve_command.ts";
 
 const config = readServeConfig([], process.env);
-const storage = await createFsStorage({ dir: config.dataDir });
+const storage = await openStorage(config, () => void shutdown(1));
 const engine = engineFor(config, storage);
 const app = createApp({ engine, apiKeys: config.apiKeys });
 engine.start().catch((error) => {
@@ -28,13 +27,13 @@ engine.start().catch((error) => {
   process.exit(1);
 });
 
-const shutdown = async () => {
+async function shutdown(exitCode = 0) {
   await engine.close();
   await storage.close();
-  process.exit(0);
-};
-process.once("SIGINT", shutdown);
-process.once("SIGTERM", shutdown);
+  process.exit(exitCode);
+}
+process.once("SIGINT", () => shutdown());
+process.once("SIGTERM", () => shutdown());
 
 /** The handler and port for `deno serve` and `bun`. */
 const server: { fetch: (request: Request) => Response | Promise<Response>; port: number } = {

@@ -1,6 +1,6 @@
 /** Builds an in-process app on memory storage for `app.request()` tests. */
 import { createBatchEngine, type BatchEngineOptions } from "../src/batch/engine.ts";
-import { silentLogger } from "../src/batch/logger.ts";
+import { silentLogger } from "../src/shared/logger.ts";
 import type { BatchObject } from "../src/batch/objects.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
 import { createApp } from "../src/http/app.ts";
@@ -66,12 +66,11 @@ export function uploadForm(content: string | Uint8Array, fields: Record<string, 
  * error in the client when the server cancels the body (as a 413 does). A real
  * client is another process; its body arrives as bytes.
  */
-export async function formBody(form: FormData): Promise<{ body: Uint8Array; headers: Record<string, string> }> {
+export async function formBody(form: FormData): Promise<{ body: Uint8Array<ArrayBuffer>; headers: Record<string, string> }> {
   const request = new Request("http://form.invalid/", { method: "POST", body: form });
-  return {
-    body: new Uint8Array(await request.arrayBuffer()),
-    headers: { "content-type": request.headers.get("content-type")! },
-  };
+  // Read before the body: Bun forgets the header once the body is read.
+  const headers = { "content-type": request.headers.get("content-type")! };
+  return { body: new Uint8Array(await request.arrayBuffer()), headers };
 }
 
 /** POSTs a form to `/v1/files` in process. */

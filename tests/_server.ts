@@ -3,6 +3,8 @@
  * listening on 127.0.0.1 with a free port.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { DENO_SERVER_V8_FLAGS, typeScriptCommand } from "../src/runtime/detect.ts";
 
@@ -25,17 +27,22 @@ export interface ServerProcess {
 
 /**
  * Starts `batchspool serve --port 0 …args`. From the TypeScript source on this
- * runtime by default; `fromBuild` runs the npm build with Node, as users do.
+ * runtime by default; `fromBuild` runs the npm build with Node, as users do;
+ * `wrapper` is a command that runs the server (e.g. `unshare … --`).
  */
 export function startServer(
   args: string[],
   env: Record<string, string> = {},
-  options: { fromBuild?: boolean } = {},
+  options: { fromBuild?: boolean; wrapper?: string[] } = {},
 ): Promise<ServerProcess> {
   const serveArgs = ["serve", "--port", "0", ...args];
-  const [command, commandArgs] = options.fromBuild
+  const [server, serverArgs] = options.fromBuild
     ? ["node", [fileURLToPath(new URL("../dist/cli.js", import.meta.url)), ...serveArgs]]
     : typeScriptCommand(CLI, serveArgs, [DENO_SERVER_V8_FLAGS]);
+  // A wrapper (such as `unshare … --`) runs the server as its own child.
+  const [command, commandArgs] = options.wrapper
+    ? [options.wrapper[0], [...options.wrapper.slice(1), server, ...serverArgs]]
+    : [server, serverArgs];
   const child = spawn(command, commandArgs, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, NO_COLOR: "1", ...env },
@@ -83,7 +90,14 @@ export function startServer(
       waitFor,
       exited,
       async stop() {
-        child.kill("SIGTERM");
+        if (options.wrapper) {
+          // The wrapper (unshare) ignores SIGTERM while it waits: the server it runs gets the signal, as pid 1 of a
+          // container gets `docker stop`'s.
+          const children = await readFile(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").catch(() => "");
+          for (const pid of children.trim().split(/\s+/).filter(Boolean)) process.kill(Number(pid), "SIGTERM");
+        } else {
+          child.kill("SIGTERM");
+        }
         return await exited;
       },
       async kill() {

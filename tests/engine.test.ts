@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Hono } from "hono";
 import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine.ts";
-import { silentLogger } from "../src/batch/logger.ts";
+import { silentLogger } from "../src/shared/logger.ts";
 import { createHttpTarget, createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
 import type { Target, TargetRequest } from "../src/batch/targets/types.ts";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { CheckpointStore, type EngineSnapshot } from "../src/batch/checkpoints.ts";
 import { createBatchEngine, type BatchEngine } from "../src/batch/engine.ts";
-import type { Logger } from "../src/batch/logger.ts";
+import type { Logger } from "../src/shared/logger.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
 import { type Target, TargetError, type TargetResponse } from "../src/batch/targets/types.ts";
 import { batchDocKey, checkpointKey, fileBlobKey, outputLogKey } from "../src/batch/storage_keys.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createBatchEngine } from "../src/batch/engine.ts";
-import { silentLogger } from "../src/batch/logger.ts";
+import { silentLogger } from "../src/shared/logger.ts";
 import { RunningLogDigest } from "../src/batch/running_log_digest.ts";
 import { errorLogKey, outputLogKey } from "../src/batch/storage_keys.ts";
 import type { Target } from "../src/batch/targets/types.ts";

@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { appendFile, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
 import { sha256Hex } from "../src/integrity/sha256.ts";
-import { typeScriptCommand } from "../src/runtime/detect.ts";
 import { writevFully } from "../src/storage/fs_paths.ts";
 import { createFsStorage, isStorageError, type Storage } from "../src/storage/mod.ts";
 import { readText, testStorageContract } from "./_storage_contract.ts";
@@ -195,32 +192,3 @@ test("fs: a document that fails its hash is reported as corrupt, not returned", 
     await storage.close();
   }));
 
-test("fs: a second opener of the same data directory is refused while the first holds it", () =>
-  withDir(async (dir) => {
-    const storage = await createFsStorage({ dir });
-    await assert.rejects(createFsStorage({ dir }), (e) => isStorageError(e, "locked") && /in use by process/.test(e.message));
-    await storage.close();
-    const again = await createFsStorage({ dir });
-    await again.close();
-  }));
-
-test("fs: a lock held by another live process is refused; after it is killed the stale lock is taken over", () =>
-  withDir(async (dir) => {
-    const [command, args] = typeScriptCommand(fileURLToPath(new URL("./_fixtures/hold_lock.ts", import.meta.url)), [dir]);
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] });
-    const exited = new Promise((resolve) => child.on("exit", resolve));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout!.on("data", (chunk) => String(chunk).includes("locked") && resolve());
-      child.on("exit", (code) => reject(new Error(`lock holder exited early with ${code}`)));
-    });
-    await assert.rejects(
-      createFsStorage({ dir }),
-      (e) => isStorageError(e, "locked") && e.message.includes(String(child.pid)),
-    );
-    child.kill("SIGKILL");
-    await exited;
-    const storage = await createFsStorage({ dir });
-    const lock = JSON.parse(await readFile(join(dir, "batchspool.lock"), "utf8"));
-    assert.notEqual(lock.pid, child.pid);
-    await storage.close();
-  }));

@@ -13,7 +13,7 @@
 import { IntegrityError, openEnvelope, sealEnvelope } from "../integrity/envelope.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../shared/logger.ts";
 import type { BatchStatus } from "./objects.ts";
 import type { ProgressSnapshot } from "./progress.ts";
 import { CHECKPOINT_PREFIX, checkpointKey } from "./storage_keys.ts";

@@ -34,7 +34,7 @@ import { recordResultFiles } from "./finalize.ts";
 import { isBatchId, newBatchId, newFileId } from "./ids.ts";
 import { dispatchLines, expireRemaining, type RunContext } from "./line_runner.ts";
 import { OffThreadScanner } from "./off_thread_scan.ts";
-import { consoleLogger, type Logger } from "./logger.ts";
+import { consoleLogger, type Logger } from "../shared/logger.ts";
 import {
   type BatchErrorEntry,
   type BatchObject,

@@ -12,7 +12,7 @@ import type { ActiveBatch } from "./active_batch.ts";
 import type { Dispatcher, Lease } from "./dispatcher.ts";
 import { createEventLoopShare } from "./event_loop_share.ts";
 import { isBlankLine, readLines } from "./line_reader.ts";
-import type { Logger } from "./logger.ts";
+import type { Logger } from "../shared/logger.ts";
 import type { LogKind } from "./progress.ts";
 import { rawMemberValue } from "./raw_json.ts";
 import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";

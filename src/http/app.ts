@@ -8,7 +8,7 @@
 import { Hono } from "hono";
 import type { BatchEngine } from "../batch/engine.ts";
 import { DEFAULT_FILE_LIMITS } from "../batch/file_service.ts";
-import { consoleLogger, type Logger } from "../batch/logger.ts";
+import { consoleLogger, type Logger } from "../shared/logger.ts";
 import { apiKeyAuth, type OwnerVariables } from "./auth.ts";
 import { batchesRoutes } from "./batches_routes.ts";
 import { errorReply } from "./error_response.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import { BatchError } from "../batch/errors.ts";
-import type { Logger } from "../batch/logger.ts";
+import type { Logger } from "../shared/logger.ts";
 import { RequestError } from "./request_error.ts";
 
 /** OpenAI's error body. */

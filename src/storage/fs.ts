@@ -3,7 +3,7 @@
  *
  * Layout of a data directory:
  * ```
- * <dir>/batchspool.lock   one process at a time
+ * <dir>/batchspool.lock   one live process at a time (a heartbeat, see fs_lock.ts)
  * <dir>/blobs/<key>       immutable files (atomic put)
  * <dir>/logs/<key>        append-only records (group-committed)
  * <dir>/docs/<key>.json   SHA-256-enveloped documents (atomic replace)
@@ -21,17 +21,28 @@ import { acquireDirectoryLock } from "./fs_lock.ts";
 import { createFsLogStore } from "./fs_logs.ts";
 import { ioError, removeLeftoverTemps } from "./fs_paths.ts";
 import type { Storage } from "./types.ts";
+import type { Logger } from "../shared/logger.ts";
 
 /** Options for {@link createFsStorage}. */
 export interface FsStorageOptions {
   /** The data directory; created when missing. */
   dir: string;
+  /**
+   * The data directory's lock: refreshed every `heartbeatMs` (default 2 s),
+   * stale once not refreshed for `staleAfterMs` (default 10 s). See `fs_lock.ts`.
+   */
+  lock?: { heartbeatMs?: number; staleAfterMs?: number };
+  /** Called once if another process takes the data directory over (this one was stalled past the lock's stale interval). */
+  onLockLost?(error: StorageError): void;
+  /** Where waiting for the lock and losing it are reported (default: nowhere). */
+  logger?: Logger;
 }
 
 /**
  * Opens (creating if needed) a data directory and takes its lock.
  *
- * @throws {StorageError} `locked` when another live process has it open.
+ * @throws {StorageError} `locked` when another live process has it open (its
+ *   lock's heartbeat advanced while this one watched it).
  * @example
  * ```ts
  * const storage = await createFsStorage({ dir: "./batchspool-data" });
@@ -46,10 +57,15 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
   } catch (error) {
     throw ioError(`cannot create data directory ${dir}`, error);
   }
-  const lock = await acquireDirectoryLock(join(dir, "batchspool.lock"));
+  const lock = await acquireDirectoryLock(join(dir, "batchspool.lock"), {
+    ...options.lock,
+    logger: options.logger,
+    onLost: options.onLockLost,
+  });
   let closed = false;
   const ensureOpen = () => {
     if (closed) throw new StorageError("closed", `storage at ${dir} is closed`);
+    if (lock.lost) throw lock.lost;
   };
   try {
     for (const area of ["blobs", "logs", "docs"]) {

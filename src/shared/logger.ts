@@ -1,5 +1,5 @@
 /**
- * The engine's logger: three levels, plain strings.
+ * The logger every layer reports through: three levels, plain strings.
  *
  * @module
  */
