@@ -11,7 +11,7 @@ import { DEFAULT_FILE_LIMITS } from "./batch/file_service.ts";
 import { consoleLogger } from "./shared/logger.ts";
 import { createHttpTarget } from "./batch/targets/fetch_target.ts";
 import { createMockTarget } from "./batch/targets/mock_target.ts";
-import type { Target } from "./batch/targets/types.ts";
+import { type Target, TargetError } from "./batch/targets/types.ts";
 import { createApp } from "./http/app.ts";
 import { serve } from "./runtime/serve.ts";
 import { createFsStorage } from "./storage/fs.ts";
@@ -37,6 +37,8 @@ export interface ServeConfig {
   scanWorker: boolean | undefined;
   /** The data directory's lock goes stale once not refreshed for this long. */
   lockStaleAfterMs: number;
+  /** Longest upstream answer accepted. */
+  maxResponseBytes: number;
 }
 
 /** A start-up problem: printed with the usage, exit code 2. */
@@ -66,6 +68,8 @@ Options (each also read from the environment variable shown):
   --tpm <n>                BATCHSPOOL_TPM            tokens-per-minute budget upstream
   --max-retries <n>        BATCHSPOOL_MAX_RETRIES    retries of 408/429/5xx/timeouts (default 5)
   --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
+  --max-response-mib <n>   BATCHSPOOL_MAX_RESPONSE_MIB  longest upstream answer read, in MiB; a longer one
+                                                     fails its line as response_too_large (default 64)
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
   --lock-stale-after <s>   BATCHSPOOL_LOCK_STALE_AFTER  the data directory's lock is stale once not refreshed
@@ -117,6 +121,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         tpm: { type: "string" },
         "max-retries": { type: "string" },
         "request-timeout": { type: "string" },
+        "max-response-mib": { type: "string" },
         "checkpoint-interval": { type: "string" },
         "mock-latency": { type: "string" },
         "lock-stale-after": { type: "string" },
@@ -173,6 +178,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
       1000,
     mockLatencyMs: integer(values["mock-latency"] ?? env.BATCHSPOOL_MOCK_LATENCY, "--mock-latency", 0) ?? 0,
     scanWorker: scanWorkerChoice(values["scan-worker"], values["no-scan-worker"], env.BATCHSPOOL_SCAN_WORKER),
+    maxResponseBytes:
+      (integer(values["max-response-mib"] ?? env.BATCHSPOOL_MAX_RESPONSE_MIB, "--max-response-mib", 1) ?? 64) * 1024 * 1024,
     lockStaleAfterMs:
       (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
@@ -188,18 +195,31 @@ function scanWorkerChoice(on: boolean | undefined, off: boolean | undefined, env
   throw new ConfigError(`BATCHSPOOL_SCAN_WORKER must be 1 or 0, got ${JSON.stringify(env)}`);
 }
 
-/** Builds the target a configuration names. */
+/**
+ * Builds the target a configuration names.
+ *
+ * @throws {ConfigError} when no request could be sent as configured (an upstream key that is not a valid header).
+ */
 export function targetFor(config: ServeConfig): Target {
-  return config.upstream === "mock"
-    ? createMockTarget({ latencyMs: config.mockLatencyMs })
-    : createHttpTarget({ baseUrl: config.upstream, apiKey: config.upstreamKey, timeoutMs: config.requestTimeoutMs });
+  if (config.upstream === "mock") return createMockTarget({ latencyMs: config.mockLatencyMs });
+  try {
+    return createHttpTarget({
+      baseUrl: config.upstream,
+      apiKey: config.upstreamKey,
+      timeoutMs: config.requestTimeoutMs,
+      maxResponseBytes: config.maxResponseBytes,
+    });
+  } catch (error) {
+    if (error instanceof TargetError) throw new ConfigError(`--upstream: ${error.message}`);
+    throw error;
+  }
 }
 
 /** Builds the engine a configuration describes, on `storage`. Call `start()` on it. */
-export function engineFor(config: ServeConfig, storage: Storage): BatchEngine {
+export function engineFor(config: ServeConfig, storage: Storage, target: Target = targetFor(config)): BatchEngine {
   return createBatchEngine({
     storage,
-    target: targetFor(config),
+    target,
     concurrency: config.concurrency,
     requestsPerMinute: config.requestsPerMinute,
     tokensPerMinute: config.tokensPerMinute,
@@ -215,9 +235,9 @@ export function engineFor(config: ServeConfig, storage: Storage): BatchEngine {
  */
 export async function runServe(config: ServeConfig): Promise<void> {
   let shutDown: (reason: string, exitCode: number) => void = () => {};
+  const target = targetFor(config);
   const storage = await openStorage(config, (error) => shutDown(error.message, 1));
-  const engine = engineFor(config, storage);
-  const target = engine.target;
+  const engine = engineFor(config, storage, target);
   const app = createApp({ engine, apiKeys: config.apiKeys, maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes });
   const server = await serve({
     fetch: app.fetch,

@@ -16,11 +16,12 @@
 import process from "node:process";
 import { consoleLogger } from "./shared/logger.ts";
 import { createApp } from "./http/app.ts";
-import { engineFor, openStorage, readServeConfig } from "./serve_command.ts";
+import { engineFor, openStorage, readServeConfig, targetFor } from "./serve_command.ts";
 
 const config = readServeConfig([], process.env);
+const target = targetFor(config);
 const storage = await openStorage(config, () => void shutdown(1));
-const engine = engineFor(config, storage);
+const engine = engineFor(config, storage, target);
 const app = createApp({ engine, apiKeys: config.apiKeys });
 engine.start().catch((error) => {
   consoleLogger.error(`start-up failed: ${(error as Error).message}`);

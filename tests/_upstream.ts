@@ -1,7 +1,7 @@
 /**
  * A real OpenAI-style upstream on 127.0.0.1 for engine tests. Each request's
  * `model` chooses its behaviour:
- *   ok | slow:<ms> | status:<code> | flaky:<n> | ratelimit:<n>:<seconds> | hang | drop | text
+ *   ok | slow:<ms> | status:<code> | flaky:<n> | ratelimit:<n>:<seconds> | hang | drop | text | big:<bytes>
  * `flaky` and `ratelimit` fail the first <n> attempts of each distinct prompt.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
@@ -80,6 +80,8 @@ export async function startUpstream(): Promise<Upstream> {
       case "text":
         response.writeHead(200, { "content-type": "text/plain" });
         return response.end("not json");
+      case "big":
+        return send(200, { id: "chatcmpl-big", object: "chat.completion", filler: "x".repeat(Number(a)) });
       default:
         return ok();
     }

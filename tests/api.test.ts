@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { BatchObject, FileObject } from "../src/batch/objects.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import { ManualClock } from "./_clock.ts";
 import { chatLine, makeTestApp, postForm, postJson, type TestApp, upload, waitForBatch } from "./_app.ts";
 
 async function withApp(options: Parameters<typeof makeTestApp>[0], body: (t: TestApp) => Promise<void>) {
@@ -86,14 +87,14 @@ test("files: expires_after is honoured and checked", () =>
   }));
 
 test("files: an expired file is gone from get, content and lists", () => {
-  let now = Date.now();
-  return withApp({ clock: () => now }, async ({ app }) => {
+  const clock = new ManualClock(Date.now());
+  return withApp({ clock }, async ({ app }) => {
     const file = await (await upload(app, "x", {
       purpose: "user_data",
       "expires_after[anchor]": "created_at",
       "expires_after[seconds]": "3600",
     })).json() as FileObject;
-    now += 3601_000;
+    await clock.advance(3601_000);
     await expectError(await app.request(`/v1/files/${file.id}`), 404);
     assert.deepEqual((await (await app.request("/v1/files")).json()).data, []);
   });

@@ -91,8 +91,9 @@ test("engine: results land in the output file (2xx) or the error file (non-2xx, 
     assert.equal(attempts("server-error"), 3, "500 is retried up to max-retries");
     assert.equal(attempts("flaky"), 3, "succeeds on the third attempt");
     assert.equal(attempts("hang"), 3, "timeouts are retried");
-    // Deno's fetch itself resends once when a connection closes before any response.
-    assert.ok([3, 6].includes(attempts("drop")), `dropped connections are retried (${attempts("drop")} attempts)`);
+    // Three attempts; each may be sent twice, as a client resends a request whose kept-alive connection closed
+    // before any answer (the server may have closed it idle): the HTTP/1.1 client does, and so does Deno's fetch.
+    assert.ok(attempts("drop") >= 3 && attempts("drop") <= 6, `dropped connections are retried (${attempts("drop")} attempts)`);
     assert.equal(attempts("ok-1"), 1);
     assert.ok(upstream.requests.every((r) => r.authorization === "Bearer up-key"));
     // Usage: three 200s with 10 prompt (2 cached) and 5 completion (1 reasoning) tokens each.

@@ -7,6 +7,7 @@ import { gzipSync } from "node:zlib";
 import { http1Post } from "../src/batch/targets/http1_post.ts";
 import { fetchPost, type PostFunction } from "../src/batch/targets/http_transport.ts";
 import type { RequestAbort } from "../src/batch/targets/request_deadlines.ts";
+import { TargetConfigError } from "../src/batch/targets/transport_errors.ts";
 
 type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void;
 
@@ -204,7 +205,7 @@ test("HTTP/1.1 transport: an aborted request's connection is closed, not reused"
 
 test("HTTP/1.1 transport: refuses URLs it cannot reach and headers it sets itself or that would break the request", async () => {
   const post = http1Post();
-  await assert.rejects(post("https://127.0.0.1:1/v1/x", {}, "{}", never), TypeError);
+  await assert.rejects(post("https://127.0.0.1:1/v1/x", {}, "{}", never), TargetConfigError);
   await assert.rejects(post("http://127.0.0.1:1/v1/x", { "Content-Length": "5" }, "{}", never), /set by the HTTP client/);
   await assert.rejects(post("http://127.0.0.1:1/v1/x", { "x-a": "1\r\nx-b: 2" }, "{}", never), /invalid header/);
   await assert.rejects(post("http://127.0.0.1:1/v1/x", { "bad name": "1" }, "{}", never), /invalid header/);

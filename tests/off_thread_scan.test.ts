@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import process from "node:process";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { OffThreadScanner } from "../src/batch/off_thread_scan.ts";
 import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
 import { DEFAULT_VALIDATION_LIMITS, InputScanner } from "../src/batch/validate_input.ts";
@@ -108,4 +111,17 @@ test("OffThreadScanner: scans close together share a worker; after a second with
   } finally {
     await scanner.close();
   }
+});
+
+test("off-thread scan: Deno with no permissions, where no worker can start, falls back quietly", async () => {
+  const deno = fileURLToPath(new URL("../node_modules/.bin/deno", import.meta.url));
+  const fixture = fileURLToPath(new URL("./_fixtures/embed_without_permissions.ts", import.meta.url));
+  const child = spawn(deno, ["run", "--quiet", fixture], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  const code = await new Promise((resolve) => child.on("exit", resolve));
+  assert.equal(code, 0, output);
+  assert.match(output, /batch completed \{"total":1,"completed":1,"failed":0\}/);
+  assert.doesNotMatch(output, /Uncaught|error/i);
 });

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, readServeConfig } from "../src/serve_command.ts";
+import { ConfigError, readServeConfig, targetFor } from "../src/serve_command.ts";
 
 const base = ["--upstream", "mock"];
 
@@ -21,4 +21,13 @@ test("serve config: contradictory or unreadable scan-worker choices are refused"
     () => readServeConfig(base, { BATCHSPOOL_SCAN_WORKER: "maybe" }),
     (error: unknown) => error instanceof ConfigError && /BATCHSPOOL_SCAN_WORKER/.test(error.message),
   );
+});
+
+test("serve config: an upstream no request could reach, or a key no header could carry, is refused at start", () => {
+  const config = readServeConfig(["--upstream", "http://127.0.0.1:8000/v1", "--upstream-key", "sk-a\nb"], {});
+  assert.throws(() => targetFor(config), (error: unknown) => error instanceof ConfigError && /--upstream: .*invalid header/.test(error.message));
+  assert.equal(readServeConfig(base, {}).maxResponseBytes, 64 * 1024 * 1024);
+  assert.equal(readServeConfig([...base, "--max-response-mib", "2"], {}).maxResponseBytes, 2 * 1024 * 1024);
+  assert.equal(readServeConfig(base, {}).lockStaleAfterMs, 10_000);
+  assert.equal(readServeConfig(base, { BATCHSPOOL_LOCK_STALE_AFTER: "30" }).lockStaleAfterMs, 30_000);
 });

@@ -127,3 +127,11 @@ test("parseMultipart() rejects malformed bodies with an invalid_request error", 
     await assert.rejects(parts(body, "b", 7), (error: Error & { code?: string }) => error.code === "invalid_request");
   }
 });
+
+test("parseMultipart() refuses a form with more parts than its limit, as an invalid_request", async () => {
+  const form = (count: number) =>
+    Array.from({ length: count }, (_, i) => `--b\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`).join("") + "--b--";
+  assert.equal((await parts(form(64), "b", 100)).length, 64);
+  await assert.rejects(parts(form(65), "b", 100), (error: Error & { code?: string }) =>
+    error.code === "invalid_request" && /more than 64 fields/.test(error.message));
+});

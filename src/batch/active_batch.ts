@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { type BatchObject, type BatchRecord, copyBatch, copyUsage } from "./objects.ts";
+import type { ClockTimer } from "../shared/clock.ts";
+import { type BatchErrorEntry, type BatchObject, type BatchRecord, copyBatch, copyUsage } from "./objects.ts";
 import type { BatchProgress } from "./progress.ts";
 import type { ResultWriter } from "./result_writer.ts";
 
@@ -27,9 +28,13 @@ export interface ActiveBatch {
   abortRequests: AbortController;
   /** Input lines whose requests are in flight now. */
   inFlight: Set<number>;
-  timers: Set<ReturnType<typeof setTimeout>>;
+  timers: Set<ClockTimer>;
   /** Serialises writes of the batch document. */
   writes: Promise<unknown>;
+  /** Set when a step failed in a way that cannot heal: the batch ends `failed` with this entry. */
+  failure: BatchErrorEntry | null;
+  /** Set when the batch document's stored version must be read again before the next write. */
+  versionUnknown: boolean;
 }
 
 /** Creates the in-memory state for a stored batch record. */
@@ -45,6 +50,8 @@ export function activate(record: BatchRecord, version: number): ActiveBatch {
     inFlight: new Set(),
     timers: new Set(),
     writes: Promise.resolve(),
+    failure: null,
+    versionUnknown: false,
   };
 }
 

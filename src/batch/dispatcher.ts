@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type Clock, type ClockTimer, systemClock } from "../shared/clock.ts";
 
 /** Options for {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -14,8 +15,8 @@ export interface DispatcherOptions {
   requestsPerMinute?: number;
   /** Tokens-per-minute budget (none when absent); spent by estimate, corrected by reported usage. */
   tokensPerMinute?: number;
-  /** Milliseconds clock (injectable for tests). */
-  clock?: () => number;
+  /** Time for budgets and pauses (injectable for tests). */
+  clock?: Clock;
 }
 
 /** Permission to send one request; release it when the request is over. */
@@ -35,12 +36,12 @@ interface Waiter {
 class TokenBucket {
   #level: number;
   #updatedAt: number;
-  constructor(readonly perMinute: number, private readonly clock: () => number) {
+  constructor(readonly perMinute: number, private readonly clock: Clock) {
     this.#level = perMinute;
-    this.#updatedAt = clock();
+    this.#updatedAt = clock.monotonic();
   }
   #refill() {
-    const now = this.clock();
+    const now = this.clock.monotonic();
     this.#level = Math.min(this.perMinute, this.#level + ((now - this.#updatedAt) * this.perMinute) / 60_000);
     this.#updatedAt = now;
   }
@@ -79,11 +80,11 @@ export class Dispatcher {
   #queues = new Map<string, Waiter[]>();
   #rotation: string[] = [];
   #next = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: ClockTimer | undefined;
   #timerAt = Infinity;
   #requests: TokenBucket | undefined;
   #tokens: TokenBucket | undefined;
-  #clock: () => number;
+  #clock: Clock;
   /** Signals with the one listener that fails their waiters (a batch run passes the same signal every time). */
   #watched = new WeakSet<AbortSignal>();
 
@@ -93,7 +94,7 @@ export class Dispatcher {
     }
     this.concurrency = options.concurrency;
     this.#limit = options.concurrency;
-    this.#clock = options.clock ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
     if (options.requestsPerMinute) this.#requests = new TokenBucket(options.requestsPerMinute, this.#clock);
     if (options.tokensPerMinute) this.#tokens = new TokenBucket(options.tokensPerMinute, this.#clock);
   }
@@ -112,7 +113,7 @@ export class Dispatcher {
   acquire(queue: string, estimatedTokens = 0, signal?: AbortSignal): Promise<Lease> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     // Fast path: nobody waits and every budget allows it — no waiter, no abort listener.
-    if (this.#rotation.length === 0 && this.#inFlight < this.limit && this.#clock() >= this.#pausedUntil) {
+    if (this.#rotation.length === 0 && this.#inFlight < this.limit && this.#clock.monotonic() >= this.#pausedUntil) {
       if ((this.#requests?.waitFor(1) ?? 0) === 0 && (this.#tokens?.waitFor(estimatedTokens) ?? 0) === 0) {
         this.#requests?.spend(1);
         this.#tokens?.spend(estimatedTokens);
@@ -136,7 +137,7 @@ export class Dispatcher {
   /** The target said 429: pause every grant for `delayMs` and halve the concurrency. */
   backOff(delayMs: number): void {
     this.#limit = Math.max(1, this.#limit / 2);
-    this.#pausedUntil = Math.max(this.#pausedUntil, this.#clock() + delayMs);
+    this.#pausedUntil = Math.max(this.#pausedUntil, this.#clock.monotonic() + delayMs);
     this.#schedule(this.#pausedUntil);
   }
 
@@ -148,7 +149,7 @@ export class Dispatcher {
 
   /** Rejects every waiter and stops timers. */
   close(reason: unknown = new Error("dispatcher closed")): void {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     for (const waiters of this.#queues.values()) for (const waiter of waiters) waiter.fail(reason);
     this.#queues.clear();
     this.#rotation = [];
@@ -179,7 +180,7 @@ export class Dispatcher {
 
   #pump() {
     while (this.#rotation.length && this.#inFlight < this.limit) {
-      const now = this.#clock();
+      const now = this.#clock.monotonic();
       if (now < this.#pausedUntil) return this.#schedule(this.#pausedUntil);
       if (this.#next >= this.#rotation.length) this.#next = 0;
       const queue = this.#rotation[this.#next];
@@ -216,12 +217,12 @@ export class Dispatcher {
 
   #schedule(at: number) {
     if (this.#timer !== undefined && this.#timerAt <= at) return;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timerAt = at;
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       this.#timerAt = Infinity;
       this.#pump();
-    }, Math.max(0, at - this.#clock()));
+    }, Math.max(0, at - this.#clock.monotonic()));
   }
 }

@@ -20,8 +20,8 @@
  *
  * @module
  */
-import { IntegrityError } from "../integrity/envelope.ts";
 import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../runtime/threads.ts";
+import { type Clock, MAX_TIMER_MS, sleep, systemClock } from "../shared/clock.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { activate, type ActiveBatch, liveBatchObject, type StopReason } from "./active_batch.ts";
@@ -47,7 +47,8 @@ import {
 } from "./objects.ts";
 import { BatchProgress } from "./progress.ts";
 import { createResultWriter } from "./result_writer.ts";
-import { type BackoffPolicy, DEFAULT_BACKOFF } from "./retry.ts";
+import { type BackoffPolicy, backoffDelay, DEFAULT_BACKOFF } from "./retry.ts";
+import { classifyStepFailure } from "./step_failures.ts";
 import {
   ACTIVE_PREFIX,
   activeBatchKey,
@@ -77,6 +78,11 @@ export interface BatchEngineOptions {
   maxRetries?: number;
   /** Delays between retries (default 500 ms doubling, capped at 60 s, with jitter). */
   backoff?: BackoffPolicy;
+  /**
+   * Delays before a batch's step that failed on storage that can heal (a full
+   * disk) is tried again (default 2 s doubling, capped at 60 s, with jitter).
+   */
+  stepRetry?: BackoffPolicy;
   /** How long requests in flight may finish after a cancel before they are aborted (default 30 s). */
   cancelGraceMs?: number;
   /** How long requests in flight may finish on shutdown before they are aborted (default 5 s). */
@@ -101,8 +107,8 @@ export interface BatchEngineOptions {
   nodeId?: string;
   /** Where the engine reports what happens (default: the console). */
   logger?: Logger;
-  /** Milliseconds clock (injectable for tests). */
-  clock?: () => number;
+  /** Where time comes from: timestamps, timers, budgets (injectable for tests). */
+  clock?: Clock;
 }
 
 /** A page of batches. */
@@ -139,17 +145,10 @@ export interface BatchEngine {
   close(): Promise<void>;
 }
 
-const RETRY_RUN_AFTER_MS = 2_000;
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** The batch error for an input that cannot be used any more, or null when `error` is something else. */
-function unreadableInput(error: unknown): { code: string; message: string } | null {
-  if (error instanceof IntegrityError) {
-    return { code: "input_file_corrupted", message: `The input file was changed on disk after it was uploaded: ${error.message}.` };
-  }
-  if (isStorageError(error, "not_found")) return { code: "input_file_missing", message: "The input file can no longer be read." };
-  return null;
-}
+/** The default delays before a failed step is tried again. */
+const DEFAULT_STEP_RETRY: BackoffPolicy = { baseMs: 2_000, maxMs: 60_000 };
+/** Conflicts on the batch document in a row after which it is treated as corrupted. */
+const MAX_CONFLICTS_IN_A_ROW = 5;
 
 /**
  * Creates a batch engine. Call `start()` before use.
@@ -164,8 +163,9 @@ function unreadableInput(error: unknown): { code: string; message: string } | nu
 export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   const storage = options.storage;
   const logger = options.logger ?? consoleLogger;
-  const clock = options.clock ?? Date.now;
-  const nowSeconds = () => Math.floor(clock() / 1000);
+  const clock = options.clock ?? systemClock;
+  const nowSeconds = () => Math.floor(clock.now() / 1000);
+  const stepRetry = options.stepRetry ?? DEFAULT_STEP_RETRY;
   const endpoints = options.endpoints ?? DEFAULT_ENDPOINTS;
   const validationLimits = { ...DEFAULT_VALIDATION_LIMITS, ...options.validation };
   const cancelGraceMs = options.cancelGraceMs ?? 30_000;
@@ -182,8 +182,6 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     : null;
   const nodeId = options.nodeId ?? `node-${crypto.randomUUID().slice(0, 8)}`;
   let ready = false;
-  let checkpointTimer: ReturnType<typeof setInterval> | undefined;
-  let sweepTimer: ReturnType<typeof setInterval> | undefined;
   let lastCheckpointState = "";
 
   const dispatcher = new Dispatcher({
@@ -192,8 +190,21 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     tokensPerMinute: options.tokensPerMinute,
     clock,
   });
+  /** Runs `task` every `ms` until the engine closes, never two at once. */
+  const repeat = (ms: number, task: () => Promise<void>) => {
+    const next = () => {
+      if (closing.signal.aborted) return;
+      const timer = clock.setTimeout(() => {
+        closing.signal.removeEventListener("abort", stop);
+        void task().then(next);
+      }, ms);
+      const stop = () => clock.clearTimeout(timer);
+      closing.signal.addEventListener("abort", stop, { once: true });
+    };
+    next();
+  };
   const offThreadScanner = (options.scanUploadsOffThread ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT)
-    ? new OffThreadScanner()
+    ? new OffThreadScanner(undefined, logger)
     : undefined;
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },
@@ -201,6 +212,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     clock,
     isInUse: (fileId) => engine.isInputOfActiveBatch(fileId),
     offThreadScanner,
+    logger,
   });
   const context: RunContext = {
     storage,
@@ -211,6 +223,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     stopping: closing.signal,
     abandon: abandoning.signal,
     logger,
+    clock,
   };
 
   const notFound = (batchId: string) => new BatchError("not_found", `No such Batch object: ${batchId}`, { param: "id" });
@@ -230,7 +243,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
 
   const attachProgress = (batch: ActiveBatch, progress: BatchProgress) => {
     batch.progress = progress;
-    batch.results = createResultWriter(storage, batch.record.batch.id, progress);
+    batch.results = createResultWriter(storage, batch.record.batch.id, progress, clock);
   };
 
   const setStatus = (batch: ActiveBatch, status: BatchStatus) => {
@@ -268,7 +281,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   };
 
   const addTimer = (batch: ActiveBatch, ms: number, action: () => void) => {
-    const timer = setTimeout(() => {
+    const timer = clock.setTimeout(() => {
       batch.timers.delete(timer);
       action();
     }, Math.min(ms, MAX_TIMER_MS));
@@ -277,7 +290,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
 
   const scheduleExpiry = (batch: ActiveBatch) => {
     const check = () => {
-      const remaining = batch.record.batch.expires_at * 1000 - clock();
+      const remaining = batch.record.batch.expires_at * 1000 - clock.now();
       if (remaining > 0) return addTimer(batch, remaining, check);
       const status = batch.record.batch.status;
       if (status === "validating" || status === "in_progress") {
@@ -289,7 +302,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   };
 
   const forget = async (batch: ActiveBatch) => {
-    for (const timer of batch.timers) clearTimeout(timer);
+    for (const timer of batch.timers) clock.clearTimeout(timer);
     batch.timers.clear();
     active.delete(batch.record.batch.id);
     await storage.documents.delete(activeBatchKey(batch.record.batch.id));
@@ -354,10 +367,19 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   };
 
   /** Ends a batch that can no longer run; results already written are kept as files. */
-  const failRunning = async (batch: ActiveBatch, code: string, message: string) => {
-    batch.record.batch.errors = { object: "list", data: [{ code, message, param: "input_file_id", line: null }] };
+  const failRunning = async (batch: ActiveBatch, failure: BatchErrorEntry) => {
+    batch.record.batch.errors = { object: "list", data: [failure] };
     if (planResultFiles(batch)) await persist(batch);
     await recordResultFiles(storage, files, batch, nowSeconds());
+    applyCounts(batch);
+    setStatus(batch, "failed");
+    await persist(batch);
+    await forget(batch);
+  };
+
+  /** Ends a batch whose results cannot be recorded as files: only its status and the reason are written. */
+  const failWithoutResults = async (batch: ActiveBatch, failure: BatchErrorEntry) => {
+    batch.record.batch.errors = { object: "list", data: [failure] };
     applyCounts(batch);
     setStatus(batch, "failed");
     await persist(batch);
@@ -371,8 +393,8 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   const planResultFiles = (batch: ActiveBatch): boolean => {
     const record = batch.record;
     if (record.planned_output_file_id && record.planned_error_file_id) return false;
-    record.planned_output_file_id = newFileId(clock());
-    record.planned_error_file_id = newFileId(clock());
+    record.planned_output_file_id = newFileId(clock.now());
+    record.planned_error_file_id = newFileId(clock.now());
     return true;
   };
 
@@ -407,21 +429,20 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   /** Moves a batch along its lifecycle until it ends or the engine closes. */
   const advance = async (batch: ActiveBatch) => {
     const b = batch.record.batch;
+    if (batch.versionUnknown) {
+      const stored = await storage.documents.get<BatchRecord>(batchDocKey(batch.record.owner, b.id));
+      if (stored) batch.version = stored.version;
+      batch.versionUnknown = false;
+    }
+    if (batch.failure) return failRunning(batch, batch.failure);
     if (b.status === "validating") {
       await validate(batch);
       if (FINAL_STATUSES.has(b.status)) return;
     }
     if (b.status === "in_progress") {
-      try {
-        if (batch.stop === null) await dispatchLines(context, batch);
-        if (closing.signal.aborted) return;
-        if (batch.stop === "expire") await expireRemaining(context, batch);
-      } catch (error) {
-        const unreadable = unreadableInput(error);
-        if (!unreadable) throw error;
-        logger.error(`batch ${b.id}: ${(error as Error).message}`);
-        return failRunning(batch, unreadable.code, unreadable.message);
-      }
+      if (batch.stop === null) await dispatchLines(context, batch);
+      if (closing.signal.aborted) return;
+      if (batch.stop === "expire") await expireRemaining(context, batch);
       if (batch.stop === "expire") return finalize(batch, "expired");
       if (batch.stop === "cancel") return finalize(batch, "cancelled");
       return finalize(batch, "completed");
@@ -430,38 +451,74 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     if (b.status === "finalizing") return finalize(batch, "completed");
   };
 
+  /**
+   * Runs a batch's steps until it ends, the engine closes, or its storage is
+   * gone. A step that throws is judged by `classifyStepFailure`: storage that
+   * can heal is tried again with capped backoff (logged when the batch pauses
+   * and when it resumes), a conflict re-reads the document's version, and
+   * anything else fails the batch with an `errors.data` entry saying why.
+   */
   const run = (batch: ActiveBatch) => {
-    const pause = () => new Promise((resolve) => setTimeout(resolve, RETRY_RUN_AFTER_MS));
+    const id = batch.record.batch.id;
     /**
      * After a failure, brings `progress` in line with the logs: a failed append may
      * still have left whole records in a log, and their lines must not be sent again.
-     * Resolves false when the engine closes first.
      */
-    const resync = async (): Promise<boolean> => {
-      for (;;) {
-        await pause();
-        if (closing.signal.aborted) return false;
-        if (!batch.progress) return true;
-        try {
-          await absorbLogTails(batch.record.batch.id, batch.progress);
-          attachProgress(batch, batch.progress);
-          return true;
-        } catch (error) {
-          logger.error(`batch ${batch.record.batch.id}: cannot read its logs: ${(error as Error).message}`);
-        }
-      }
+    const resync = async () => {
+      if (!batch.progress) return;
+      await absorbLogTails(id, batch.progress);
+      attachProgress(batch, batch.progress);
     };
     const promise = (async () => {
+      let pausedFor: string | null = null;
+      let retries = 0;
+      let conflicts = 0;
+      let needsResync = false;
       for (;;) {
         try {
+          if (needsResync) await resync();
+          needsResync = false;
           await advance(batch);
+          if (pausedFor !== null && !closing.signal.aborted) logger.info(`batch ${id}: resumed`);
           return;
         } catch (error) {
           if (closing.signal.aborted) return;
-          logger.error(
-            `batch ${batch.record.batch.id}: ${(error as Error).message}; retrying in ${RETRY_RUN_AFTER_MS} ms`,
-          );
-          if (!(await resync())) return;
+          const failure = classifyStepFailure(error);
+          if (failure.kind !== "conflict") conflicts = 0;
+          switch (failure.kind) {
+            case "stop":
+              logger.error(`batch ${id}: stopped, its storage is gone: ${failure.message}`);
+              return;
+            case "conflict":
+              if (++conflicts <= MAX_CONFLICTS_IN_A_ROW) {
+                batch.versionUnknown = true;
+                continue;
+              }
+              batch.failure ??= { code: "storage_corrupted", message: `Its document keeps changing: ${failure.message}`, param: null, line: null };
+              continue;
+            case "transient": {
+              if (pausedFor !== failure.message) {
+                logger.error(`batch ${id}: paused, storage failed: ${failure.message}; trying again with backoff (at most ${stepRetry.maxMs / 1000} s apart)`);
+                pausedFor = failure.message;
+              }
+              needsResync = true;
+              if (!(await sleep(clock, backoffDelay(retries++, stepRetry), closing.signal))) return;
+              continue;
+            }
+            case "fatal":
+              if (batch.failure) {
+                // Failing it with its results failed too: fail it without them, or else leave it for an operator.
+                logger.error(`batch ${id}: its results could not be kept as files: ${failure.message}`);
+                await failWithoutResults(batch, batch.failure).catch((again) =>
+                  logger.error(`batch ${id}: could not be marked failed (${(again as Error).message}); it is left as it is`)
+                );
+                return;
+              }
+              logger.error(`batch ${id}: failed: ${failure.message}`);
+              batch.failure = { code: failure.code, message: failure.message, param: failure.param, line: null };
+              needsResync = true;
+              continue;
+          }
         }
       }
     })();
@@ -481,7 +538,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     return {
       format: 1,
       nodeId,
-      createdAt: clock(),
+      createdAt: clock.now(),
       queued: [...active.keys()],
       batches,
       metadata: { batchspool: "0.1.0" },
@@ -582,13 +639,11 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       }
       if (resumed.length) logger.info(`resumed ${resumed.length} unfinished batch(es)`);
       if (checkpointStore) {
-        checkpointTimer = setInterval(() => {
-          engine.checkpoint().catch((error) => logger.error(`checkpoint failed: ${(error as Error).message}`));
-        }, checkpointOptions?.intervalMs ?? 5_000);
+        repeat(checkpointOptions?.intervalMs ?? 5_000, () =>
+          engine.checkpoint().then(() => {}, (error) => logger.error(`checkpoint failed: ${(error as Error).message}`)));
       }
-      sweepTimer = setInterval(() => {
-        files.sweepExpired().catch((error) => logger.error(`expired-file sweep failed: ${(error as Error).message}`));
-      }, 3_600_000);
+      repeat(3_600_000, () =>
+        files.sweepExpired().then(() => {}, (error) => logger.error(`expired-file sweep failed: ${(error as Error).message}`)));
     },
 
     async createBatch(owner, body) {
@@ -612,7 +667,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       }
       const createdAt = nowSeconds();
       const batch: BatchObject = {
-        id: newBatchId(clock()),
+        id: newBatchId(clock.now()),
         object: "batch",
         endpoint: params.endpoint,
         model: null,
@@ -732,19 +787,18 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     async close() {
       if (closing.signal.aborted) return;
       ready = false;
-      clearInterval(checkpointTimer);
-      clearInterval(sweepTimer);
       // Stop feeding new lines at once; requests in flight get the grace period.
       closing.abort();
-      const grace = setTimeout(() => abandoning.abort(), shutdownGraceMs);
+      const grace = clock.setTimeout(() => abandoning.abort(), shutdownGraceMs);
       await Promise.allSettled([...runs]);
-      clearTimeout(grace);
+      clock.clearTimeout(grace);
       dispatcher.close();
       await offThreadScanner?.close();
-      for (const batch of active.values()) for (const timer of batch.timers) clearTimeout(timer);
+      for (const batch of active.values()) for (const timer of batch.timers) clock.clearTimeout(timer);
       if (checkpointStore) {
         lastCheckpointState = "";
-        await engine.checkpoint();
+        // A last checkpoint only shortens the next start: without it, recovery scans the logs.
+        await engine.checkpoint().catch((error) => logger.error(`last checkpoint failed: ${(error as Error).message}`));
       }
     },
   };

@@ -4,6 +4,8 @@
  * @module
  */
 import { DEFAULT_MARK_EVERY, type DigestMarks, MarkingSha256 } from "../integrity/digest_marks.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
+import { type Logger, silentLogger } from "../shared/logger.ts";
 import { isStorageError } from "../storage/errors.ts";
 import type { BlobHasher, Storage } from "../storage/types.ts";
 import { BatchError } from "./errors.ts";
@@ -93,8 +95,8 @@ export interface ReceivedUpload {
 /** Options for {@link createFileService}. */
 export interface FileServiceOptions {
   limits?: FileLimits;
-  /** Milliseconds clock (injectable for tests). */
-  clock?: () => number;
+  /** Where time comes from (injectable for tests). */
+  clock?: Clock;
   /**
    * Whether a file is the input of a batch still running: deleting such a file
    * removes it from the API at once, but its bytes stay until the batch ends.
@@ -104,9 +106,11 @@ export interface FileServiceOptions {
   validation?: ValidationLimits;
   /** Runs the scans of streamed uploads on a worker thread (otherwise they run in this one). */
   offThreadScanner?: OffThreadScanner;
+  /** Where a scan that failed is reported. */
+  logger?: Logger;
 }
 
-const nowSeconds = (clock: () => number) => Math.floor(clock() / 1000);
+const nowSeconds = (clock: Clock) => Math.floor(clock.now() / 1000);
 
 /**
  * Creates the file service.
@@ -120,7 +124,8 @@ const nowSeconds = (clock: () => number) => Math.floor(clock() / 1000);
  */
 export function createFileService(storage: Storage, options: FileServiceOptions = {}): FileService {
   const limits = options.limits ?? DEFAULT_FILE_LIMITS;
-  const clock = options.clock ?? Date.now;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
   const isInUse = options.isInUse ?? (() => false);
   const notFound = (fileId: string) => new BatchError("not_found", `No such File object: ${fileId}`, { param: "id" });
 
@@ -158,7 +163,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
 
   const service: FileService = {
     async receive(upload) {
-      const id = newFileId(clock());
+      const id = newFileId(clock.now());
       // A batch input (or a .jsonl file whose purpose is not known yet) is validated
       // as it streams in, while the upload waits on the network anyway.
       const looksLikeBatchInput = upload.purpose === "batch" ||
@@ -177,17 +182,34 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           dropScan = () => session.drop();
         } else {
           // The put hands its hasher every chunk in order: they are hashed and scanned there, with no stream between.
-          const scanner = new InputScanner(limits);
+          // A scan is an optimisation: one that throws is dropped (and reported), and the batch that uses the
+          // file is validated in full when it is created.
+          let scanner: InputScanner | null = new InputScanner(limits);
+          const dropBrokenScan = (error: unknown) => {
+            logger.error(`the upload scan of ${upload.filename} failed and was dropped: ${(error as Error)?.stack ?? error}`);
+            scanner = null;
+          };
           const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
           hasher = {
             update: (chunk) => {
               hash.update(chunk);
-              scanner.push(chunk);
+              try {
+                scanner?.push(chunk);
+              } catch (error) {
+                dropBrokenScan(error);
+              }
               return undefined;
             },
             finish: () => Promise.resolve(hash.finish()),
           };
-          finishScan = () => scanner.finish();
+          finishScan = () => {
+            try {
+              return scanner?.finish();
+            } catch (error) {
+              dropBrokenScan(error);
+              return undefined;
+            }
+          };
         }
       }
       try {

@@ -13,6 +13,7 @@ import type { Dispatcher, Lease } from "./dispatcher.ts";
 import { createEventLoopShare } from "./event_loop_share.ts";
 import { isBlankLine, readLines } from "./line_reader.ts";
 import type { Logger } from "../shared/logger.ts";
+import { type Clock, sleep } from "../shared/clock.ts";
 import type { LogKind } from "./progress.ts";
 import { rawMemberValue } from "./raw_json.ts";
 import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";
@@ -34,6 +35,8 @@ export interface RunContext {
   /** Aborted when requests in flight must be abandoned (end of the shutdown grace). */
   abandon: AbortSignal;
   logger: Logger;
+  /** Where retry delays are timed. */
+  clock: Clock;
 }
 
 /** Most lines of one batch in flight or waiting to retry, as a multiple of the concurrency. */
@@ -79,19 +82,12 @@ async function* unfinishedLines(
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<boolean>((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+/** The error file's `error.code` for each way a request got no response. */
+const NO_RESPONSE_CODES = {
+  timeout: "request_timeout",
+  connection_error: "connection_error",
+  response_too_large: "response_too_large",
+} as const;
 
 /**
  * Dispatches every unfinished line of `active` until all are done, the batch is
@@ -130,7 +126,14 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
         let lease: Lease;
         try {
           lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
-        } catch {
+        } catch (error) {
+          // Only the stop signal makes a wait for a slot fail.
+          if (stopSignal.aborted) break dispatch;
+          throw error;
+        }
+        if (failure) {
+          // A line that failed the run did so while this one waited for its slot.
+          lease.release();
           break dispatch;
         }
         active.inFlight.add(line);
@@ -183,13 +186,16 @@ async function runLine(
       lease.release(totalTokensOf(response.body.usage));
     } catch (error) {
       lease.release();
-      if (!(error instanceof TargetError)) throw error;
+      // A target that cannot send anything as configured fails the batch (once), not each line.
+      if (!(error instanceof TargetError) || error.code === "misconfigured") throw error;
       outcome = { kind: "no_response", error };
     }
     lease = null;
     if (outcome.kind === "no_response" && outcome.error.code === "aborted") return;
     const status = outcome.kind === "response" ? outcome.response.status : 0;
-    const retryable = outcome.kind === "no_response" || RETRYABLE_STATUSES.has(status);
+    const retryable = outcome.kind === "no_response"
+      ? outcome.error.code === "timeout" || outcome.error.code === "connection_error"
+      : RETRYABLE_STATUSES.has(status);
     if (outcome.kind === "response" && status < 300) ctx.dispatcher.noteSuccess();
     if (!retryable || attempt >= ctx.maxRetries) break;
     // Stopping: a line waiting for a retry is left undone rather than recorded as failed.
@@ -197,11 +203,12 @@ async function runLine(
     const asked = outcome.kind === "response" ? outcome.response.retryAfterMs : null;
     const delay = asked ?? backoffDelay(attempt, ctx.backoff);
     if (status === 429) ctx.dispatcher.backOff(delay);
-    if (!(await sleep(delay, stopSignal))) return;
+    if (!(await sleep(ctx.clock, delay, stopSignal))) return;
     try {
       lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
-    } catch {
-      return;
+    } catch (error) {
+      if (stopSignal.aborted) return;
+      throw error;
     }
   }
   recordOutcome(active, line, request.custom_id, outcome);
@@ -214,7 +221,7 @@ function recordOutcome(active: ActiveBatch, line: number, customId: string, outc
   let usage: unknown;
   if (outcome.kind === "no_response") {
     kind = "errors";
-    const code = outcome.error.code === "timeout" ? "request_timeout" : "connection_error";
+    const code = NO_RESPONSE_CODES[outcome.error.code as keyof typeof NO_RESPONSE_CODES] ?? "connection_error";
     record = failureRecord(line, customId, { code, message: outcome.error.message });
   } else {
     const { response } = outcome;

@@ -13,6 +13,7 @@
 import type { MarkedDigest } from "../integrity/digest_marks.ts";
 import { startWorkerThread, type WorkerThread } from "../runtime/threads.ts";
 import type { InputScan, ValidationLimits } from "./validate_input.ts";
+import { type Logger, silentLogger } from "../shared/logger.ts";
 
 /** Messages to the worker. */
 export type ScanRequest =
@@ -92,9 +93,15 @@ export class OffThreadScanner {
   #spareBuffers: ArrayBuffer[] = [];
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** @param workerUrl the worker module (the default is `scan_worker` beside this module) */
-  constructor(workerUrl: URL = defaultWorkerUrl()) {
+  readonly #logger: Logger;
+
+  /**
+   * @param workerUrl the worker module (the default is `scan_worker` beside this module)
+   * @param logger where a worker that fails to start for an unexpected reason is reported
+   */
+  constructor(workerUrl: URL = defaultWorkerUrl(), logger: Logger = silentLogger) {
     this.#workerUrl = workerUrl;
+    this.#logger = logger;
   }
 
   /**
@@ -174,7 +181,9 @@ export class OffThreadScanner {
         },
       });
       this.#worker = worker;
-    } catch {
+    } catch (error) {
+      // Where no worker can run, startWorkerThread says so with null; anything thrown is unexpected.
+      this.#logger.warn(`the upload scan worker could not start (${(error as Error).message}); scanning uploads in the main thread`);
       this.#worker = null;
     }
     if (!this.#worker) this.#failed = true;

@@ -13,6 +13,7 @@
  * @module
  */
 import type { MarkedDigest } from "../integrity/digest_marks.ts";
+import { type Clock, type ClockTimer, systemClock } from "../shared/clock.ts";
 import type { Storage } from "../storage/types.ts";
 import type { BatchProgress, LogKind } from "./progress.ts";
 import { RunningLogDigest } from "./running_log_digest.ts";
@@ -72,10 +73,15 @@ export interface ResultWriter {
  * await writer.below(1); // durable
  * ```
  */
-export function createResultWriter(storage: Storage, batchId: string, progress: BatchProgress): ResultWriter {
+export function createResultWriter(
+  storage: Storage,
+  batchId: string,
+  progress: BatchProgress,
+  clock: Clock = systemClock,
+): ResultWriter {
   const queues: Record<LogKind, PendingResult[]> = { output: [], errors: [] };
   const flushing: Record<LogKind, boolean> = { output: false, errors: false };
-  const lingering: Record<LogKind, ReturnType<typeof setTimeout> | null> = { output: null, errors: null };
+  const lingering: Record<LogKind, ClockTimer | null> = { output: null, errors: null };
   /** Ends the pause between two appends early (a full group is waiting). */
   const wake: Record<LogKind, (() => void) | null> = { output: null, errors: null };
   const keys: Record<LogKind, string> = { output: outputLogKey(batchId), errors: errorLogKey(batchId) };
@@ -104,12 +110,12 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
   /** Waits `ms`, or less if {@link wake} is called. */
   const pause = (kind: LogKind, ms: number) =>
     new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = clock.setTimeout(() => {
         wake[kind] = null;
         resolve();
       }, ms);
       wake[kind] = () => {
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         wake[kind] = null;
         resolve();
       };
@@ -118,7 +124,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
   const flush = async (kind: LogKind) => {
     flushing[kind] = true;
     while (queues[kind].length) {
-      const started = performance.now();
+      const started = clock.monotonic();
       const group = queues[kind];
       queues[kind] = [];
       // After a failure nothing more is appended: the failed group may be in the log
@@ -137,7 +143,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       }
       pending -= group.length;
       notify();
-      const rest = started + LINGER_MS - performance.now();
+      const rest = started + LINGER_MS - clock.monotonic();
       const gather = queues[kind].length > 0 && queues[kind].length < FULL_GROUP && !draining();
       if (rest > 0 && gather) await pause(kind, Math.ceil(rest));
     }
@@ -147,7 +153,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
   /** Writes what is queued without the pause: ends a pause in progress, or starts a flush now. */
   const flushNow = (kind: LogKind) => {
     wake[kind]?.();
-    clearTimeout(lingering[kind] ?? undefined);
+    clock.clearTimeout(lingering[kind] ?? undefined);
     lingering[kind] = null;
     if (!flushing[kind] && queues[kind].length > 0) void flush(kind);
   };
@@ -160,7 +166,7 @@ export function createResultWriter(storage: Storage, batchId: string, progress: 
       // A full group, or one someone waits to see durable, goes without the pause.
       if (queues[kind].length >= FULL_GROUP || draining()) flushNow(kind);
       else if (!flushing[kind]) {
-        lingering[kind] ??= setTimeout(() => {
+        lingering[kind] ??= clock.setTimeout(() => {
           lingering[kind] = null;
           if (!flushing[kind]) void flush(kind);
         }, LINGER_MS);

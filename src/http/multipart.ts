@@ -25,6 +25,8 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const CR = 13;
 const MAX_HEADER_BYTES = 16 * 1024;
+/** Most parts a form may have: an upload has a handful, and each part costs a little memory and work. */
+const DEFAULT_MAX_PARTS = 64;
 const findHeaderEnd = bytesFinder(encoder.encode("\r\n\r\n"));
 
 /** The boundary from a `Content-Type: multipart/form-data; boundary=…` header, or null. */
@@ -39,9 +41,9 @@ const malformed = (detail: string) =>
   new RequestError("invalid_request", `The multipart/form-data body is malformed: ${detail}.`);
 
 /**
- * Parses a multipart body part by part.
+ * Parses a multipart body part by part, at most `maxParts` of them (default 64).
  *
- * @throws {RequestError} `invalid_request` when the body is malformed.
+ * @throws {RequestError} `invalid_request` when the body is malformed or has too many parts.
  * @example
  * ```ts
  * for await (const part of parseMultipart(request.body!, boundary)) {
@@ -50,7 +52,13 @@ const malformed = (detail: string) =>
  * }
  * ```
  */
-export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary: string): AsyncGenerator<FormPart> {
+export async function* parseMultipart(
+  body: AsyncIterable<Uint8Array>,
+  boundary: string,
+  options: { maxParts?: number } = {},
+): AsyncGenerator<FormPart> {
+  const maxParts = options.maxParts ?? DEFAULT_MAX_PARTS;
+  let parts = 0;
   const chunks = body[Symbol.asyncIterator]();
   const delimiter = encoder.encode(`\r\n--${boundary}`);
   const findDelimiter = bytesFinder(delimiter);
@@ -112,6 +120,9 @@ export async function* parseMultipart(body: AsyncIterable<Uint8Array>, boundary:
       }
       const headers = decoder.decode(buffer.subarray(position, end + 2));
       position = end + 4;
+      if (++parts > maxParts) {
+        throw new RequestError("invalid_request", `The form has more than ${maxParts} fields.`);
+      }
       const part = describePart(headers);
 
       let partDone = false;

@@ -49,7 +49,9 @@ export interface WorkerThreadHandlers {
 /**
  * Starts `module` on a worker thread that does not keep the process alive.
  * Null where none can run it: Node cannot load a TypeScript module in a worker
- * (the npm build runs JavaScript, where this works).
+ * (the npm build runs JavaScript, where this works), and Deno without the
+ * permission to read (or import) the module would only print an error from
+ * inside the worker.
  *
  * @example
  * ```ts
@@ -61,6 +63,7 @@ export interface WorkerThreadHandlers {
  * ```
  */
 export function startWorkerThread(module: URL, handlers: WorkerThreadHandlers): WorkerThread | null {
+  if (!mayLoadInWorker(module)) return null;
   if (currentRuntime() === "node") {
     if (module.pathname.endsWith(".ts")) return null;
     const worker = new NodeWorker(module);
@@ -95,6 +98,26 @@ export function startWorkerThread(module: URL, handlers: WorkerThreadHandlers): 
       return Promise.resolve();
     },
   };
+}
+
+interface DenoPermissions {
+  permissions?: { querySync?(descriptor: { name: string; path?: string; host?: string }): { state: string } };
+}
+
+/** Whether this runtime may load `module` into a worker: on Deno, only with the permission to read or import it. */
+function mayLoadInWorker(module: URL): boolean {
+  if (currentRuntime() !== "deno") return true;
+  const query = (globalThis as unknown as { Deno: DenoPermissions }).Deno.permissions?.querySync;
+  if (!query) return true;
+  try {
+    const descriptor = module.protocol === "file:"
+      ? { name: "read", path: decodeURIComponent(module.pathname) }
+      : { name: "import", host: module.host };
+    return query(descriptor).state === "granted";
+  } catch {
+    // A descriptor this Deno does not know: let the worker try.
+    return true;
+  }
 }
 
 /**

@@ -5,9 +5,12 @@
  *
  * @module
  */
+import { type Clock, systemClock } from "../../shared/clock.ts";
 import { retryAfterMs } from "../retry.ts";
+import { checkHeaders } from "./http1_post.ts";
 import { choosePost, type PostResponse, readPostResponse } from "./http_transport.ts";
 import { RequestDeadlines } from "./request_deadlines.ts";
+import { ResponseTooLargeError, TargetConfigError } from "./transport_errors.ts";
 import { type Target, TargetError, type TargetRequest, type TargetResponse } from "./types.ts";
 
 /** Anything that answers a `Request` with a `Response`, such as `app.fetch` of a Hono app. */
@@ -23,6 +26,25 @@ export interface HttpTargetOptions {
   timeoutMs?: number;
   /** Extra headers on every request. */
   headers?: Record<string, string>;
+  /** Longest answer accepted, in bytes (default 64 MiB): a longer one fails its line as `response_too_large`. */
+  maxResponseBytes?: number;
+  /** Where request deadlines are timed (injectable for tests). */
+  clock?: Clock;
+}
+
+/** The default cap on an answer: far above any real completion, far below what would exhaust memory. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The {@link TargetError} for what a transport threw while a request was
+ * under way; `describe` says where the request went (for a network failure).
+ */
+function targetErrorOf(error: unknown, request: TargetRequest, deadline: { timedOut(): boolean }, timeoutMs: number, describe: string): TargetError {
+  if (request.signal.aborted) return new TargetError("aborted", "the request was aborted", { cause: error });
+  if (error instanceof ResponseTooLargeError) return new TargetError("response_too_large", error.message, { cause: error });
+  if (error instanceof TargetConfigError) return new TargetError("misconfigured", error.message, { cause: error });
+  if (deadline.timedOut()) return new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
+  return new TargetError("connection_error", `${describe}: ${(error as Error).message}`, { cause: error });
 }
 
 const REQUEST_ID_HEADERS = ["x-request-id", "request-id", "x-amzn-requestid"];
@@ -75,6 +97,8 @@ function upstreamUrls(baseUrl: string): (lineUrl: string) => string {
  * HTTP/1.1 client on kept-alive connections for an `http:` URL (when no HTTP
  * proxy is configured), through `fetch` otherwise.
  *
+ * @throws {TargetError} `misconfigured` at once for a base URL that is not
+ *   http(s) or a header no request could carry.
  * @example
  * ```ts
  * const target = createHttpTarget({ baseUrl: "http://127.0.0.1:11434/v1" }); // Ollama
@@ -84,9 +108,18 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
   const timeoutMs = options.timeoutMs ?? 600_000;
   const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
-  const deadlines = new RequestDeadlines(timeoutMs);
+  try {
+    const base = new URL(options.baseUrl);
+    if (base.protocol !== "http:" && base.protocol !== "https:") throw new TargetConfigError(`${base.protocol} is not http or https`);
+    checkHeaders(headers);
+  } catch (error) {
+    throw new TargetError("misconfigured", `cannot send requests to ${JSON.stringify(options.baseUrl)}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const deadlines = new RequestDeadlines(timeoutMs, options.clock ?? systemClock);
   const urlOf = upstreamUrls(options.baseUrl);
-  const post = choosePost(options.baseUrl);
+  const post = choosePost(options.baseUrl, { maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES });
   return {
     description: options.baseUrl,
     async send(request: TargetRequest): Promise<TargetResponse> {
@@ -94,13 +127,7 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
       try {
         return targetResponse(await post(urlOf(request.url), headers, request.bodyText, deadline));
       } catch (error) {
-        if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
-        if (deadline.timedOut()) {
-          throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
-        }
-        throw new TargetError("connection_error", `could not reach ${options.baseUrl}: ${(error as Error).message}`, {
-          cause: error,
-        });
+        throw targetErrorOf(error, request, deadline, timeoutMs, `could not reach ${options.baseUrl}`);
       } finally {
         deadline.done();
       }
@@ -117,9 +144,13 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
  * const target = createInProcessTarget(model.fetch);
  * ```
  */
-export function createInProcessTarget(handler: FetchHandler, options: { timeoutMs?: number } = {}): Target {
+export function createInProcessTarget(
+  handler: FetchHandler,
+  options: { timeoutMs?: number; maxResponseBytes?: number; clock?: Clock } = {},
+): Target {
   const timeoutMs = options.timeoutMs ?? 600_000;
-  const deadlines = new RequestDeadlines(timeoutMs);
+  const limits = { maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES };
+  const deadlines = new RequestDeadlines(timeoutMs, options.clock ?? systemClock);
   return {
     description: "in-process",
     async send(request: TargetRequest): Promise<TargetResponse> {
@@ -133,13 +164,9 @@ export function createInProcessTarget(handler: FetchHandler, options: { timeoutM
             signal: deadline.signal,
           }),
         );
-        return targetResponse(await readPostResponse(response));
+        return targetResponse(await readPostResponse(response, limits));
       } catch (error) {
-        if (request.signal.aborted) throw new TargetError("aborted", "the request was aborted", { cause: error });
-        if (deadline.timedOut()) throw new TargetError("timeout", `no response within ${timeoutMs} ms`, { cause: error });
-        throw new TargetError("connection_error", `the in-process handler failed: ${(error as Error).message}`, {
-          cause: error,
-        });
+        throw targetErrorOf(error, request, deadline, timeoutMs, "the in-process handler failed");
       } finally {
         deadline.done();
       }

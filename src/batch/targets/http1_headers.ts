@@ -12,6 +12,11 @@ export class Http1ProtocolError extends Error {
   override name = "Http1ProtocolError";
 }
 
+/** The connection closed before the response ended (or began). */
+export class ConnectionClosedError extends Http1ProtocolError {
+  override name = "ConnectionClosedError";
+}
+
 const CR = 13;
 const LF = 10;
 const COLON = 58;

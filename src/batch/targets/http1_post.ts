@@ -21,7 +21,8 @@ import { Buffer } from "node:buffer";
 import { connect, type Socket } from "node:net";
 import { setTimeout } from "node:timers";
 import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
-import { Http1ProtocolError, type Http1Response, Http1ResponseParser } from "./http1_response.ts";
+import { ConnectionClosedError, Http1ProtocolError, type Http1Response, Http1ResponseParser } from "./http1_response.ts";
+import { ResponseTooLargeError, TargetConfigError } from "./transport_errors.ts";
 import type { PostFunction, PostResponse } from "./http_transport.ts";
 import type { RequestAbort } from "./request_deadlines.ts";
 
@@ -64,7 +65,12 @@ const decoder = new TextDecoder();
  * The POST function over HTTP/1.1 for `http:` URLs. Connections are opened as
  * requests need them (one per request in flight), reused most recent first,
  * closed after 4 s idle (or sooner, as the server's `Keep-Alive` asks), and
- * never reused after an aborted, failed or connection-closing exchange.
+ * never reused after an aborted, failed or connection-closing exchange. A
+ * request on a kept-alive connection that the server closed before answering
+ * any of it is sent again on a new one, once (the server closed it idle).
+ * A body (decoded) longer than `maxResponseBytes` fails the request with
+ * {@link ResponseTooLargeError}; a header or URL it refuses, with
+ * {@link TargetConfigError}.
  *
  * @example
  * ```ts
@@ -73,7 +79,8 @@ const decoder = new TextDecoder();
  * const { status, text } = await post("http://127.0.0.1:8000/v1/chat/completions", headers, body, deadline);
  * ```
  */
-export function http1Post(): PostFunction {
+export function http1Post(options: { maxResponseBytes?: number } = {}): PostFunction {
+  const maxResponseBytes = options.maxResponseBytes ?? Infinity;
   const origins = new Map<string, Origin>();
   const endpoints = new Map<string, Endpoint>();
   const headerBlocks = new WeakMap<Readonly<Record<string, string>>, string>();
@@ -81,8 +88,13 @@ export function http1Post(): PostFunction {
   const endpointOf = (url: string): Endpoint => {
     let endpoint = endpoints.get(url);
     if (!endpoint) {
-      const parsed = new URL(url);
-      if (parsed.protocol !== "http:") throw new TypeError(`the HTTP/1.1 client cannot reach ${parsed.protocol} URLs`);
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        throw new TargetConfigError(`${JSON.stringify(url)} is not a URL`);
+      }
+      if (parsed.protocol !== "http:") throw new TargetConfigError(`the HTTP/1.1 client cannot reach ${parsed.protocol} URLs`);
       const key = parsed.host;
       let origin = origins.get(key);
       if (!origin) {
@@ -98,17 +110,9 @@ export function http1Post(): PostFunction {
   const headerBlockOf = (headers: Readonly<Record<string, string>>): string => {
     let block = headerBlocks.get(headers);
     if (block === undefined) {
+      checkHeaders(headers);
       block = "";
-      for (const [name, value] of Object.entries(headers)) {
-        const lower = name.toLowerCase();
-        if (lower === "host" || lower === "content-length" || lower === "transfer-encoding" || lower === "connection") {
-          throw new TypeError(`the header ${name} is set by the HTTP client`);
-        }
-        if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name) || /[\r\n\0]/.test(value)) {
-          throw new TypeError(`invalid header ${JSON.stringify(name)}`);
-        }
-        block += `${name}: ${value}\r\n`;
-      }
+      for (const [name, value] of Object.entries(headers)) block += `${name}: ${value}\r\n`;
       headerBlocks.set(headers, block);
     }
     return block;
@@ -117,22 +121,55 @@ export function http1Post(): PostFunction {
   return async (url, headers, body, abort) => {
     const { origin, head } = endpointOf(url);
     const request = `${head}${headerBlockOf(headers)}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-    const response = await exchange(takeConnection(origin), request, abort);
-    return toPostResponse(response);
+    for (let attempt = 0;; attempt++) {
+      const { connection, reused } = takeConnection(origin);
+      const parser = new Http1ResponseParser(maxResponseBytes);
+      try {
+        return toPostResponse(await exchange(connection, parser, request, abort), maxResponseBytes);
+      } catch (error) {
+        // A kept-alive connection the server closed as this request went out: it answered none of it.
+        if (attempt === 0 && reused && !parser.started && closedUnderUs(error)) continue;
+        throw error;
+      }
+    }
   };
 }
 
-/** An idle connection that is still fresh, or a new one. */
-function takeConnection(origin: Origin): Connection {
+/**
+ * Checks the headers a request is configured with: names that are tokens,
+ * values without line breaks, none of those the client sets itself.
+ *
+ * @throws {TargetConfigError} naming the header at fault
+ */
+export function checkHeaders(headers: Readonly<Record<string, string>>): void {
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === "host" || lower === "content-length" || lower === "transfer-encoding" || lower === "connection") {
+      throw new TargetConfigError(`the header ${name} is set by the HTTP client`);
+    }
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name) || typeof value !== "string" || /[\r\n\0]/.test(value)) {
+      throw new TargetConfigError(`invalid header ${JSON.stringify(name)}`);
+    }
+  }
+}
+
+/** Whether a request failed because its connection closed before any answer (not an abort). */
+function closedUnderUs(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return error instanceof ConnectionClosedError || code === "ECONNRESET" || code === "EPIPE";
+}
+
+/** An idle connection that is still fresh (`reused`), or a new one. */
+function takeConnection(origin: Origin): { connection: Connection; reused: boolean } {
   const now = performance.now();
   for (let connection = origin.idle.pop(); connection; connection = origin.idle.pop()) {
     if (now - connection.idleSince < connection.idleLimit && !connection.socket.destroyed) {
       connection.socket.ref();
-      return connection;
+      return { connection, reused: true };
     }
     connection.socket.destroy();
   }
-  return openConnection(origin);
+  return { connection: openConnection(origin), reused: false };
 }
 
 function openConnection(origin: Origin): Connection {
@@ -169,14 +206,19 @@ function openConnection(origin: Origin): Connection {
     settle(connection, response);
   });
   socket.on("error", (error: Error) => fail(error));
-  socket.on("close", () => fail(new Http1ProtocolError("the connection closed before the response ended")));
+  socket.on("close", () => fail(new ConnectionClosedError("the connection closed before the response ended")));
   return connection;
 }
 
-/** Sends `request` on `connection` and resolves with the whole response. */
-function exchange(connection: Connection, request: string, abort: RequestAbort): Promise<Http1Response> {
+/** Sends `request` on `connection` and resolves with the whole response, read by `parser`. */
+function exchange(
+  connection: Connection,
+  parser: Http1ResponseParser,
+  request: string,
+  abort: RequestAbort,
+): Promise<Http1Response> {
   return new Promise<Http1Response>((resolve, reject) => {
-    connection.exchange = { parser: new Http1ResponseParser(), resolve, reject };
+    connection.exchange = { parser, resolve, reject };
     // A callback, not a signal: no AbortController or listener per request (see request_deadlines.ts).
     abort.onAbort((reason) => {
       if (connection.exchange?.resolve !== resolve) return;
@@ -229,30 +271,39 @@ function idleLimitOf(keepAlive: string | null): number {
   return timeout ? Math.min(IDLE_MS, (Number(timeout[1]) - 1) * 1000) : IDLE_MS;
 }
 
-function toPostResponse(response: Http1Response): PostResponse {
+function toPostResponse(response: Http1Response, maxBytes: number): PostResponse {
   const { headers } = response;
   return {
     status: response.status,
     headers,
-    text: decoder.decode(decodeContent(response.body, headers.get("content-encoding"))),
+    text: decoder.decode(decodeContent(response.body, headers.get("content-encoding"), maxBytes)),
   };
 }
 
-/** Undoes the content coding a server applied although none was asked for (`fetch` does too). */
-function decodeContent(body: Uint8Array, coding: string | null): Uint8Array {
-  switch (coding?.toLowerCase()) {
-    case undefined:
-    case "":
-    case "identity":
-      return body;
-    case "gzip":
-    case "x-gzip":
-      return gunzipSync(body);
-    case "deflate":
-      return inflateSync(body);
-    case "br":
-      return brotliDecompressSync(body);
-    default:
-      throw new Http1ProtocolError(`unsupported content-encoding ${JSON.stringify(coding)}`);
+/**
+ * Undoes the content coding a server applied although none was asked for
+ * (`fetch` does too), up to `maxBytes` decoded.
+ */
+function decodeContent(body: Uint8Array, coding: string | null, maxBytes: number): Uint8Array {
+  const limit = Number.isFinite(maxBytes) ? { maxOutputLength: maxBytes } : {};
+  try {
+    switch (coding?.toLowerCase()) {
+      case undefined:
+      case "":
+      case "identity":
+        return body;
+      case "gzip":
+      case "x-gzip":
+        return gunzipSync(body, limit);
+      case "deflate":
+        return inflateSync(body, limit);
+      case "br":
+        return brotliDecompressSync(body, limit);
+      default:
+        throw new Http1ProtocolError(`unsupported content-encoding ${JSON.stringify(coding)}`);
+    }
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") throw new ResponseTooLargeError(maxBytes);
+    throw error;
   }
 }

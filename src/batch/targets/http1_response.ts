@@ -8,9 +8,10 @@
  * @module
  */
 import { concatBytes } from "../../storage/concat_bytes.ts";
-import { Http1Headers, Http1ProtocolError, latin1Text } from "./http1_headers.ts";
+import { ConnectionClosedError, Http1Headers, Http1ProtocolError, latin1Text } from "./http1_headers.ts";
+import { ResponseTooLargeError } from "./transport_errors.ts";
 
-export { Http1Headers, Http1ProtocolError };
+export { ConnectionClosedError, Http1Headers, Http1ProtocolError };
 
 /** A response read whole. */
 export interface Http1Response {
@@ -57,6 +58,13 @@ export class Http1ResponseParser {
   #keepAlive = true;
   #remaining = 0;
   #body: Uint8Array[] = [];
+  #bodyBytes = 0;
+  readonly #maxBodyBytes: number;
+
+  /** @param maxBodyBytes a longer body throws {@link ResponseTooLargeError} as soon as it passes the limit */
+  constructor(maxBodyBytes: number = Infinity) {
+    this.#maxBodyBytes = maxBodyBytes;
+  }
 
   /** Whether any byte of the response has arrived. */
   get started(): boolean {
@@ -105,7 +113,7 @@ export class Http1ResponseParser {
       case "length":
       case "chunk-data": {
         const take = Math.min(this.#remaining, bytes.length - at);
-        this.#body.push(bytes.subarray(at, at + take));
+        this.#keep(bytes.subarray(at, at + take));
         this.#remaining -= take;
         if (this.#remaining === 0) this.#state = this.#state === "length" ? "done" : "chunk-end";
         return at + take;
@@ -140,7 +148,7 @@ export class Http1ResponseParser {
         return lineEnd + 1;
       }
       case "until-close":
-        this.#body.push(bytes.subarray(at));
+        this.#keep(bytes.subarray(at));
         return bytes.length;
       case "done":
         return at;
@@ -156,9 +164,15 @@ export class Http1ResponseParser {
       this.#state = "done";
       return this.#finish(false);
     }
-    throw new Http1ProtocolError(
+    throw new ConnectionClosedError(
       this.started ? "the connection closed before the response ended" : "the connection closed before any response",
     );
+  }
+
+  #keep(part: Uint8Array): void {
+    this.#bodyBytes += part.length;
+    if (this.#bodyBytes > this.#maxBodyBytes) throw new ResponseTooLargeError(this.#maxBodyBytes);
+    this.#body.push(part);
   }
 
   #readHead(bytes: Uint8Array, start: number, end: number): void {
@@ -191,6 +205,7 @@ export class Http1ResponseParser {
       }
     } else if (contentLength !== null) {
       this.#remaining = contentLengthOf(contentLength);
+      if (this.#remaining > this.#maxBodyBytes) throw new ResponseTooLargeError(this.#maxBodyBytes);
       this.#state = this.#remaining === 0 ? "done" : "length";
     } else {
       this.#keepAlive = false;

@@ -14,6 +14,7 @@
 import process from "node:process";
 import { http1Post } from "./http1_post.ts";
 import type { RequestAbort } from "./request_deadlines.ts";
+import { ResponseTooLargeError } from "./transport_errors.ts";
 
 /** Response headers, looked up by lower-case name (a `Headers` is one). */
 export interface HeaderLookup {
@@ -36,16 +37,44 @@ export type PostFunction = (
   abort: RequestAbort,
 ) => Promise<PostResponse>;
 
+/** What the transports accept. */
+export interface TransportLimits {
+  /** Longest answer body (decoded) read; a longer one fails with {@link ResponseTooLargeError}. Default: no limit. */
+  maxResponseBytes?: number;
+}
+
 /**
- * Reads a `fetch` response whole, as a {@link PostResponse}.
+ * Reads a `fetch` response whole, as a {@link PostResponse}: at most
+ * `maxResponseBytes` of its body, else it is cancelled and this throws
+ * {@link ResponseTooLargeError}.
  *
  * @example
  * ```ts
- * const { status, text } = await readPostResponse(await app.fetch(request));
+ * const { status, text } = await readPostResponse(await app.fetch(request), { maxResponseBytes: 1 << 26 });
  * ```
  */
-export async function readPostResponse(response: Response): Promise<PostResponse> {
-  return { status: response.status, headers: response.headers, text: await response.text() };
+export async function readPostResponse(response: Response, limits: TransportLimits = {}): Promise<PostResponse> {
+  const max = limits.maxResponseBytes ?? Infinity;
+  const declared = Number(response.headers.get("content-length") ?? NaN);
+  if (declared > max) {
+    await response.body?.cancel().catch(() => {});
+    throw new ResponseTooLargeError(max);
+  }
+  if (!response.body) return { status: response.status, headers: response.headers, text: "" };
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let bytes = 0;
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    bytes += r.value.length;
+    if (bytes > max) {
+      await reader.cancel().catch(() => {});
+      throw new ResponseTooLargeError(max);
+    }
+    text += decoder.decode(r.value, { stream: true });
+  }
+  text += decoder.decode();
+  return { status: response.status, headers: response.headers, text };
 }
 
 /**
@@ -58,9 +87,9 @@ export async function readPostResponse(response: Response): Promise<PostResponse
  * const { status, text } = await post("https://api.example.com/v1/chat/completions", headers, body, deadline);
  * ```
  */
-export function fetchPost(): PostFunction {
+export function fetchPost(limits: TransportLimits = {}): PostFunction {
   return async (url, headers, body, abort) =>
-    readPostResponse(await fetch(url, { method: "POST", headers, body, signal: abort.signal }));
+    readPostResponse(await fetch(url, { method: "POST", headers, body, signal: abort.signal }), limits);
 }
 
 /** Whether an HTTP proxy is configured (`fetch` honours it; the HTTP/1.1 client does not). */
@@ -78,7 +107,7 @@ function httpProxyConfigured(): boolean {
  * const post = choosePost("http://127.0.0.1:8000/v1"); // the HTTP/1.1 client
  * ```
  */
-export function choosePost(baseUrl: string): PostFunction {
+export function choosePost(baseUrl: string, limits: TransportLimits = {}): PostFunction {
   const plainHttp = new URL(baseUrl).protocol === "http:";
-  return plainHttp && !httpProxyConfigured() ? http1Post() : fetchPost();
+  return plainHttp && !httpProxyConfigured() ? http1Post(limits) : fetchPost(limits);
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { type Clock, type ClockTimer, systemClock } from "../../shared/clock.ts";
 
 /** How a request learns that it must stop: a signal, or (cheaper) a callback. */
 export interface RequestAbort {
@@ -63,14 +64,19 @@ function abortEntry(entry: Entry, reason: unknown): void {
  */
 export class RequestDeadlines {
   readonly #timeoutMs: number;
+  readonly #clock: Clock;
   /** Requests running, oldest (earliest deadline) first. */
   readonly #running = new Set<Entry>();
   readonly #byOuter = new WeakMap<AbortSignal, Set<Entry>>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: ClockTimer | undefined;
 
-  /** @param timeoutMs how long each request may take */
-  constructor(timeoutMs: number) {
+  /**
+   * @param timeoutMs how long each request may take
+   * @param clock where time comes from (injectable for tests)
+   */
+  constructor(timeoutMs: number, clock: Clock = systemClock) {
     this.#timeoutMs = timeoutMs;
+    this.#clock = clock;
   }
 
   /** Starts the deadline of one request, aborted also when `outer` aborts. */
@@ -80,7 +86,7 @@ export class RequestDeadlines {
       listener: null,
       aborted: false,
       reason: undefined,
-      deadline: performance.now() + this.#timeoutMs,
+      deadline: this.#clock.monotonic() + this.#timeoutMs,
       timedOut: false,
       outer: this.#entriesOf(outer),
     };
@@ -88,7 +94,7 @@ export class RequestDeadlines {
     else {
       entry.outer.add(entry);
       this.#running.add(entry);
-      this.#timer ??= setTimeout(this.#expire, this.#timeoutMs);
+      this.#timer ??= this.#clock.setTimeout(this.#expire, this.#timeoutMs);
     }
     return {
       get signal() {
@@ -127,17 +133,17 @@ export class RequestDeadlines {
     entry.outer.delete(entry);
     this.#running.delete(entry);
     if (this.#running.size === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      this.#clock.clearTimeout(this.#timer);
       this.#timer = undefined;
     }
   }
 
   #expire = (): void => {
     this.#timer = undefined;
-    const now = performance.now();
+    const now = this.#clock.monotonic();
     for (const entry of this.#running) {
       if (entry.deadline > now) {
-        this.#timer = setTimeout(this.#expire, entry.deadline - now);
+        this.#timer = this.#clock.setTimeout(this.#expire, entry.deadline - now);
         return;
       }
       this.#finish(entry);

@@ -31,8 +31,13 @@ export interface TargetResponse {
   json: boolean;
 }
 
-/** Why no response came. */
-export type TargetErrorCode = "timeout" | "connection_error" | "aborted";
+/**
+ * Why no response came: no answer in time, no connection, aborted by the
+ * engine, an answer larger than the target accepts, or a target that cannot
+ * send anything as configured (a header its client refuses, say). Only the
+ * first two are retried.
+ */
+export type TargetErrorCode = "timeout" | "connection_error" | "aborted" | "response_too_large" | "misconfigured";
 
 /** A request that got no response. */
 export class TargetError extends Error {
