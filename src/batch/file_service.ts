@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { DEFAULT_MARK_EVERY, type DigestMarks, MarkingSha256 } from "../integrity/digest_marks.ts";
+import { DEFAULT_MARK_EVERY, type DigestMarks, MarkingSha256, verifiedStream } from "../integrity/digest_marks.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { type Logger, silentLogger } from "../shared/logger.ts";
 import { isStorageError } from "../storage/errors.ts";
@@ -71,7 +71,11 @@ export interface FileService {
   get(owner: string, fileId: string): Promise<FileRecord>;
   /** An owner's files, as `GET /v1/files` (`limit` 1..10,000, `order` desc by default). */
   list(owner: string, options: FileListOptions): Promise<FilePage>;
-  /** The bytes of a file as a stream. */
+  /**
+   * The bytes of a file as a stream, each stretch checked against the digest
+   * recorded when the file was made: at the first stretch that differs the
+   * stream errors (after the bytes before it), so changed bytes are never given out.
+   */
   content(owner: string, fileId: string): Promise<{ record: FileRecord; stream: ReadableStream<Uint8Array> }>;
   /** Deletes a file (its bytes stay while a running batch reads them). @throws {BatchError} `not_found` */
   delete(owner: string, fileId: string): Promise<void>;
@@ -339,9 +343,13 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
 
     async content(owner, fileId) {
       const record = await readRecord(owner, fileId);
-      const stream = record.content.store === "blobs"
+      const stored = record.content.store === "blobs"
         ? await storage.blobs.get(record.content.key)
         : await storage.logs.read(record.content.key);
+      // Bytes changed since they were recorded are never served: the stream ends before the stretch that differs.
+      const expected = { sha256: record.sha256, bytes: record.file.bytes, marks: record.marks };
+      const stream = verifiedStream(stored, expected, (error) =>
+        logger.error(`file ${fileId} differs from what was recorded (${(error as Error).message}); its download was cut short`));
       return { record, stream };
     },
 

@@ -176,14 +176,18 @@ export class MarkVerifier {
  *
  * While the consumer works through one proven stretch, the next is read and
  * checked, so a reader does not stall at each mark: at most two stretches
- * (plus a chunk) are held.
+ * (plus a chunk) are held. `onFailure` hears the error the stream ends with.
  *
  * @example
  * ```ts
  * const proven = verifiedStream(await storage.blobs.get(key), { sha256, bytes, marks });
  * ```
  */
-export function verifiedStream(source: ReadableStream<Uint8Array>, expected: MarkedDigest): ReadableStream<Uint8Array> {
+export function verifiedStream(
+  source: ReadableStream<Uint8Array>,
+  expected: MarkedDigest,
+  onFailure?: (error: unknown) => void,
+): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   const check = new MarkVerifier(expected);
   /** Reads and checks chunks until a stretch is proven or the source ends. */
@@ -211,6 +215,7 @@ export function verifiedStream(source: ReadableStream<Uint8Array>, expected: Mar
         ahead.catch(() => {});
       } catch (error) {
         await reader.cancel().catch(() => {});
+        onFailure?.(error);
         controller.error(error);
       }
     },
