@@ -43,7 +43,9 @@ async function main(argv: string[]): Promise<number> {
     }
     try {
       await runServe(readServeConfig(rest, process.env));
-      return 0;
+      // Everything is written and closed; a connection the runtime still holds (Deno keeps one whose
+      // request was answered before its body ended) must not keep the process alive.
+      process.exit(process.exitCode ?? 0);
     } catch (error) {
       if (error instanceof ConfigError) {
         console.error(`batchspool serve: ${error.message}\n\n${SERVE_USAGE}`);

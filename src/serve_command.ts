@@ -39,6 +39,8 @@ export interface ServeConfig {
   lockStaleAfterMs: number;
   /** Longest upstream answer accepted. */
   maxResponseBytes: number;
+  /** A client connection (or upload) on which nothing arrives for this long is dropped. */
+  idleTimeoutMs: number;
 }
 
 /** A start-up problem: printed with the usage, exit code 2. */
@@ -72,6 +74,9 @@ Options (each also read from the environment variable shown):
                                                      fails its line as response_too_large (default 64)
   --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
   --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
+  --idle-timeout <s>       BATCHSPOOL_IDLE_TIMEOUT   a client that sends nothing for this long is dropped
+                                                     (an upload: 408); a slow upload that keeps sending is
+                                                     never cut (default 120)
   --lock-stale-after <s>   BATCHSPOOL_LOCK_STALE_AFTER  the data directory's lock is stale once not refreshed
                                                      for this long; a restart after a crash waits at most
                                                      this long for it (default 10)
@@ -125,6 +130,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "checkpoint-interval": { type: "string" },
         "mock-latency": { type: "string" },
         "lock-stale-after": { type: "string" },
+        "idle-timeout": { type: "string" },
         "scan-worker": { type: "boolean" },
         "no-scan-worker": { type: "boolean" },
       },
@@ -180,6 +186,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     scanWorker: scanWorkerChoice(values["scan-worker"], values["no-scan-worker"], env.BATCHSPOOL_SCAN_WORKER),
     maxResponseBytes:
       (integer(values["max-response-mib"] ?? env.BATCHSPOOL_MAX_RESPONSE_MIB, "--max-response-mib", 1) ?? 64) * 1024 * 1024,
+    idleTimeoutMs: (integer(values["idle-timeout"] ?? env.BATCHSPOOL_IDLE_TIMEOUT, "--idle-timeout", 1) ?? 120) * 1000,
     lockStaleAfterMs:
       (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
@@ -238,12 +245,18 @@ export async function runServe(config: ServeConfig): Promise<void> {
   const target = targetFor(config);
   const storage = await openStorage(config, (error) => shutDown(error.message, 1));
   const engine = engineFor(config, storage, target);
-  const app = createApp({ engine, apiKeys: config.apiKeys, maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes });
+  const app = createApp({
+    engine,
+    apiKeys: config.apiKeys,
+    maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,
+    idleTimeoutMs: config.idleTimeoutMs,
+  });
   const server = await serve({
     fetch: app.fetch,
     hostname: config.host,
     port: config.port,
     maxRequestBodySize: DEFAULT_FILE_LIMITS.maxFileBytes + 1024 * 1024,
+    idleTimeoutMs: config.idleTimeoutMs,
   });
   const shownHost = config.host.includes(":") && !config.host.startsWith("[") ? `[${config.host}]` : config.host;
   console.log(`batchspool listening on http://${shownHost}:${server.port}`);

@@ -16,13 +16,14 @@
 import process from "node:process";
 import { consoleLogger } from "./shared/logger.ts";
 import { createApp } from "./http/app.ts";
+import { bunIdleTimeout } from "./runtime/serve.ts";
 import { engineFor, openStorage, readServeConfig, targetFor } from "./serve_command.ts";
 
 const config = readServeConfig([], process.env);
 const target = targetFor(config);
 const storage = await openStorage(config, () => void shutdown(1));
 const engine = engineFor(config, storage, target);
-const app = createApp({ engine, apiKeys: config.apiKeys });
+const app = createApp({ engine, apiKeys: config.apiKeys, idleTimeoutMs: config.idleTimeoutMs });
 engine.start().catch((error) => {
   consoleLogger.error(`start-up failed: ${(error as Error).message}`);
   process.exit(1);
@@ -36,9 +37,10 @@ async function shutdown(exitCode = 0) {
 process.once("SIGINT", () => shutdown());
 process.once("SIGTERM", () => shutdown());
 
-/** The handler and port for `deno serve` and `bun`. */
-const server: { fetch: (request: Request) => Response | Promise<Response>; port: number } = {
+/** The handler and port for `deno serve` and `bun` (with Bun's idle timeout: its default of 10 s would cut a paused upload). */
+const server: { fetch: (request: Request) => Response | Promise<Response>; port: number; idleTimeout: number } = {
   fetch: app.fetch,
   port: config.port,
+  idleTimeout: bunIdleTimeout(config.idleTimeoutMs),
 };
 export default server;

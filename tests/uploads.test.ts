@@ -3,6 +3,7 @@ import { readdir } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
+import { currentRuntime } from "../src/runtime/detect.ts";
 import { eventually, startServer } from "./_server.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
@@ -235,3 +236,66 @@ test("uploads: any JSON value on a line, and any value in each field, is a verdi
     const expected = cases.flatMap(([, verdict], i) => verdict.map(([code, param]) => [code, param, i + 1]));
     assert.deepEqual(batch.errors!.data.map((e) => [e.code, e.param, e.line]), expected);
   }));
+
+/** A server with a short idle timeout, for the timeout tests. */
+async function withIdleServer(idleSeconds: number, run: (port: number, dataDir: string) => Promise<void>) {
+  const dir = await tempDir();
+  const dataDir = join(dir, "data");
+  const server = await startServer(["--upstream", "mock", "--data", dataDir, "--idle-timeout", String(idleSeconds)]);
+  try {
+    await server.waitFor(/ready/);
+    await run(server.port, dataDir);
+  } finally {
+    await server.stop();
+    await removeDir(dir);
+  }
+}
+
+test("timeouts: a slow upload that keeps sending outlasts the idle timeout several times over and is stored whole", () =>
+  withIdleServer(1, async (port) => {
+    const boundary = "----batchspool-slow-upload";
+    const content = new Uint8Array(40_000).map((_, i) => 65 + (i % 26));
+    const body = multipartBody(boundary, content);
+    const connection = await RawConnection.open(port);
+    await connection.write(
+      `POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n` +
+        `Content-Type: multipart/form-data; boundary=${boundary}\r\n\r\n`,
+    );
+    // 20 pieces, 200 ms apart: 4 s in all against an idle timeout of 1 s.
+    for (let at = 0; at < body.length; at += Math.ceil(body.length / 20)) {
+      await connection.write(body.subarray(at, at + Math.ceil(body.length / 20)));
+      await sleep(200);
+    }
+    const created = await connection.response();
+    assert.equal(created.status, 200, new TextDecoder().decode(created.body));
+    assert.equal(JSON.parse(new TextDecoder().decode(created.body)).bytes, content.length);
+    connection.socket.destroy();
+  }));
+
+test("timeouts: an upload whose client stops sending is dropped after the idle timeout, leaving nothing behind", () =>
+  withIdleServer(1, async (port, dataDir) => {
+    const boundary = "----batchspool-stalled-upload";
+    const body = multipartBody(boundary, new Uint8Array(100_000).fill(120));
+    const connection = await RawConnection.open(port);
+    await connection.write(
+      `POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n` +
+        `Content-Type: multipart/form-data; boundary=${boundary}\r\n\r\n`,
+    );
+    await connection.write(body.subarray(0, 30_000));
+    // The server answers 408 (or, where the runtime's own idle timeout comes first, just closes).
+    const answer = await connection.response().catch(() => null);
+    if (answer) assert.equal(answer.status, 408, new TextDecoder().decode(answer.body));
+    await eventually(async () => (await filesIn(join(dataDir, "blobs"))).length === 0, 20_000).catch(() => {});
+    assert.deepEqual(await filesIn(join(dataDir, "blobs")), []);
+    connection.socket.destroy();
+  }));
+
+test("timeouts: a connection that sends nothing is closed by the server after the idle timeout", async (t) => {
+  if (currentRuntime() === "deno") {
+    return t.skip("Deno's HTTP server has no idle or header timeout (README: Timeouts); uploads are covered by the route's own");
+  }
+  await withIdleServer(1, async (port) => {
+    const connection = await RawConnection.open(port);
+    await assert.rejects(connection.response(), /closed the connection/);
+  });
+});

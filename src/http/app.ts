@@ -9,6 +9,7 @@ import { Hono } from "hono";
 import type { BatchEngine } from "../batch/engine.ts";
 import { DEFAULT_FILE_LIMITS } from "../batch/file_service.ts";
 import { consoleLogger, type Logger } from "../shared/logger.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
 import { apiKeyAuth, type OwnerVariables } from "./auth.ts";
 import { batchesRoutes } from "./batches_routes.ts";
 import { errorReply } from "./error_response.ts";
@@ -25,7 +26,14 @@ export interface AppOptions {
   maxFileBytes?: number;
   /** Where unexpected errors are reported (default: the console). */
   logger?: Logger;
+  /** An upload whose client sends nothing for this long is answered 408 (default 120 s). */
+  idleTimeoutMs?: number;
+  /** Where time comes from (injectable for tests). */
+  clock?: Clock;
 }
+
+/** How long an upload may wait for its next bytes, by default. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 
 /**
  * Creates the HTTP app.
@@ -65,7 +73,15 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
     await next();
   });
   app.use("/v1/*", apiKeyAuth(options.apiKeys ?? []));
-  app.route("/v1/files", filesRoutes({ files: engine.files, maxFileBytes: options.maxFileBytes ?? DEFAULT_FILE_LIMITS.maxFileBytes }));
+  app.route(
+    "/v1/files",
+    filesRoutes({
+      files: engine.files,
+      maxFileBytes: options.maxFileBytes ?? DEFAULT_FILE_LIMITS.maxFileBytes,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      clock: options.clock ?? systemClock,
+    }),
+  );
   app.route("/v1/batches", batchesRoutes(engine));
   return app;
 }

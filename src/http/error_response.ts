@@ -15,7 +15,7 @@ export interface OpenAIErrorBody {
 
 /** A status, the body to send with it, and extra headers. */
 export interface ErrorReply {
-  status: 400 | 401 | 404 | 409 | 413 | 415 | 500 | 503;
+  status: 400 | 401 | 404 | 408 | 409 | 413 | 415 | 500 | 503;
   body: OpenAIErrorBody;
   /** `x-should-retry: false` on conflicts: the official SDKs retry 409s otherwise, and ours never change. */
   headers?: Record<string, string>;
@@ -73,6 +73,8 @@ export function errorReply(error: unknown, logger: Logger): ErrorReply {
         return { status: 415, body: body(error.message, "invalid_request_error", null, "unsupported_media_type") };
       case "not_ready":
         return { status: 503, body: body(error.message, "server_error", null, "not_ready") };
+      case "request_timeout":
+        return { status: 408, body: body(error.message, "invalid_request_error", null, "request_timeout") };
     }
   }
   logger.error(`unexpected error while serving a request: ${(error as Error)?.stack ?? error}`);

@@ -10,6 +10,8 @@ import { type FormPart, multipartBoundary, parseMultipart } from "./multipart.ts
 import { integerParam, listBody } from "./query_params.ts";
 import { RequestError } from "./request_error.ts";
 import { requestBody } from "../runtime/request_body.ts";
+import type { Clock } from "../shared/clock.ts";
+import { limitIdle } from "./idle_body.ts";
 
 const MAX_FIELD_BYTES = 64 * 1024;
 /** Multipart framing allowed on top of the file size before a Content-Length is refused outright. */
@@ -35,6 +37,9 @@ async function fieldText(part: FormPart): Promise<string> {
 export interface FilesRoutesOptions {
   files: FileService;
   maxFileBytes: number;
+  /** An upload whose client sends nothing for this long is dropped with a 408. */
+  idleTimeoutMs: number;
+  clock: Clock;
 }
 
 /** The `/v1/files` routes. */
@@ -61,7 +66,7 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<{ Variables: Owne
     const fields: Record<string, string> = {};
     let received: ReceivedUpload | null = null;
     try {
-      for await (const part of parseMultipart(body, boundary)) {
+      for await (const part of parseMultipart(limitIdle(body, options.idleTimeoutMs, options.clock), boundary)) {
         if (part.name === "file" && part.filename !== null) {
           if (received) throw new RequestError("invalid_request", "Only one file may be uploaded at a time.", { param: "file" });
           received = await files.receive({

@@ -13,7 +13,8 @@ export type RequestErrorCode =
   | "unsupported_media_type"
   | "payload_too_large"
   | "not_found"
-  | "not_ready";
+  | "not_ready"
+  | "request_timeout";
 
 /**
  * A request the HTTP layer refuses before it reaches the batch layer.

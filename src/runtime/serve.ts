@@ -14,6 +14,25 @@ export interface ServeOptions {
   port: number;
   /** Largest request body accepted by the runtime's server (Bun enforces one). */
   maxRequestBodySize: number;
+  /**
+   * A connection on which nothing moves for this long is closed, where the
+   * runtime's server offers it: Node (socket timeout; also 60 s to send the
+   * request head), Bun (`idleTimeout`, at most 255 s). Deno's server has no
+   * such setting. No runtime limits a request's whole duration: a large upload
+   * over a slow link takes as long as it takes. Default 120 s.
+   */
+  idleTimeoutMs?: number;
+}
+
+/** Node's time for a client to send a request's head (its default). */
+const HEADERS_TIMEOUT_MS = 60_000;
+/** Bun's largest `idleTimeout`, in seconds. */
+const BUN_MAX_IDLE_SECONDS = 255;
+const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+
+/** Bun's `idleTimeout` (whole seconds, 1 to 255) for an idle timeout in ms. */
+export function bunIdleTimeout(idleTimeoutMs: number): number {
+  return Math.max(1, Math.min(BUN_MAX_IDLE_SECONDS, Math.ceil(idleTimeoutMs / 1000)));
 }
 
 /** A running server. */
@@ -72,7 +91,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         port: options.port,
         fetch: options.fetch,
         maxRequestBodySize: options.maxRequestBodySize,
-        idleTimeout: 255,
+        idleTimeout: bunIdleTimeout(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS),
       });
       return { port: server.port, close: async () => void (await server.stop(true)) };
     }
@@ -92,6 +111,16 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
             }),
         );
         server.once("error", reject);
+        // Node's default ends any request after 300 s, which a large upload over a slow link outlasts:
+        // a stalled connection is caught by the idle timeout instead.
+        const http = server as unknown as {
+          requestTimeout: number;
+          headersTimeout: number;
+          setTimeout(ms: number): void;
+        };
+        http.requestTimeout = 0;
+        http.headersTimeout = HEADERS_TIMEOUT_MS;
+        http.setTimeout(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
       });
     }
   }

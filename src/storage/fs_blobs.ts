@@ -11,6 +11,7 @@ import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { VECTORED_WRITES, WRITES_IN_FLIGHT_PER_FILE } from "../runtime/file_writes.ts";
 import { BlobHash, startMarkingHash } from "./blob_hash.ts";
+import { BlobSourceError, pumpBlobSource } from "./blob_source.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writevFully } from "./fs_paths.ts";
@@ -47,9 +48,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       await mkdir(dir, { recursive: true });
       const temp = tempPathIn(dir);
       const hash = new BlobHash(options);
-      let bytes = 0;
       const handle = await open(temp, "w");
-      let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
       // Write-behind: chunks are gathered into writes of about WRITE_SIZE (one vectored
       // write each, no copy), and up to WRITES_IN_FLIGHT_PER_FILE of them run while the next
       // chunks are read and hashed, so the source (often a network upload) is not
@@ -92,23 +91,11 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
         }, () => {});
       };
       try {
-        const take = async (chunk: Uint8Array) => {
-          bytes += chunk.length;
-          if (options.maxBytes !== undefined && bytes > options.maxBytes) {
-            throw new StorageError("too_large", `blob ${key} exceeds ${options.maxBytes} bytes`, { key });
-          }
-          const wait = hash.update(chunk);
-          if (wait) await wait;
+        await pumpBlobSource(key, source, options, hash, (chunk) => {
           gathered.push(chunk);
           gatheredBytes += chunk.length;
-          if (gatheredBytes >= WRITE_SIZE) await startWrite();
-        };
-        if (source instanceof Uint8Array) {
-          await take(source);
-        } else {
-          reader = source.getReader();
-          for (let r = await reader.read(); !r.done; r = await reader.read()) await take(r.value);
-        }
+          if (gatheredBytes >= WRITE_SIZE) return startWrite();
+        });
         if (gatheredBytes > 0) await startWrite();
         await Promise.all(writes);
         if (flushing) await flushing;
@@ -119,11 +106,11 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
         await syncDirectory(dir);
         return info;
       } catch (error) {
-        await reader?.cancel().catch(() => {});
         await Promise.allSettled(writes);
         await (flushing as Promise<void> | null)?.catch(() => {});
         await handle.close().catch(() => {});
         await unlink(temp).catch(() => {});
+        if (error instanceof BlobSourceError) throw error.error;
         if (error instanceof StorageError) throw error;
         throw ioError(`cannot write blob ${key}`, error, key);
       }

@@ -5,6 +5,7 @@
  * @module
  */
 import { BlobHash, startMarkingHash } from "./blob_hash.ts";
+import { BlobSourceError, pumpBlobSource } from "./blob_source.ts";
 import { concatBytes } from "./concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
@@ -64,26 +65,11 @@ export function createMemoryStorage(): Storage {
       assertValidKey(key);
       const hash = new BlobHash(options);
       const chunks: Uint8Array[] = [];
-      let total = 0;
-      const take = async (chunk: Uint8Array) => {
-        total += chunk.length;
-        if (options.maxBytes !== undefined && total > options.maxBytes) {
-          throw new StorageError("too_large", `blob ${key} exceeds ${options.maxBytes} bytes`, { key });
-        }
-        const wait = hash.update(chunk);
-        if (wait) await wait;
-        chunks.push(chunk.slice());
-      };
-      if (source instanceof Uint8Array) {
-        await take(source);
-      } else {
-        const reader = source.getReader();
-        try {
-          for (let r = await reader.read(); !r.done; r = await reader.read()) await take(r.value);
-        } catch (error) {
-          await reader.cancel().catch(() => {});
-          throw error;
-        }
+      let total: number;
+      try {
+        total = await pumpBlobSource(key, source, options, hash, (chunk) => void chunks.push(chunk.slice()));
+      } catch (error) {
+        throw error instanceof BlobSourceError ? error.error : error;
       }
       const content = concatBytes(chunks, total);
       const info = await hash.finish(key, () => Promise.resolve(startMarkingHash(options).update(content).finish()));
