@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { BatchObject, FileObject } from "../src/batch/objects.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import type { Target } from "../src/batch/targets/types.ts";
 import { ManualClock } from "./_clock.ts";
 import { chatLine, makeTestApp, postForm, postJson, type TestApp, upload, waitForBatch } from "./_app.ts";
 
@@ -384,22 +385,29 @@ test("unknown routes get an OpenAI-shaped 404", () =>
     await expectError(await app.request("/v1/nothing"), 404, null, "unknown_url");
   }));
 
-test("files: deleting a running batch's input removes it from the API at once, and its bytes when the batch ends", () =>
-  withApp({ target: createMockTarget({ latencyMs: 20 }), concurrency: 1 }, async (t) => {
+test("files: deleting a running batch's input removes it from the API at once, and its bytes when the batch ends", () => {
+  // Requests wait until the test lets them through, so the batch is surely running when its input is deleted.
+  const mock = createMockTarget();
+  let letThrough: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (letThrough = resolve));
+  let sent = 0;
+  const target: Target = { description: "gated", send: async (request) => (sent++, await gate, mock.send(request)) };
+  return withApp({ target, concurrency: 1 }, async (t) => {
     const created = await createBatchFrom(t, ["a", "b", "c", "d", "e"].map((id) => chatLine(id)).join("\n"));
-    while ((await t.engine.getBatch("default", created.id)).status === "validating") {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    while (sent === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     const deleted = await t.app.request(`/v1/files/${created.input_file_id}`, { method: "DELETE" });
     assert.equal(deleted.status, 200);
     const running = await t.engine.getBatch("default", created.id);
     assert.ok(running.status === "in_progress" && running.request_counts.completed < 5, "deleted while it ran");
     await expectError(await t.app.request(`/v1/files/${created.input_file_id}`), 404);
+    assert.ok(await t.storage.blobs.stat(`files/${created.input_file_id}`), "its bytes stay while it runs");
+    letThrough();
     const done = await waitForBatch(t.app, created.id);
     assert.equal(done.status, "completed");
     assert.deepEqual(done.request_counts, { total: 5, completed: 5, failed: 0 });
     assert.equal(await t.storage.blobs.stat(`files/${created.input_file_id}`), null, "the bytes are gone once it ended");
-  }));
+  });
+});
 
 test("validation: the scan made during upload (here or on a worker) and a full validation at creation report the same errors", async () => {
   for (const scanUploadsOffThread of [false, true]) await withApp({ scanUploadsOffThread }, async (t) => {

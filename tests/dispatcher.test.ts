@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Dispatcher, type Lease } from "../src/batch/dispatcher.ts";
 import { backoffDelay, retryAfterMs } from "../src/batch/retry.ts";
+import { ManualClock, settle } from "./_clock.ts";
 
 test("Dispatcher never has more leases out than its concurrency", async () => {
   const dispatcher = new Dispatcher({ concurrency: 3 });
@@ -11,7 +12,8 @@ test("Dispatcher never has more leases out than its concurrency", async () => {
     const lease = await dispatcher.acquire(`q${i % 2}`);
     out++;
     peak = Math.max(peak, out);
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    // Holds the lease while the other acquirers run.
+    await settle();
     out--;
     lease.release();
   }));
@@ -31,52 +33,64 @@ test("Dispatcher rotates fairly: a small queue is not starved by a big one", asy
   for (const waiter of waiters) {
     waiter.then(({ queue, lease }) => {
       order.push(queue);
-      setTimeout(() => lease.release(), 0);
+      // Released a little later, so the next grant is made by the release, in rotation.
+      settle().then(() => lease.release());
     });
   }
   await Promise.all(waiters);
   assert.deepEqual(order.slice(0, 6), ["big", "small", "big", "small", "big", "small"]);
 });
 
-test("Dispatcher holds requests beyond the requests-per-minute budget", async () => {
-  const dispatcher = new Dispatcher({ concurrency: 100, requestsPerMinute: 600 }); // 10 a second
-  for (let i = 0; i < 600; i++) (await dispatcher.acquire("q")).release();
-  const started = Date.now();
+/** Starts `acquire` and says whether its lease has been granted yet. */
+function watchGrant(pending: Promise<Lease>): { granted(): boolean; lease: Promise<Lease> } {
   let granted = false;
-  const next = dispatcher.acquire("q").then((lease) => {
+  const lease = pending.then((lease) => {
     granted = true;
     return lease;
   });
-  await new Promise((resolve) => setTimeout(resolve, 40));
-  assert.equal(granted, false, "the 601st request waits for the budget");
-  const lease: Lease = await next;
-  const waited = Date.now() - started;
-  assert.ok(waited >= 40 && waited < 1000, `waited ${waited} ms for one request's worth of budget`);
-  lease.release();
+  return { granted: () => granted, lease };
+}
+
+test("Dispatcher holds requests beyond the requests-per-minute budget until it refills", async () => {
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 100, requestsPerMinute: 600, clock }); // 10 a second
+  for (let i = 0; i < 600; i++) (await dispatcher.acquire("q")).release();
+  const next = watchGrant(dispatcher.acquire("q"));
+  await clock.advance(99);
+  assert.equal(next.granted(), false, "the 601st request waits for one request's worth of budget: 100 ms");
+  await clock.advance(1);
+  assert.equal(next.granted(), true);
+  (await next.lease).release();
 });
 
 test("Dispatcher spends the token budget by estimate and corrects it by reported usage", async () => {
-  const dispatcher = new Dispatcher({ concurrency: 10, tokensPerMinute: 60_000 }); // 1000 a second
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 10, tokensPerMinute: 60_000, clock }); // 1000 a second
   const first = await dispatcher.acquire("q", 50_000);
   first.release(59_900); // the response used more than estimated: only 100 tokens are left
-  let granted = false;
-  const second = dispatcher.acquire("q", 1000).then((lease) => {
-    granted = true;
-    return lease;
-  });
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  assert.equal(granted, false, "1000 tokens are not available yet");
-  (await second).release();
+  const second = watchGrant(dispatcher.acquire("q", 1000));
+  await clock.advance(899);
+  assert.equal(second.granted(), false, "the other 900 tokens take 900 ms to come");
+  await clock.advance(1);
+  assert.equal(second.granted(), true);
+  (await second.lease).release(200); // used less than estimated: the rest comes back
+  const third = watchGrant(dispatcher.acquire("q", 800));
+  await settle();
+  assert.equal(third.granted(), true, "800 refunded tokens are there at once");
+  (await third.lease).release();
 });
 
 test("Dispatcher.backOff() pauses every grant and halves the concurrency", async () => {
-  const dispatcher = new Dispatcher({ concurrency: 8 });
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 8, clock });
   dispatcher.backOff(200);
   assert.equal(dispatcher.limit, 4);
-  const started = Date.now();
-  const lease = await dispatcher.acquire("q");
-  assert.ok(Date.now() - started >= 190, "no grant during the pause");
-  lease.release();
+  const pending = watchGrant(dispatcher.acquire("q"));
+  await clock.advance(199);
+  assert.equal(pending.granted(), false, "no grant during the pause");
+  await clock.advance(1);
+  assert.equal(pending.granted(), true);
+  (await pending.lease).release();
   for (let i = 0; i < 100; i++) dispatcher.noteSuccess();
   assert.equal(dispatcher.limit, 8, "successes raise the limit back");
 });

@@ -5,11 +5,13 @@ import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine.
 import { silentLogger } from "../src/shared/logger.ts";
 import { createHttpTarget, createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
 import { createMockTarget } from "../src/batch/targets/mock_target.ts";
-import type { Target, TargetRequest } from "../src/batch/targets/types.ts";
+import { type Target, TargetError, type TargetRequest } from "../src/batch/targets/types.ts";
 import { createFsStorage } from "../src/storage/fs.ts";
 import { StorageError } from "../src/storage/errors.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import { allCustomIds, ended, line, records, submit, waitUntil } from "./_engine.ts";
+import { ManualClock } from "./_clock.ts";
+import { eventually } from "./_server.ts";
 import { startUpstream, type Upstream } from "./_upstream.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
@@ -131,31 +133,39 @@ test("engine: retries give up after max-retries and the batch goes on", () =>
     assert.equal((error.response as { status_code: number }).status_code, 503);
   }));
 
-test("engine: cancel mid-run stops dispatching, keeps partial results and ends cancelled", () =>
-  withUpstream({ concurrency: 2, cancelGraceMs: 5_000 }, async (engine, upstream) => {
-    const batch = await submit(engine, Array.from({ length: 60 }, (_, i) => line(`c${i}`, "slow:50")));
-    await waitUntil(engine, batch.id, (b) => b.request_counts.completed >= 4);
-    const cancelling = await engine.cancelBatch("default", batch.id);
-    assert.equal(cancelling.status, "cancelling");
-    assert.equal(typeof cancelling.cancelling_at, "number");
-    const sentAtCancel = upstream.requests.length;
-    const done = await waitUntil(engine, batch.id, ended);
-    assert.equal(done.status, "cancelled");
-    assert.equal(typeof done.cancelled_at, "number");
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    // Requests already sent may reach the upstream just after the cancel; nothing new is sent.
-    assert.ok(upstream.requests.length <= sentAtCancel + 2, `${upstream.requests.length} sent, ${sentAtCancel} at cancel`);
-    const output = await records(engine, done.output_file_id);
-    assert.equal(output.length, done.request_counts.completed);
-    assert.ok(done.request_counts.completed >= 4 && done.request_counts.completed < 60);
-    assert.equal(new Set(output.map((r) => r.custom_id)).size, output.length);
-  }));
+test("engine: cancel mid-run stops dispatching, keeps partial results and ends cancelled", async () => {
+  const upstream = await startUpstream();
+  const http = createHttpTarget({ baseUrl: upstream.baseUrl, timeoutMs: 5_000 });
+  let sent = 0;
+  const target: Target = { description: "counting", send: (request) => (sent++, http.send(request)) };
+  try {
+    await withEngine({ target, concurrency: 2, cancelGraceMs: 5_000 }, async (engine) => {
+      const batch = await submit(engine, Array.from({ length: 60 }, (_, i) => line(`c${i}`, "slow:50")));
+      await waitUntil(engine, batch.id, (b) => b.request_counts.completed >= 4);
+      const cancelling = await engine.cancelBatch("default", batch.id);
+      assert.equal(cancelling.status, "cancelling");
+      assert.equal(typeof cancelling.cancelling_at, "number");
+      const sentAtCancel = sent;
+      const done = await waitUntil(engine, batch.id, ended);
+      assert.equal(done.status, "cancelled");
+      assert.equal(typeof done.cancelled_at, "number");
+      // A line whose slot was granted just before the cancel may still go out (at most one per slot); no other.
+      assert.ok(sent <= sentAtCancel + 2, `${sent} sent, ${sentAtCancel} at the cancel`);
+      const output = await records(engine, done.output_file_id);
+      assert.equal(output.length, done.request_counts.completed);
+      assert.ok(done.request_counts.completed >= 4 && done.request_counts.completed < 60);
+      assert.equal(new Set(output.map((r) => r.custom_id)).size, output.length);
+    });
+  } finally {
+    await upstream.close();
+  }
+});
 
 test("engine: cancel aborts requests still in flight after the grace period", () =>
-  withUpstream({ concurrency: 2, cancelGraceMs: 100 }, async (engine) => {
+  withUpstream({ concurrency: 2, cancelGraceMs: 100 }, async (engine, upstream) => {
     const batch = await submit(engine, [line("h1", "hang"), line("h2", "hang"), line("h3", "hang")]);
-    await waitUntil(engine, batch.id, (b) => b.status === "in_progress");
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Both slots hold a request that will never be answered: only the cancel's abort can end them.
+    await eventually(async () => upstream.requests.length === 2);
     await engine.cancelBatch("default", batch.id);
     const done = await waitUntil(engine, batch.id, ended, 5_000);
     assert.equal(done.status, "cancelled");
@@ -163,16 +173,50 @@ test("engine: cancel aborts requests still in flight after the grace period", ()
     assert.equal(done.output_file_id, null);
   }));
 
-test("engine: when the window expires, undone lines go to the error file as batch_expired", () =>
-  withUpstream({ concurrency: 1 }, async (engine) => {
+/** A target whose requests wait until the test answers them (or their signal aborts them). */
+function answeringTarget() {
+  const mock = createMockTarget();
+  const waiting: { request: TargetRequest; answer(): void }[] = [];
+  const target: Target = {
+    description: "answered by the test",
+    send: (request) =>
+      new Promise((resolve, reject) => {
+        const onAbort = () => reject(new TargetError("aborted", "the request was aborted"));
+        if (request.signal.aborted) return onAbort();
+        request.signal.addEventListener("abort", onAbort, { once: true });
+        waiting.push({ request, answer: () => resolve(mock.send(request)) });
+      }),
+  };
+  return {
+    target,
+    waiting: () => waiting.length,
+    /** Answers the requests waiting now. */
+    answerAll: () => waiting.splice(0).forEach((w) => w.answer()),
+  };
+}
+
+test("engine: when the window expires, undone lines go to the error file as batch_expired", async () => {
+  // Half a second into a second: a "2s" window ends 1.5 s from now (expires_at is in whole seconds).
+  const clock = new ManualClock(Date.parse("2026-12-01T00:00:00.500Z"));
+  const upstream = answeringTarget();
+  await withEngine({ target: upstream.target, concurrency: 2, clock }, async (engine) => {
     const ids = Array.from({ length: 30 }, (_, i) => `e${i}`);
-    // A 2 s window ends 1-2 s after creation (expires_at is in whole seconds); 30 lines need 3 s.
-    const batch = await submit(engine, ids.map((id) => line(id, "slow:100")), { window: "2s" });
-    const done = await waitUntil(engine, batch.id, ended, 10_000);
+    const batch = await submit(engine, ids.map((id) => line(id, "m")), { window: "2s" });
+    for (let round = 1; round <= 2; round++) {
+      await eventually(async () => upstream.waiting() === 2);
+      upstream.answerAll();
+      await clock.advance(10); // the results' group commit
+      await waitUntil(engine, batch.id, (b) => b.request_counts.completed === 2 * round);
+    }
+    await eventually(async () => upstream.waiting() === 2);
+    await clock.advance(1_479);
+    assert.equal((await engine.getBatch("default", batch.id)).status, "in_progress", "not before its window ends");
+    // The window ends: the two requests in flight are abandoned, every undone line is expired.
+    await clock.advance(1);
+    const done = await waitUntil(engine, batch.id, ended);
     assert.equal(done.status, "expired");
-    assert.equal(typeof done.expired_at, "number");
-    assert.ok(done.request_counts.completed > 0 && done.request_counts.completed < 30, JSON.stringify(done.request_counts));
-    assert.equal(done.request_counts.completed + done.request_counts.failed, 30);
+    assert.equal(done.expired_at, Math.floor(clock.now() / 1000));
+    assert.deepEqual(done.request_counts, { total: 30, completed: 4, failed: 26 });
     const errors = await records(engine, done.error_file_id);
     assert.equal(errors.length, done.request_counts.failed);
     for (const error of errors) {
@@ -183,7 +227,8 @@ test("engine: when the window expires, undone lines go to the error file as batc
       });
     }
     assert.deepEqual(await allCustomIds(engine, done), [...ids].sort());
-  }));
+  });
+});
 
 test("engine: the in-process target serves a batch from a Hono app with no network hop", async () => {
   const model = new Hono().post("/v1/embeddings", async (c) => {
@@ -271,16 +316,21 @@ test("engine: with a token budget, a request waits for the output its body asks 
     },
   };
   // 1,000 tokens a second, 60,000 at first.
-  await withEngine({ target, tokensPerMinute: 60_000 }, async (engine) => {
+  const clock = new ManualClock();
+  await withEngine({ target, tokensPerMinute: 60_000, clock }, async (engine) => {
     // Each asks for up to 25,000 tokens of output (the first by the name that comes first): two fit the budget.
     const lines = [0, 1, 2].map((i) =>
       line(`c${i}`, "m", i === 0 ? { max_completion_tokens: 25_000, max_tokens: 1 } : { max_tokens: 25_000 })
     );
     const batch = await submit(engine, lines);
+    await eventually(async () => sent.length === 2);
+    await clock.advance(10);
     await waitUntil(engine, batch.id, (b) => b.request_counts.completed === 2);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // About 10,000 tokens are left; the third needs about 25,000: some 15 s of refill.
+    await clock.advance(14_000);
     assert.equal(sent.length, 2, "the third waits for its 25,000 tokens");
-    assert.equal((await engine.getBatch("default", batch.id)).request_counts.completed, 2);
+    await clock.advance(2_000);
+    await eventually(async () => sent.length === 3);
   });
 });
 

@@ -11,26 +11,56 @@ import { TargetConfigError } from "../src/batch/targets/transport_errors.ts";
 
 type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void;
 
-/** A real server on 127.0.0.1 that counts its connections. */
-async function withServer(handler: Handler, run: (url: string, server: { connections: number; http: Server; closeIdle(): void }) => Promise<void>) {
+interface TestServer {
+  /** Connections accepted so far. */
+  connections: number;
+  http: Server;
+  /** Closes every open connection (from the server's side). */
+  closeIdle(): void;
+  /** Resolves once the server has received `count` requests in all. */
+  received(count: number): Promise<void>;
+  /** Resolves once no connection is open. */
+  allClosed(): Promise<void>;
+}
+
+/** A real server on 127.0.0.1 that counts its connections and requests. */
+async function withServer(handler: Handler, run: (url: string, server: TestServer) => Promise<void>) {
   const sockets = new Set<Socket>();
-  const state = {
+  const watchers = new Set<() => void>();
+  const notify = () => {
+    for (const watcher of watchers) watcher();
+  };
+  let requests = 0;
+  const until = (condition: () => boolean) =>
+    new Promise<void>((resolve) => {
+      const check = () => condition() && (watchers.delete(check), resolve());
+      watchers.add(check);
+      check();
+    });
+  const state: TestServer = {
     connections: 0,
     http: null as unknown as Server,
     closeIdle: () => {
       for (const socket of sockets) socket.destroy();
     },
+    received: (count) => until(() => requests >= count),
+    allClosed: () => until(() => sockets.size === 0),
   };
   const server = createServer(async (request, response) => {
     let body = "";
     for await (const chunk of request) body += chunk;
+    requests++;
+    notify();
     handler(request, body, response);
   });
   state.http = server;
   server.on("connection", (socket) => {
     state.connections++;
     sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    socket.on("close", () => {
+      sockets.delete(socket);
+      notify();
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   try {
@@ -47,7 +77,6 @@ const abortOf = (signal: AbortSignal): RequestAbort => ({
   onAbort: (listener) =>
     signal.aborted ? listener(signal.reason) : signal.addEventListener("abort", () => listener(signal.reason), { once: true }),
 });
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const never = abortOf(new AbortController().signal);
 const transports: [string, () => PostFunction][] = [["fetch", fetchPost], ["HTTP/1.1", http1Post]];
 
@@ -100,10 +129,10 @@ for (const [name, make] of transports) {
     }));
 
   test(`${name} transport: an abort ends a request that gets no answer`, () =>
-    withServer(() => {}, async (url) => {
+    withServer(() => {}, async (url, server) => {
       const controller = new AbortController();
       const pending = make()(url, {}, "{}", abortOf(controller.signal));
-      await sleep(50);
+      await server.received(1);
       controller.abort(new DOMException("timed out", "TimeoutError"));
       await assert.rejects(pending);
     }));
@@ -144,14 +173,11 @@ test("HTTP/1.1 transport: requests in turn share one kept-alive connection, and 
     response.end("{}");
   }, async (url, server) => {
     const post = http1Post();
-    for (let i = 0; i < 5; i++) {
-      assert.equal((await post(url, {}, "{}", never)).status, 200);
-      await sleep(10);
-    }
+    for (let i = 0; i < 5; i++) assert.equal((await post(url, {}, "{}", never)).status, 200);
     assert.equal(server.connections, 1);
-    // The server closes the idle connection; the next request opens a new one instead of failing.
+    // The server closes the idle connection. Whether or not the client has noticed yet, the next request
+    // succeeds on a new connection: the closed one is not reused, or its request is sent again once.
     server.closeIdle();
-    await sleep(50);
     assert.equal((await post(url, {}, "{}", never)).status, 200);
     assert.equal(server.connections, 2);
   }));
@@ -191,14 +217,11 @@ test("HTTP/1.1 transport: an aborted request's connection is closed, not reused"
     const post = http1Post();
     const controller = new AbortController();
     const pending = post(url, { "x-hang": "1" }, "{}", abortOf(controller.signal));
-    await sleep(50);
+    await server.received(1);
     controller.abort();
     await assert.rejects(pending);
-    await sleep(50);
-    const open = await new Promise<number>((resolve, reject) =>
-      server.http.getConnections((error, count) => error ? reject(error) : resolve(count))
-    );
-    assert.equal(open, 0);
+    // The client closes it: the server sees it go (a reused one would stay open for the next request).
+    await server.allClosed();
     assert.equal((await post(url, {}, "{}", never)).status, 200);
     assert.equal(server.connections, 2);
   }));

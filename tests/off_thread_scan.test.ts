@@ -7,6 +7,7 @@ import { OffThreadScanner } from "../src/batch/off_thread_scan.ts";
 import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
 import { DEFAULT_VALIDATION_LIMITS, InputScanner } from "../src/batch/validate_input.ts";
 import { currentRuntime } from "../src/runtime/detect.ts";
+import { ManualClock } from "./_clock.ts";
 
 /** Node cannot load TypeScript in a worker: there the npm build's worker (built by `npm test`) is used. */
 const workerUrl = () =>
@@ -31,7 +32,7 @@ test("OffThreadScanner: a scan (and hash) on the worker equals one in this threa
   local.push(bytes);
   const expected = local.finish();
   const expectedDigest = new MarkingSha256(4096).update(bytes).finish();
-  const scanner = new OffThreadScanner(workerUrl());
+  const scanner = new OffThreadScanner({ workerUrl: workerUrl() });
   try {
     for (const size of [1 << 20, 4093, 17]) {
       const session = scanner.start(DEFAULT_VALIDATION_LIMITS, size === 17 ? undefined : 4096);
@@ -49,7 +50,7 @@ test("OffThreadScanner: a scan (and hash) on the worker equals one in this threa
 });
 
 test("OffThreadScanner: an upload far ahead of the worker is held back, and nothing is lost", async () => {
-  const scanner = new OffThreadScanner(workerUrl());
+  const scanner = new OffThreadScanner({ workerUrl: workerUrl() });
   try {
     const session = scanner.start({ ...DEFAULT_VALIDATION_LIMITS, maxRequests: 1_000_000 })!;
     const text: string[] = [];
@@ -78,7 +79,7 @@ test("OffThreadScanner: an upload far ahead of the worker is held back, and noth
 });
 
 test("OffThreadScanner: a worker that cannot start gives no scan (or none at all), never a hang", async () => {
-  const scanner = new OffThreadScanner(new URL("./no_such_worker.js", import.meta.url));
+  const scanner = new OffThreadScanner({ workerUrl: new URL("./no_such_worker.js", import.meta.url) });
   try {
     const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
     if (session) {
@@ -92,7 +93,8 @@ test("OffThreadScanner: a worker that cannot start gives no scan (or none at all
 });
 
 test("OffThreadScanner: scans close together share a worker; after a second without one it is stopped", async () => {
-  const scanner = new OffThreadScanner(new URL("./_fixtures/counting_scan_worker.mjs", import.meta.url));
+  const clock = new ManualClock();
+  const scanner = new OffThreadScanner({ workerUrl: new URL("./_fixtures/counting_scan_worker.mjs", import.meta.url), clock });
   const scanOnce = async () => {
     const session = scanner.start(DEFAULT_VALIDATION_LIMITS);
     assert.ok(session, "a worker runs here");
@@ -102,10 +104,13 @@ test("OffThreadScanner: scans close together share a worker; after a second with
   try {
     const first = await scanOnce();
     const second = await scanOnce();
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await clock.advance(999);
+    const stillWarm = await scanOnce();
+    await clock.advance(1_000);
     const third = await scanOnce();
     assert.equal(second.worker, first.worker, "the second scan, at once, ran on the first one's worker");
     assert.deepEqual([first.scans, second.scans], [1, 2]);
+    assert.equal(stillWarm.worker, first.worker, "a scan within the idle second reuses it too");
     assert.notEqual(third.worker, first.worker, "the idle worker was stopped");
     assert.equal(third.scans, 1, "the third scan ran on a fresh worker");
   } finally {

@@ -60,7 +60,7 @@ test("packaging: the npm build serves with `node dist/cli.js serve`", async () =
       body: JSON.stringify({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }),
     })).json();
     let batch = created;
-    for (let i = 0; i < 200 && !["completed", "failed"].includes(batch.status); i++) {
+    for (const until = Date.now() + 60_000; Date.now() < until && !["completed", "failed"].includes(batch.status);) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       batch = await (await fetch(`http://127.0.0.1:${port}/v1/batches/${created.id}`)).json();
     }

@@ -2,33 +2,32 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createEventLoopShare } from "../src/batch/event_loop_share.ts";
 import { RequestDeadlines } from "../src/batch/targets/request_deadlines.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-const aborted = (signal: AbortSignal) =>
-  new Promise((resolve) => signal.aborted ? resolve(undefined) : signal.addEventListener("abort", resolve, { once: true }));
+import { ManualClock } from "./_clock.ts";
 
 test("RequestDeadlines: a request past its timeout aborts as timed out; one done in time never does", async () => {
-  const deadlines = new RequestDeadlines(100);
+  const clock = new ManualClock();
+  const deadlines = new RequestDeadlines(100, clock);
   const outer = new AbortController().signal;
-  const started = performance.now();
   const quick = deadlines.start(outer);
   const slow = deadlines.start(outer);
-  await sleep(10);
+  await clock.advance(10);
   quick.done();
-  await sleep(90);
+  await clock.advance(80);
   const later = deadlines.start(outer);
-  await aborted(slow.signal);
-  assert.ok(performance.now() - started >= 99, "not before its time");
+  await clock.advance(9);
+  assert.equal(slow.signal.aborted, false, "not before its time");
+  await clock.advance(1);
   assert.equal(slow.timedOut(), true);
   assert.equal((slow.signal.reason as DOMException).name, "TimeoutError");
   assert.equal(quick.signal.aborted, false);
   // Started 90 ms after the first: its own deadline, not the first one's.
   assert.equal(later.signal.aborted, false);
-  await aborted(later.signal);
-  assert.ok(performance.now() - started >= 190);
+  await clock.advance(89);
+  assert.equal(later.signal.aborted, false);
+  await clock.advance(1);
   assert.equal(later.timedOut(), true);
   assert.equal(quick.signal.aborted, false);
+  assert.equal(clock.pending, 0, "no timer left once every request is over");
 });
 
 test("RequestDeadlines: the caller's abort reaches every request started with that signal, and no other", async () => {
@@ -54,7 +53,8 @@ test("RequestDeadlines: the caller's abort reaches every request started with th
 });
 
 test("RequestDeadlines: onAbort callbacks fire once, for timeouts and the caller's abort, never after done", async () => {
-  const deadlines = new RequestDeadlines(60);
+  const clock = new ManualClock();
+  const deadlines = new RequestDeadlines(60, clock);
   const batch = new AbortController();
   const calls: string[] = [];
   const note = (name: string) => (reason: unknown) => calls.push(`${name}:${(reason as Error).name ?? reason}`);
@@ -66,7 +66,7 @@ test("RequestDeadlines: onAbort callbacks fire once, for timeouts and the caller
   finished.onAbort(note("finished"));
   finished.done();
   batch.abort(new RangeError("cancelled"));
-  await sleep(120);
+  await clock.advance(120);
   assert.deepEqual(calls.sort(), ["cancel:RangeError", "timeout:TimeoutError"]);
   assert.equal(timesOut.timedOut(), true);
   // A signal asked for after the abort is already aborted, with the same reason.

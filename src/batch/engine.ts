@@ -204,7 +204,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     next();
   };
   const offThreadScanner = (options.scanUploadsOffThread ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT)
-    ? new OffThreadScanner(undefined, logger)
+    ? new OffThreadScanner({ logger })
     : undefined;
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },

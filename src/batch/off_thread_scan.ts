@@ -14,6 +14,7 @@ import type { MarkedDigest } from "../integrity/digest_marks.ts";
 import { startWorkerThread, type WorkerThread } from "../runtime/threads.ts";
 import type { InputScan, ValidationLimits } from "./validate_input.ts";
 import { type Logger, silentLogger } from "../shared/logger.ts";
+import { type Clock, type ClockTimer, systemClock } from "../shared/clock.ts";
 
 /** Messages to the worker. */
 export type ScanRequest =
@@ -51,6 +52,16 @@ const MAX_UNSCANNED_BYTES = 4 * MESSAGE_BYTES;
  * little (Deno ~5 %) and kept a worker's memory at all times.
  */
 const IDLE_MS = 1000;
+
+/** Options for {@link OffThreadScanner}. */
+export interface OffThreadScannerOptions {
+  /** The worker module (default: `scan_worker` beside this module). */
+  workerUrl?: URL;
+  /** Where a worker that fails to start for an unexpected reason is reported. */
+  logger?: Logger;
+  /** Times the idle worker's stop (injectable for tests). */
+  clock?: Clock;
+}
 
 /** One upload's scan. */
 export interface ScanSession {
@@ -91,17 +102,15 @@ export class OffThreadScanner {
   readonly #sessions = new Map<number, SessionState>();
   /** Message buffers the worker has handed back, ready to be filled again. */
   #spareBuffers: ArrayBuffer[] = [];
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: ClockTimer | undefined;
 
   readonly #logger: Logger;
+  readonly #clock: Clock;
 
-  /**
-   * @param workerUrl the worker module (the default is `scan_worker` beside this module)
-   * @param logger where a worker that fails to start for an unexpected reason is reported
-   */
-  constructor(workerUrl: URL = defaultWorkerUrl(), logger: Logger = silentLogger) {
-    this.#workerUrl = workerUrl;
-    this.#logger = logger;
+  constructor(options: OffThreadScannerOptions = {}) {
+    this.#workerUrl = options.workerUrl ?? defaultWorkerUrl();
+    this.#logger = options.logger ?? silentLogger;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /**
@@ -111,7 +120,7 @@ export class OffThreadScanner {
   start(limits: ValidationLimits, markEvery?: number): ScanSession | null {
     const worker = this.#ensureWorker();
     if (!worker) return null;
-    clearTimeout(this.#idleTimer);
+    this.#clock.clearTimeout(this.#idleTimer);
     const id = this.#nextId++;
     const state: SessionState = { unscanned: 0, resumeSender: null, settle: null };
     this.#sessions.set(id, state);
@@ -160,7 +169,7 @@ export class OffThreadScanner {
 
   /** Stops the worker; scans still running end without a result. */
   async close(): Promise<void> {
-    clearTimeout(this.#idleTimer);
+    this.#clock.clearTimeout(this.#idleTimer);
     const worker = this.#worker;
     this.#worker = null;
     this.#failed = true;
@@ -215,10 +224,9 @@ export class OffThreadScanner {
   /** Stops the worker once it has had no scan for IDLE_MS; the next scan starts a new one. */
   #stopWhenIdle() {
     if (this.#sessions.size > 0) return;
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => this.#stopWorker(), IDLE_MS);
-    // Node and Bun: the wait does not keep the process alive (Deno's timers have no unref()).
-    (this.#idleTimer as { unref?: () => void }).unref?.();
+    this.#clock.clearTimeout(this.#idleTimer);
+    // The wait does not keep the process alive.
+    this.#idleTimer = this.#clock.setTimeout(() => this.#stopWorker(), IDLE_MS, true);
   }
 
   #stopWorker() {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { unrefTimer } from "../runtime/unref_timer.ts";
 
 /** A pending timer of a {@link Clock}. */
 export type ClockTimer = { readonly __clockTimer: unique symbol } | number | object;
@@ -14,8 +15,8 @@ export interface Clock {
   now(): number;
   /** Milliseconds on a clock that never steps back or jumps: for durations and deadlines. */
   monotonic(): number;
-  /** Calls `callback` once, `ms` from now. */
-  setTimeout(callback: () => void, ms: number): ClockTimer;
+  /** Calls `callback` once, `ms` from now; with `unref`, the wait does not keep the process alive. */
+  setTimeout(callback: () => void, ms: number, unref?: boolean): ClockTimer;
   /** Cancels a timer (nothing happens for one that ran or is undefined). */
   clearTimeout(timer: ClockTimer | undefined): void;
 }
@@ -32,7 +33,11 @@ export interface Clock {
 export const systemClock: Clock = {
   now: () => Date.now(),
   monotonic: () => performance.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms) as ClockTimer,
+  setTimeout: (callback, ms, unref) => {
+    const timer = setTimeout(callback, ms);
+    if (unref) unrefTimer(timer);
+    return timer as ClockTimer;
+  },
   clearTimeout: (timer) => clearTimeout(timer as ReturnType<typeof setTimeout> | undefined),
 };
 
