@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 
-const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency"];
+const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history"];
 const args = process.argv.slice(2);
 const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const runtimes = (option("--runtimes") ?? "node,bun,deno").split(",");

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { appendFile, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { appendFile, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
 import { sha256Hex } from "../src/integrity/sha256.ts";
 import { writevFully } from "../src/storage/fs_paths.ts";
-import { createFsStorage, isStorageError, type Storage } from "../src/storage/mod.ts";
+import { createFsStorage, createMemoryStorage, isStorageError, type Storage } from "../src/storage/mod.ts";
 import { readText, testStorageContract } from "./_storage_contract.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
@@ -120,9 +120,11 @@ test("fs: temp files are never listed and are removed on open", () =>
     await storage.documents.put("t/a", 1);
     await storage.blobs.put("f/a", new Uint8Array([1]));
     await storage.close();
-    await writeFile(join(dir, "docs", "t", ".tmp-crashed"), "partial");
-    await writeFile(join(dir, "blobs", "f", ".tmp-crashed"), "partial");
+    await writeFile(join(dir, "docs", ".tmp", "crashed"), "partial");
+    await writeFile(join(dir, "blobs", ".tmp", "crashed"), "partial");
     storage = await createFsStorage({ dir });
+    assert.deepEqual(await readdir(join(dir, "docs", ".tmp")), []);
+    assert.deepEqual(await readdir(join(dir, "blobs", ".tmp")), []);
     assert.deepEqual((await storage.documents.list("t/")).keys, ["t/a"]);
     assert.deepEqual((await storage.blobs.list("")).keys, ["f/a"]);
     assert.deepEqual(await readdir(join(dir, "docs", "t")), ["a.json"]);
@@ -171,10 +173,11 @@ test("fs: a crash between temp write and rename leaves the old document intact",
     await storage.documents.put("batches/b1", { status: "in_progress" });
     await storage.close();
     // The crashed state: the new version was written to a temp file, never renamed.
-    await writeFile(join(dir, "docs", "batches", ".tmp-0001"), sealEnvelope({ version: 2, value: { status: "completed" } }));
+    await writeFile(join(dir, "docs", ".tmp", "0001"), sealEnvelope({ version: 2, value: { status: "completed" } }));
     storage = await createFsStorage({ dir });
     assert.deepEqual(await storage.documents.get("batches/b1"), { value: { status: "in_progress" }, version: 1 });
     assert.deepEqual(await readdir(join(dir, "docs", "batches")), ["b1.json"]);
+    assert.deepEqual(await readdir(join(dir, "docs", ".tmp")), []);
     await storage.close();
   }));
 
@@ -192,3 +195,59 @@ test("fs: a document that fails its hash is reported as corrupt, not returned", 
     await storage.close();
   }));
 
+
+test("fs: document listings kept in memory agree with a fresh walk of the folders, whatever was written or deleted", () =>
+  withDir(async (dir) => {
+    const storage = await createFsStorage({ dir });
+    const reference = createMemoryStorage();
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+    const folders = ["a", "a/b", "a/b/c", "t", "t/x", "u"];
+    const names = ["0", "1", "10", "2", "a", "a-1", "b", "batch_01", "z"];
+    const prefixes = ["a/", "a/b/", "a/b/c/", "t/", "t/x/", "u/", "v/"];
+    const afters = [undefined, "a", "a/", "a/b", "a/b/1", "a/c", "t/1", "t/x/z", "u/b", "zz", "0"];
+    for (let step = 0; step < 400; step++) {
+      const key = `${pick(folders)}/${pick(names)}`;
+      if (next() < 0.7) {
+        await storage.documents.put(key, step);
+        await reference.documents.put(key, step);
+      } else {
+        assert.equal(await storage.documents.delete(key), await reference.documents.delete(key));
+      }
+      // Ask often, so that folders are read early and then kept current by the writes.
+      for (let ask = 0; ask < 3; ask++) {
+        const prefix = pick(prefixes);
+        const options = { after: pick(afters), limit: 1 + Math.floor(next() * 5), reverse: next() < 0.5 };
+        assert.deepEqual(
+          await storage.documents.list(prefix, options),
+          await reference.documents.list(prefix, options),
+          `step ${step}: list(${prefix}, ${JSON.stringify(options)})`,
+        );
+      }
+    }
+    // A store opened afresh (reading each folder anew) lists the same.
+    await storage.close();
+    const reopened = await createFsStorage({ dir });
+    for (const prefix of prefixes) {
+      assert.deepEqual(await reopened.documents.list(prefix), await reference.documents.list(prefix));
+    }
+    await reopened.close();
+  }));
+
+test("fs: a data directory of an earlier version, with temp files beside their targets, is cleaned once on open", () =>
+  withDir(async (dir) => {
+    let storage = await createFsStorage({ dir });
+    await storage.documents.put("t/a", 1);
+    await storage.blobs.put("f/a", new Uint8Array([1]));
+    await storage.close();
+    // As an earlier version left a crash: temp files beside their targets, and no layout file.
+    await rm(join(dir, "layout.json"));
+    await writeFile(join(dir, "docs", "t", ".tmp-crashed"), "partial");
+    await writeFile(join(dir, "blobs", "f", ".tmp-crashed"), "partial");
+    storage = await createFsStorage({ dir });
+    assert.deepEqual(await readdir(join(dir, "docs", "t")), ["a.json"]);
+    assert.deepEqual(await readdir(join(dir, "blobs", "f")), ["a"]);
+    assert.deepEqual(JSON.parse(await readFile(join(dir, "layout.json"), "utf8")), { tempFolders: true });
+    await storage.close();
+  }));

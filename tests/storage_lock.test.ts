@@ -96,7 +96,8 @@ test("lock: a foreign host's lock with a stale heartbeat is taken over at once",
 
 test("lock: a foreign host's lock with a fresh heartbeat is refused once it is refreshed, naming its holder", () =>
   withDir(async (dir) => {
-    await writeLock(dir, { token: "alive-elsewhere", pid: 4242, host: "node-b" }, 0);
+    // Refreshed 5 s ago (so that the refresh below changes its time, however fast it comes).
+    await writeLock(dir, { token: "alive-elsewhere", pid: 4242, host: "node-b" }, 5_000);
     // The holder on the other host refreshes its lock while this starter watches it.
     const logger = watchingLogger(() => void utimes(lockPath(dir), new Date(), new Date()));
     await assert.rejects(

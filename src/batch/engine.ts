@@ -190,18 +190,26 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     tokensPerMinute: options.tokensPerMinute,
     clock,
   });
-  /** Runs `task` every `ms` until the engine closes, never two at once. */
-  const repeat = (ms: number, task: () => Promise<void>) => {
+  /** Housekeeping under way (checkpoints, sweeps): `close` waits for it. */
+  const housekeeping = new Set<Promise<void>>();
+  /** Runs `task` now when `atOnce`, then every `ms` until the engine closes, never two at once. */
+  const repeat = (ms: number, task: () => Promise<void>, atOnce = false) => {
+    const runTask = () => {
+      const running = task();
+      housekeeping.add(running);
+      void running.finally(() => housekeeping.delete(running)).then(next);
+    };
     const next = () => {
       if (closing.signal.aborted) return;
       const timer = clock.setTimeout(() => {
         closing.signal.removeEventListener("abort", stop);
-        void task().then(next);
+        runTask();
       }, ms);
       const stop = () => clock.clearTimeout(timer);
       closing.signal.addEventListener("abort", stop, { once: true });
     };
-    next();
+    if (atOnce) runTask();
+    else next();
   };
   const offThreadScanner = (options.scanUploadsOffThread ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT)
     ? new OffThreadScanner({ logger })
@@ -642,8 +650,9 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
         repeat(checkpointOptions?.intervalMs ?? 5_000, () =>
           engine.checkpoint().then(() => {}, (error) => logger.error(`checkpoint failed: ${(error as Error).message}`)));
       }
+      // Expired files are swept at start (in the background) and every hour.
       repeat(3_600_000, () =>
-        files.sweepExpired().then(() => {}, (error) => logger.error(`expired-file sweep failed: ${(error as Error).message}`)));
+        files.sweepExpired().then(() => {}, (error) => logger.error(`expired-file sweep failed: ${(error as Error).message}`)), true);
     },
 
     async createBatch(owner, body) {
@@ -732,18 +741,14 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
         limit,
         after: after === undefined ? undefined : prefix + after,
       });
-      const data: BatchObject[] = [];
-      for (const key of page.keys) {
+      // The page's documents are read at once: one after another, a page cost a read's latency a hundred times.
+      const batches = await Promise.all(page.keys.map(async (key) => {
         const batchId = key.slice(prefix.length);
         const live = active.get(batchId);
-        if (live && live.record.owner === owner) {
-          data.push(liveBatchObject(live));
-          continue;
-        }
-        const doc = await storage.documents.get<BatchRecord>(key);
-        if (doc) data.push(doc.value.batch);
-      }
-      return { data, has_more: page.more };
+        if (live && live.record.owner === owner) return liveBatchObject(live);
+        return (await storage.documents.get<BatchRecord>(key))?.value.batch ?? null;
+      }));
+      return { data: batches.filter((batch) => batch !== null), has_more: page.more };
     },
 
     async cancelBatch(owner, batchId) {
@@ -790,7 +795,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       // Stop feeding new lines at once; requests in flight get the grace period.
       closing.abort();
       const grace = clock.setTimeout(() => abandoning.abort(), shutdownGraceMs);
-      await Promise.allSettled([...runs]);
+      await Promise.allSettled([...runs, ...housekeeping]);
       clock.clearTimeout(grace);
       dispatcher.close();
       await offThreadScanner?.close();

@@ -11,7 +11,15 @@ import type { BlobHasher, Storage } from "../storage/types.ts";
 import { BatchError } from "./errors.ts";
 import { isFileId, newFileId } from "./ids.ts";
 import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "./objects.ts";
-import { fileBlobKey, fileDocKey, fileDocPrefix } from "./storage_keys.ts";
+import {
+  EXPIRY_INDEX_MARKER,
+  FILE_EXPIRY_PREFIX,
+  fileBlobKey,
+  fileDocKey,
+  fileDocPrefix,
+  fileExpiryKey,
+  parseFileExpiryKey,
+} from "./storage_keys.ts";
 import type { OffThreadScanner } from "./off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS, type InputScan, InputScanner, type ValidationLimits } from "./validate_input.ts";
 
@@ -28,6 +36,9 @@ export const DEFAULT_FILE_LIMITS: FileLimits = {
   maxFileBytes: 512 * 1024 * 1024,
   maxBatchInputBytes: 200 * 1024 * 1024,
 };
+
+/** File records a listing reads at once. */
+const READ_AT_ONCE = 128;
 
 /** Batch input files expire after 30 days unless told otherwise. */
 export const DEFAULT_BATCH_INPUT_EXPIRY_SECONDS = 30 * 24 * 3600;
@@ -145,8 +156,15 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
     return doc.value;
   };
 
+  /** Adds a file with an expiry to the expiry index, before its record is written (a crash leaves an entry, never a record without one). */
+  const indexExpiry = async (record: FileRecord) => {
+    const expiresAt = record.file.expires_at;
+    if (expiresAt !== null) await storage.documents.put(fileExpiryKey(expiresAt, record.file.id), { owner: record.owner });
+  };
+
   const removeFile = async (record: FileRecord) => {
     await storage.documents.delete(fileDocKey(record.owner, record.file.id));
+    if (record.file.expires_at !== null) await storage.documents.delete(fileExpiryKey(record.file.expires_at, record.file.id));
     if (record.content.store === "blobs") {
       if (!isInUse(record.file.id)) await storage.blobs.delete(record.content.key);
     }
@@ -164,6 +182,22 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
         : `File is too large: a file may be at most ${limits.maxFileBytes} bytes.`,
       { param: "file" },
     );
+
+  /** Indexes the expiry of files recorded before the index existed (once per store). */
+  const buildExpiryIndex = async () => {
+    let after: string | undefined;
+    for (;;) {
+      const page = await storage.documents.list("tenants/", { after, limit: 1000 });
+      for (const key of page.keys) {
+        after = key;
+        if (!key.includes("/files/")) continue;
+        const doc = await storage.documents.get<FileRecord>(key);
+        if (doc) await indexExpiry(doc.value);
+      }
+      if (!page.more) break;
+    }
+    await storage.documents.put(EXPIRY_INDEX_MARKER, { built: true });
+  };
 
   const service: FileService = {
     async receive(upload) {
@@ -284,6 +318,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           content: { store: "blobs", key: fileBlobKey(received.id) },
           ...(purpose === "batch" && received.scan ? { scan: received.scan } : {}),
         };
+        await indexExpiry(record);
         await storage.documents.put(fileDocKey(received.owner, received.id), record, { ifVersion: 0 });
         return file;
       } catch (error) {
@@ -297,6 +332,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
     },
 
     async adopt(record) {
+      await indexExpiry(record);
       await storage.documents.put(fileDocKey(record.owner, record.file.id), record);
       return record.file;
     },
@@ -322,14 +358,15 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
       let after = options.after === undefined ? undefined : prefix + options.after;
       const now = nowSeconds(clock);
       for (;;) {
+        // Records are read a batch of keys at once (one after another, a page cost a read's latency per file).
         const page = await storage.documents.list(prefix, {
           after,
           reverse: order === "desc",
-          limit: Math.min(1000, limit + 1),
+          limit: Math.min(READ_AT_ONCE, limit + 1 - data.length),
         });
-        for (const key of page.keys) {
-          after = key;
-          const doc = await storage.documents.get<FileRecord>(key);
+        const docs = await Promise.all(page.keys.map((key) => storage.documents.get<FileRecord>(key)));
+        for (const [i, doc] of docs.entries()) {
+          after = page.keys[i];
           if (!doc) continue;
           const file = doc.value.file;
           if (file.expires_at !== null && file.expires_at <= now) continue;
@@ -358,20 +395,22 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
     },
 
     async sweepExpired() {
+      if (!(await storage.documents.get(EXPIRY_INDEX_MARKER))) await buildExpiryIndex();
       const now = nowSeconds(clock);
       let removed = 0;
-      let after: string | undefined;
       for (;;) {
-        const page = await storage.documents.list("tenants/", { after, limit: 1000 });
+        // The index is in expiry order: only what has expired is read, however many files there are.
+        const page = await storage.documents.list(FILE_EXPIRY_PREFIX, { limit: 1000 });
         for (const key of page.keys) {
-          after = key;
-          if (!key.includes("/files/")) continue;
-          const doc = await storage.documents.get<FileRecord>(key);
-          const expiresAt = doc?.value.file.expires_at ?? null;
-          if (doc && expiresAt !== null && expiresAt <= now) {
+          const entry = parseFileExpiryKey(key);
+          if (!entry || entry.expiresAt > now) return removed;
+          const owner = (await storage.documents.get<{ owner: string }>(key))?.value.owner;
+          const doc = owner === undefined ? null : await storage.documents.get<FileRecord>(fileDocKey(owner, entry.fileId));
+          if (doc && doc.value.file.expires_at !== null && doc.value.file.expires_at <= now) {
             await removeFile(doc.value);
             removed++;
           }
+          await storage.documents.delete(key);
         }
         if (!page.more) return removed;
       }

@@ -26,3 +26,15 @@ export const errorLogKey = (batchId: string): string => `batches/${batchId}/erro
 export const checkpointKey = (sequence: number): string => `checkpoints/${String(sequence).padStart(12, "0")}`;
 /** Prefix of checkpoints. */
 export const CHECKPOINT_PREFIX = "checkpoints/";
+/** Index entry of a file that expires: ordered by expiry time, so a sweep reads only what has expired. */
+export const fileExpiryKey = (expiresAt: number, fileId: string): string =>
+  `${FILE_EXPIRY_PREFIX}${String(expiresAt).padStart(12, "0")}-${fileId}`;
+/** Prefix of the file expiry index. */
+export const FILE_EXPIRY_PREFIX = "file-expiry/";
+/** The expiry time and file of an index entry's key, or null for a key that is not one. */
+export function parseFileExpiryKey(key: string): { expiresAt: number; fileId: string } | null {
+  const match = /^file-expiry\/(\d{12})-(file-[0-9a-f]+)$/.exec(key);
+  return match ? { expiresAt: Number(match[1]), fileId: match[2] } : null;
+}
+/** Present once the file expiry index holds every file (files recorded before it were added once). */
+export const EXPIRY_INDEX_MARKER = "meta/file-expiry-index";

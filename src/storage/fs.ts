@@ -8,20 +8,33 @@
  * <dir>/logs/<key>        append-only records (group-committed)
  * <dir>/docs/<key>.json   SHA-256-enveloped documents (atomic replace)
  * ```
- * Temp files (`.tmp-…`) left by a crash are removed when the directory is opened.
+ * Each area keeps its temp files in its own `.tmp/` folder, emptied when the
+ * directory is opened: start-up does not grow with the number of keys.
+ * `layout.json` says the directory uses that layout; a directory without it
+ * (written by an earlier version) is searched once for scattered temp files.
  *
  * @module
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { StorageError } from "./errors.ts";
 import { createFsBlobStore } from "./fs_blobs.ts";
 import { createFsDocumentStore } from "./fs_documents.ts";
 import { acquireDirectoryLock } from "./fs_lock.ts";
 import { createFsLogStore } from "./fs_logs.ts";
-import { ioError, removeLeftoverTemps } from "./fs_paths.ts";
+import { ioError, prepareArea, removeScatteredTemps, replaceFileAtomically } from "./fs_paths.ts";
 import type { Storage } from "./types.ts";
 import type { Logger } from "../shared/logger.ts";
+
+const AREAS = ["blobs", "logs", "docs"];
+/** Marks a data directory whose areas keep their temp files in their `.tmp/` folders. */
+const LAYOUT_FILE = "layout.json";
+const LAYOUT = { tempFolders: true };
+const encoder = new TextEncoder();
+
+async function exists(path: string): Promise<boolean> {
+  return await stat(path).then(() => true, () => false);
+}
 
 /** Options for {@link createFsStorage}. */
 export interface FsStorageOptions {
@@ -68,9 +81,10 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
     if (lock.lost) throw lock.lost;
   };
   try {
-    for (const area of ["blobs", "logs", "docs"]) {
-      await mkdir(join(dir, area), { recursive: true });
-      await removeLeftoverTemps(join(dir, area));
+    for (const area of AREAS) await prepareArea(join(dir, area));
+    if (!(await exists(join(dir, LAYOUT_FILE)))) {
+      for (const area of AREAS) await removeScatteredTemps(join(dir, area));
+      await replaceFileAtomically(join(dir, LAYOUT_FILE), join(dir, "docs"), encoder.encode(JSON.stringify(LAYOUT)));
     }
   } catch (error) {
     await lock.release();

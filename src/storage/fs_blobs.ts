@@ -46,7 +46,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       const path = pathOf(key);
       const dir = dirname(path);
       await mkdir(dir, { recursive: true });
-      const temp = tempPathIn(dir);
+      const temp = tempPathIn(root);
       const hash = new BlobHash(options);
       const handle = await open(temp, "w");
       // Write-behind: chunks are gathered into writes of about WRITE_SIZE (one vectored

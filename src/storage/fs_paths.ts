@@ -2,16 +2,23 @@
  * Low-level file helpers for the fs adapter: atomic replace, directory fsync,
  * ranged file streams, recursive key listing and leftover temp cleanup.
  *
- * Temp files are named `.tmp-…`; keys can never start with a dot, so temp files
- * are never listed and never collide with a key.
+ * Each area (`blobs/`, `docs/`, …) writes its temp files in its own `.tmp/`
+ * folder, then renames them into place (the same file system, so atomic).
+ * Keys can never start with a dot, so that folder is never listed and never
+ * collides with a key; and leftovers of a crash are found with one `readdir`,
+ * however many keys the area holds. Earlier versions wrote `.tmp-…` files
+ * beside their targets; a directory of theirs is searched for them once.
  *
  * @module
  */
 import { mkdir, open, readdir, rename, rm, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { StorageError } from "./errors.ts";
 
-const TEMP_PREFIX = ".tmp-";
+/** Name of an area's temp folder. */
+export const TEMP_FOLDER = ".tmp";
+/** Prefix of the temp files earlier versions left beside their targets. */
+const SCATTERED_TEMP_PREFIX = ".tmp-";
 /**
  * Bytes per read of a file stream. Each read allocates its own buffer (a
  * stream's chunks belong to its reader); at 64 KiB those are recycled by the
@@ -34,9 +41,9 @@ export function ioError(message: string, cause: unknown, key?: string): StorageE
   return new StorageError("io", `${message}: ${(cause as Error)?.message ?? cause}`, { key, cause });
 }
 
-/** A fresh temp file path in `dir`. */
-export function tempPathIn(dir: string): string {
-  return join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
+/** A fresh temp file path in the temp folder of the area rooted at `root`. */
+export function tempPathIn(root: string): string {
+  return join(root, TEMP_FOLDER, crypto.randomUUID());
 }
 
 /**
@@ -56,13 +63,15 @@ export async function syncDirectory(dir: string): Promise<void> {
 }
 
 /**
- * Atomically replaces `path` with `data`: temp file in the same directory,
- * write, fsync, rename over the target, fsync of the directory. A crash at any
- * point leaves either the old content or the new one, never a mix.
+ * Atomically replaces `path` with `data`: a temp file in the area's temp
+ * folder (`root` is the area), write, fsync, rename over the target, fsync of
+ * its directory. A crash at any point leaves either the old content or the
+ * new one, never a mix.
  */
-export async function replaceFileAtomically(path: string, dir: string, data: Uint8Array): Promise<void> {
+export async function replaceFileAtomically(path: string, root: string, data: Uint8Array): Promise<void> {
+  const dir = dirname(path);
   await mkdir(dir, { recursive: true });
-  const temp = tempPathIn(dir);
+  const temp = tempPathIn(root);
   try {
     const handle = await open(temp, "w");
     try {
@@ -197,8 +206,24 @@ export async function listKeysUnder(root: string, prefix: string, suffix = ""): 
   return keys.sort();
 }
 
-/** Deletes temp files left below `root` by writes a crash interrupted. Returns how many. */
-export async function removeLeftoverTemps(root: string): Promise<number> {
+/**
+ * Makes the area rooted at `root` ready: creates it and its temp folder, and
+ * empties the temp folder of what writes a crash interrupted left there.
+ * Returns how many were removed.
+ */
+export async function prepareArea(root: string): Promise<number> {
+  const temps = join(root, TEMP_FOLDER);
+  await mkdir(temps, { recursive: true });
+  const leftovers = await readdir(temps);
+  for (const name of leftovers) await rm(join(temps, name), { force: true, recursive: true });
+  return leftovers.length;
+}
+
+/**
+ * Deletes the temp files earlier versions left beside their targets, in every
+ * folder below `root` (done once per data directory). Returns how many.
+ */
+export async function removeScatteredTemps(root: string): Promise<number> {
   let removed = 0;
   const walk = async (dir: string): Promise<void> => {
     let entries;
@@ -210,10 +235,10 @@ export async function removeLeftoverTemps(root: string): Promise<number> {
     }
     for (const entry of entries) {
       const path = join(dir, entry.name);
-      if (entry.name.startsWith(TEMP_PREFIX)) {
+      if (entry.name.startsWith(SCATTERED_TEMP_PREFIX)) {
         await rm(path, { force: true, recursive: true });
         removed++;
-      } else if (entry.isDirectory()) {
+      } else if (entry.isDirectory() && entry.name !== TEMP_FOLDER) {
         await walk(path);
       }
     }
