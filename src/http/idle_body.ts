@@ -24,14 +24,13 @@ export function limitIdle(body: AsyncIterable<Uint8Array>, idleMs: number, clock
       const inner = chunksOf(body);
       /** When the current wait for a chunk began, or null while the server works on what it has. */
       let waitingSince: number | null = null;
+      /** Fails the current wait. (Not a `Promise.race` with one long-lived promise: each race would leave a reaction on it holding its chunk.) */
+      let failWait: ((error: RequestError) => void) | null = null;
       let timer: ClockTimer | undefined;
-      let stall: (error: RequestError) => void = () => {};
-      const stalled = new Promise<never>((_, reject) => (stall = reject));
-      stalled.catch(() => {});
       const check = () => {
         const waited = waitingSince === null ? 0 : clock.monotonic() - waitingSince;
-        if (waited >= idleMs) {
-          stall(new RequestError("request_timeout", `No part of the request body arrived for ${Math.round(idleMs / 1000)} s.`));
+        if (waited >= idleMs && failWait) {
+          failWait(new RequestError("request_timeout", `No part of the request body arrived for ${Math.round(idleMs / 1000)} s.`));
         } else {
           timer = clock.setTimeout(check, idleMs - waited);
         }
@@ -42,7 +41,10 @@ export function limitIdle(body: AsyncIterable<Uint8Array>, idleMs: number, clock
         async next() {
           waitingSince = clock.monotonic();
           try {
-            const result = await Promise.race([inner.next(), stalled]);
+            const result = await new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
+              failWait = reject;
+              inner.next().then(resolve, reject);
+            });
             if (result.done) stop();
             return result;
           } catch (error) {
@@ -51,6 +53,7 @@ export function limitIdle(body: AsyncIterable<Uint8Array>, idleMs: number, clock
             throw error;
           } finally {
             waitingSince = null;
+            failWait = null;
           }
         },
         async return(value?: unknown) {
