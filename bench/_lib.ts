@@ -113,9 +113,9 @@ export async function memoryOf(pid: number): Promise<{ rssMiB: number; peakMiB: 
 export async function pollBatch(
   baseUrl: string,
   id: string,
-  predicate: (batch: import("../src/batch/objects.ts").BatchObject) => boolean,
+  predicate: (batch: import("../src/batch/model/objects.ts").BatchObject) => boolean,
   everyMs = 20,
-): Promise<import("../src/batch/objects.ts").BatchObject> {
+): Promise<import("../src/batch/model/objects.ts").BatchObject> {
   for (;;) {
     const batch = await (await fetch(`${baseUrl}/batches/${id}`)).json();
     if (predicate(batch)) return batch;
@@ -128,16 +128,16 @@ export async function pollBatch(
  * its lines per second, from batch creation to `completed`.
  */
 export async function timeBatchInProcess(
-  target: import("../src/batch/targets/types.ts").Target,
+  target: import("../src/targets/types.ts").Target,
   content: Uint8Array,
   concurrency: number,
 ): Promise<number> {
   const { mkdtemp, rm } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
-  const { createBatchEngine } = await import("../src/batch/engine.ts");
+  const { createBatchEngine } = await import("../src/batch/engine/engine.ts");
   const { silentLogger } = await import("../src/shared/logger.ts");
-  const { createFsStorage } = await import("../src/storage/fs.ts");
+  const { createFsStorage } = await import("../src/storage/fs/fs_storage.ts");
   const dir = await mkdtemp(join(tmpdir(), "bench-batch-"));
   const storage = await createFsStorage({ dir });
   const engine = createBatchEngine({ storage, target, logger: silentLogger, concurrency });

@@ -15,14 +15,14 @@
  * (large on Node).
  */
 import { join } from "node:path";
-import { readLines } from "../src/batch/line_reader.ts";
-import { responseRecord } from "../src/batch/result_records.ts";
-import { createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
-import type { Target } from "../src/batch/targets/types.ts";
-import { createFsStorage } from "../src/storage/fs.ts";
+import { readLines } from "../src/batch/input/line_splitter.ts";
+import { responseRecord } from "../src/batch/run/result_records.ts";
+import { createInProcessTarget } from "../src/targets/in_process.ts";
+import type { Target } from "../src/targets/types.ts";
+import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
 import { median, pairedRatio, report, runsArg, timeBatchInProcess, writeJsonl } from "./_lib.ts";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { fileStream } from "../src/storage/fs_paths.ts";
+import { fileStream } from "../src/storage/fs/paths.ts";
 import { tmpdir } from "node:os";
 
 const LINES = Number(process.env.BENCH_LINES ?? 50_000);

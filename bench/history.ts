@@ -11,10 +11,10 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { newBatchId, newFileId } from "../src/batch/ids.ts";
-import type { BatchRecord, FileRecord } from "../src/batch/objects.ts";
-import { emptyUsage } from "../src/batch/objects.ts";
-import { batchDocKey, errorLogKey, fileBlobKey, fileDocKey, outputLogKey } from "../src/batch/storage_keys.ts";
+import { newBatchId, newFileId } from "../src/batch/model/ids.ts";
+import type { BatchRecord, FileRecord } from "../src/batch/model/objects.ts";
+import { emptyUsage } from "../src/batch/model/objects.ts";
+import { batchDocKey, errorLogKey, fileBlobKey, fileDocKey, outputLogKey } from "../src/batch/model/storage_keys.ts";
 import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
 import { median, percentile, report, runsArg } from "./_lib.ts";

@@ -10,7 +10,7 @@
  * response parsing): the engine's overhead over the way it sends, beside the
  * bar's comparison with what a script would write by hand.
  */
-import { createHttpTarget } from "../src/batch/targets/fetch_target.ts";
+import { createHttpTarget } from "../src/targets/http_target.ts";
 import { median, pairedRatio, report, runsArg, startBenchUpstream, timeBatchInProcess } from "./_lib.ts";
 
 const CONCURRENCY = 32;

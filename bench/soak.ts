@@ -12,7 +12,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import process from "node:process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { BatchObject } from "../src/batch/objects.ts";
+import type { BatchObject } from "../src/batch/model/objects.ts";
 import { createApiClient } from "../src/client/api_client.ts";
 import { currentRuntime } from "../src/runtime/detect.ts";
 import { type ServerProcess, startServer } from "../tests/_server.ts";

@@ -12,7 +12,7 @@
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FINAL_STATUSES } from "../src/batch/objects.ts";
+import { FINAL_STATUSES } from "../src/batch/model/objects.ts";
 import { createApiClient } from "../src/client/api_client.ts";
 import { createSha256 } from "../src/integrity/sha256.ts";
 import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../src/runtime/threads.ts";

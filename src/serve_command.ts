@@ -6,15 +6,15 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type BatchEngine, createBatchEngine } from "./batch/engine.ts";
-import { DEFAULT_FILE_LIMITS } from "./batch/file_service.ts";
+import { type BatchEngine, createBatchEngine } from "./batch/engine/engine.ts";
+import { DEFAULT_FILE_LIMITS } from "./batch/files/file_service.ts";
 import { consoleLogger } from "./shared/logger.ts";
-import { createHttpTarget } from "./batch/targets/fetch_target.ts";
-import { createMockTarget } from "./batch/targets/mock_target.ts";
-import { type Target, TargetError } from "./batch/targets/types.ts";
+import { createHttpTarget } from "./targets/http_target.ts";
+import { createMockTarget } from "./targets/mock.ts";
+import { type Target, TargetError } from "./targets/types.ts";
 import { createApp } from "./http/app.ts";
 import { serve } from "./runtime/serve.ts";
-import { createFsStorage } from "./storage/fs.ts";
+import { createFsStorage } from "./storage/fs/fs_storage.ts";
 import type { Storage } from "./storage/types.ts";
 
 /** The server's settings after flags and environment are read. */

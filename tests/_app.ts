@@ -1,8 +1,8 @@
 /** Builds an in-process app on memory storage for `app.request()` tests. */
-import { createBatchEngine, type BatchEngineOptions } from "../src/batch/engine.ts";
+import { createBatchEngine, type BatchEngineOptions } from "../src/batch/engine/engine.ts";
 import { silentLogger } from "../src/shared/logger.ts";
-import type { BatchObject } from "../src/batch/objects.ts";
-import { createMockTarget } from "../src/batch/targets/mock_target.ts";
+import type { BatchObject } from "../src/batch/model/objects.ts";
+import { createMockTarget } from "../src/targets/mock.ts";
 import { createApp } from "../src/http/app.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import type { Storage } from "../src/storage/types.ts";

@@ -2,11 +2,11 @@
  * Writes the state a crash leaves behind straight into storage, so recovery
  * can be tested against exactly that state.
  */
-import { createFileService } from "../src/batch/file_service.ts";
-import { newBatchId } from "../src/batch/ids.ts";
-import { type BatchRecord, type BatchStatus, emptyUsage } from "../src/batch/objects.ts";
-import { failureRecord, responseRecord } from "../src/batch/result_records.ts";
-import { activeBatchKey, batchDocKey, errorLogKey, outputLogKey } from "../src/batch/storage_keys.ts";
+import { createFileService } from "../src/batch/files/file_service.ts";
+import { newBatchId } from "../src/batch/model/ids.ts";
+import { type BatchRecord, type BatchStatus, emptyUsage } from "../src/batch/model/objects.ts";
+import { failureRecord, responseRecord } from "../src/batch/run/result_records.ts";
+import { activeBatchKey, batchDocKey, errorLogKey, outputLogKey } from "../src/batch/model/storage_keys.ts";
 import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { line } from "./_engine.ts";

@@ -1,6 +1,6 @@
 /** Helpers to drive a batch engine directly. */
-import type { BatchEngine } from "../src/batch/engine.ts";
-import type { BatchObject } from "../src/batch/objects.ts";
+import type { BatchEngine } from "../src/batch/engine/engine.ts";
+import type { BatchObject } from "../src/batch/model/objects.ts";
 import type { Storage } from "../src/storage/types.ts";
 
 export const OWNER = "default";

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { type BlobHasher, isStorageError, type Storage } from "../src/storage/mod.ts";
 import { sha256Hex } from "../src/integrity/sha256.ts";
-import { concatBytes } from "../src/storage/concat_bytes.ts";
+import { concatBytes } from "../src/shared/concat_bytes.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { BatchObject, FileObject } from "../src/batch/objects.ts";
-import { createMockTarget } from "../src/batch/targets/mock_target.ts";
-import type { Target } from "../src/batch/targets/types.ts";
+import type { BatchObject, FileObject } from "../src/batch/model/objects.ts";
+import { createMockTarget } from "../src/targets/mock.ts";
+import type { Target } from "../src/targets/types.ts";
 import { ManualClock } from "./_clock.ts";
 import { chatLine, makeTestApp, postForm, postJson, type TestApp, upload, waitForBatch } from "./_app.ts";
 

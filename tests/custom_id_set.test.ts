@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { CustomIdSet } from "../src/batch/custom_id_set.ts";
+import { CustomIdSet } from "../src/batch/input/custom_id_set.ts";
 
 /** FNV-1a over UTF-8 bytes, 31 bits: the same hash the set uses, to build colliding ids. */
 function fnv(text: string): number {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Dispatcher, type Lease } from "../src/batch/dispatcher.ts";
-import { backoffDelay, retryAfterMs } from "../src/batch/retry.ts";
+import { Dispatcher, type Lease } from "../src/batch/run/dispatcher.ts";
+import { backoffDelay } from "../src/batch/run/backoff.ts";
+import { retryAfterMs } from "../src/targets/retry_after.ts";
 import { ManualClock, settle } from "./_clock.ts";
 
 test("Dispatcher never has more leases out than its concurrency", async () => {
@@ -149,7 +150,7 @@ test("backoffDelay() grows exponentially with jitter and is capped", () => {
 });
 
 test("responseRecord() splices a one-line body as received and serialises a multi-line one", async () => {
-  const { responseRecord } = await import("../src/batch/result_records.ts");
+  const { responseRecord } = await import("../src/batch/run/result_records.ts");
   const response = { status_code: 200, request_id: "r", body: { a: [1, 2], s: "x\ny" } };
   const spliced = responseRecord(7, "c\"7", response, ' {"a":[1, 2],"s":"x\\ny"} ');
   const parsed = JSON.parse(spliced);

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Hono } from "hono";
-import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine.ts";
+import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine/engine.ts";
 import { silentLogger } from "../src/shared/logger.ts";
-import { createHttpTarget, createInProcessTarget } from "../src/batch/targets/fetch_target.ts";
-import { createMockTarget } from "../src/batch/targets/mock_target.ts";
-import { type Target, TargetError, type TargetRequest } from "../src/batch/targets/types.ts";
-import { createFsStorage } from "../src/storage/fs.ts";
+import { createHttpTarget } from "../src/targets/http_target.ts";
+import { createInProcessTarget } from "../src/targets/in_process.ts";
+import { createMockTarget } from "../src/targets/mock.ts";
+import { type Target, TargetError, type TargetRequest } from "../src/targets/types.ts";
+import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
 import { StorageError } from "../src/storage/errors.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import { allCustomIds, ended, line, records, submit, waitUntil } from "./_engine.ts";

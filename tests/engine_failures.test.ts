@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine.ts";
-import { createHttpTarget } from "../src/batch/targets/fetch_target.ts";
-import { createMockTarget } from "../src/batch/targets/mock_target.ts";
-import { type Target, TargetError } from "../src/batch/targets/types.ts";
+import { type BatchEngineOptions, createBatchEngine } from "../src/batch/engine/engine.ts";
+import { createHttpTarget } from "../src/targets/http_target.ts";
+import { createMockTarget } from "../src/targets/mock.ts";
+import { type Target, TargetError } from "../src/targets/types.ts";
 import type { Logger } from "../src/shared/logger.ts";
 import { StorageError } from "../src/storage/errors.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createFileService, type FileService } from "../src/batch/file_service.ts";
-import { fileDocKey } from "../src/batch/storage_keys.ts";
+import { createFileService, type FileService } from "../src/batch/files/file_service.ts";
+import { fileDocKey } from "../src/batch/model/storage_keys.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { ManualClock } from "./_clock.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Http1Headers, Http1ProtocolError, type Http1Response, Http1ResponseParser } from "../src/batch/targets/http1_response.ts";
+import { Http1Headers, Http1ProtocolError, type Http1Response, Http1ResponseParser } from "../src/targets/http/http1_response.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);

@@ -4,10 +4,10 @@ import type { AddressInfo, Socket } from "node:net";
 import { test } from "node:test";
 import { createServer as createTcpServer } from "node:net";
 import { gzipSync } from "node:zlib";
-import { http1Post } from "../src/batch/targets/http1_post.ts";
-import { fetchPost, type PostFunction } from "../src/batch/targets/http_transport.ts";
-import type { RequestAbort } from "../src/batch/targets/request_deadlines.ts";
-import { TargetConfigError } from "../src/batch/targets/transport_errors.ts";
+import { http1Post } from "../src/targets/http/http1_client.ts";
+import { fetchPost, type PostFunction } from "../src/targets/http/transport.ts";
+import type { RequestAbort } from "../src/targets/request_deadlines.ts";
+import { TargetConfigError } from "../src/targets/http/transport_errors.ts";
 
 type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void;
 

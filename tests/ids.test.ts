@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { isBatchId, isFileId, lineOfRecord, newBatchId, newFileId, newRequestId } from "../src/batch/ids.ts";
+import { isBatchId, isFileId, lineOfRecord, newBatchId, newFileId, newRequestId } from "../src/batch/model/ids.ts";
 
 test("ids: request ids carry 64 random bits and their line; none repeats across many pool refills", () => {
   const seen = new Set<string>();

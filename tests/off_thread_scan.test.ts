@@ -3,15 +3,15 @@ import { spawn } from "node:child_process";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { OffThreadScanner } from "../src/batch/off_thread_scan.ts";
+import { OffThreadScanner } from "../src/batch/input/off_thread_scan.ts";
 import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
-import { DEFAULT_VALIDATION_LIMITS, InputScanner } from "../src/batch/validate_input.ts";
+import { DEFAULT_VALIDATION_LIMITS, InputScanner } from "../src/batch/input/validation.ts";
 import { currentRuntime } from "../src/runtime/detect.ts";
 import { ManualClock } from "./_clock.ts";
 
 /** Node cannot load TypeScript in a worker: there the npm build's worker (built by `npm test`) is used. */
 const workerUrl = () =>
-  currentRuntime() === "node" ? new URL("../dist/src/batch/scan_worker.js", import.meta.url) : undefined;
+  currentRuntime() === "node" ? new URL("../dist/src/batch/input/scan_worker.js", import.meta.url) : undefined;
 
 const encoder = new TextEncoder();
 const line = (i: number, url = "/v1/chat/completions") =>

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { rawMemberValue } from "../src/batch/raw_json.ts";
+import { rawMemberValue } from "../src/batch/input/raw_json.ts";
 
 test("rawMemberValue: the value's exact text, big integers and number spellings kept", () => {
   const line = '{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"seed":12345678901234567890,"temperature":1.0}}';

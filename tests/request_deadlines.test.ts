@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createEventLoopShare } from "../src/batch/event_loop_share.ts";
-import { RequestDeadlines } from "../src/batch/targets/request_deadlines.ts";
+import { createEventLoopShare } from "../src/batch/run/event_loop_share.ts";
+import { RequestDeadlines } from "../src/targets/request_deadlines.ts";
 import { ManualClock } from "./_clock.ts";
 
 test("RequestDeadlines: a request past its timeout aborts as timed out; one done in time never does", async () => {

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { createBatchEngine } from "../src/batch/engine.ts";
+import { createBatchEngine } from "../src/batch/engine/engine.ts";
 import { silentLogger } from "../src/shared/logger.ts";
-import { RunningLogDigest } from "../src/batch/running_log_digest.ts";
-import { errorLogKey, outputLogKey } from "../src/batch/storage_keys.ts";
-import type { Target } from "../src/batch/targets/types.ts";
+import { RunningLogDigest } from "../src/batch/run/running_log_digest.ts";
+import { errorLogKey, outputLogKey } from "../src/batch/model/storage_keys.ts";
+import type { Target } from "../src/targets/types.ts";
 import { DEFAULT_MARK_EVERY, type MarkedDigest, MarkingSha256 } from "../src/integrity/digest_marks.ts";
-import { createFsStorage } from "../src/storage/fs.ts";
+import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { writeCrashedBatch } from "./_crashed_state.ts";
 import { ended, line, OWNER, submit, waitUntil } from "./_engine.ts";

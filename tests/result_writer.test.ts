@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BatchProgress } from "../src/batch/progress.ts";
-import { createResultWriter } from "../src/batch/result_writer.ts";
+import { BatchProgress } from "../src/batch/run/batch_progress.ts";
+import { createResultWriter } from "../src/batch/run/result_writer.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { ManualClock, settle } from "./_clock.ts";

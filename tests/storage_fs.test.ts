@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
 import { sha256Hex } from "../src/integrity/sha256.ts";
-import { writevFully } from "../src/storage/fs_paths.ts";
+import { writevFully } from "../src/storage/fs/paths.ts";
 import { createFsStorage, createMemoryStorage, isStorageError, type Storage } from "../src/storage/mod.ts";
 import { readText, testStorageContract } from "./_storage_contract.ts";
 import { removeDir, tempDir } from "./_tmp.ts";

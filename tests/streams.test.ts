@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { readLines } from "../src/batch/line_reader.ts";
+import { readLines } from "../src/batch/input/line_splitter.ts";
 import { multipartBoundary, parseMultipart } from "../src/http/multipart.ts";
 
 const encoder = new TextEncoder();

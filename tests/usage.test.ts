@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { estimateRequestTokens } from "../src/batch/usage.ts";
+import { estimateRequestTokens } from "../src/batch/model/usage.ts";
 
 test("estimateRequestTokens: a quarter of the body's bytes plus the first output cap that is a positive number", () => {
   const estimate = (body: string, cap: number) =>

@@ -7,7 +7,7 @@
  */
 import { open, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import type { BatchObject, FileObject } from "../batch/objects.ts";
+import type { BatchObject, FileObject } from "../batch/model/objects.ts";
 
 /** Where the API is and how to authenticate. */
 export interface ClientConfig {

@@ -8,9 +8,9 @@ import { open } from "node:fs/promises";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import type { BatchObject } from "../batch/objects.ts";
+import type { BatchObject } from "../batch/model/objects.ts";
 import { ClientError, createApiClient, EXIT } from "./api_client.ts";
-import { ProgressView } from "./progress.ts";
+import { ProgressView } from "./progress_bar.ts";
 
 /** Usage of each client command. */
 export const CLIENT_USAGE: Record<string, string> = {

@@ -6,8 +6,8 @@
  * @module
  */
 import { Hono } from "hono";
-import type { BatchEngine } from "../batch/engine.ts";
-import { DEFAULT_FILE_LIMITS } from "../batch/file_service.ts";
+import type { BatchEngine } from "../batch/engine/engine.ts";
+import { DEFAULT_FILE_LIMITS } from "../batch/files/file_service.ts";
 import { consoleLogger, type Logger } from "../shared/logger.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { apiKeyAuth, type OwnerVariables } from "./auth.ts";

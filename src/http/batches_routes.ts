@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { BatchEngine } from "../batch/engine.ts";
+import type { BatchEngine } from "../batch/engine/engine.ts";
 import type { OwnerVariables } from "./auth.ts";
 import { integerParam, listBody } from "./query_params.ts";
 import { RequestError } from "./request_error.ts";

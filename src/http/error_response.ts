@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BatchError } from "../batch/errors.ts";
+import { BatchError } from "../batch/model/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { RequestError } from "./request_error.ts";
 

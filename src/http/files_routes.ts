@@ -4,7 +4,7 @@
  * @module
  */
 import { Hono } from "hono";
-import type { FileService, ReceivedUpload } from "../batch/file_service.ts";
+import type { FileService, ReceivedUpload } from "../batch/files/file_service.ts";
 import type { OwnerVariables } from "./auth.ts";
 import { type FormPart, multipartBoundary, parseMultipart } from "./multipart.ts";
 import { integerParam, listBody } from "./query_params.ts";

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { concatBytes } from "../storage/concat_bytes.ts";
+import { concatBytes } from "../shared/concat_bytes.ts";
 import { bytesFinder, indexOfByte } from "../runtime/find_byte.ts";
 import { RequestError } from "./request_error.ts";
 

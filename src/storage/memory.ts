@@ -6,7 +6,7 @@
  */
 import { BlobHash, startMarkingHash } from "./blob_hash.ts";
 import { BlobSourceError, pumpBlobSource } from "./blob_source.ts";
-import { concatBytes } from "./concat_bytes.ts";
+import { concatBytes } from "../shared/concat_bytes.ts";
 import { StorageError } from "./errors.ts";
 import { assertValidKey, assertValidPrefix } from "./keys.ts";
 import { pageKeys } from "./page_keys.ts";

@@ -7,4 +7,4 @@ export type * from "./types.ts";
 export { isStorageError, StorageError, type StorageErrorCode } from "./errors.ts";
 export { assertValidKey } from "./keys.ts";
 export { createMemoryStorage } from "./memory.ts";
-export { createFsStorage, type FsStorageOptions } from "./fs.ts";
+export { createFsStorage, type FsStorageOptions } from "./fs/fs_storage.ts";

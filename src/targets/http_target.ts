@@ -1,0 +1,88 @@
+/**
+ * The target that sends each line to an OpenAI-compatible server over HTTP
+ * (through the HTTP/1.1 client or `fetch`, see `http/transport.ts`).
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "../shared/clock.ts";
+import { checkHeaders } from "./http/http1_client.ts";
+import { choosePost } from "./http/transport.ts";
+import { TargetConfigError } from "./http/transport_errors.ts";
+import { RequestDeadlines } from "./request_deadlines.ts";
+import { DEFAULT_MAX_RESPONSE_BYTES, targetErrorOf, targetResponse } from "./responses.ts";
+import { type Target, TargetError, type TargetRequest, type TargetResponse } from "./types.ts";
+
+export { DEFAULT_MAX_RESPONSE_BYTES };
+
+/** Options for {@link createHttpTarget}. */
+export interface HttpTargetOptions {
+  /** OpenAI-style base URL including `/v1`, e.g. `http://127.0.0.1:8000/v1`. */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer …` when set. */
+  apiKey?: string;
+  /** Per-request timeout in ms (default 10 minutes). */
+  timeoutMs?: number;
+  /** Extra headers on every request. */
+  headers?: Record<string, string>;
+  /** Longest answer accepted, in bytes (default 64 MiB): a longer one fails its line as `response_too_large`. */
+  maxResponseBytes?: number;
+  /** Where request deadlines are timed (injectable for tests). */
+  clock?: Clock;
+}
+
+/** The upstream URL of each line URL (`/v1/chat/completions` → `<baseUrl>/chat/completions`), remembered: there are a handful. */
+function upstreamUrls(baseUrl: string): (lineUrl: string) => string {
+  const base = baseUrl.replace(/\/+$/, "");
+  const known = new Map<string, string>();
+  return (lineUrl) => {
+    let url = known.get(lineUrl);
+    if (url === undefined) {
+      url = base + lineUrl.replace(/^\/v1(?=\/)/, "");
+      known.set(lineUrl, url);
+    }
+    return url;
+  };
+}
+
+/**
+ * A target that POSTs each line to an OpenAI-compatible server: through an
+ * HTTP/1.1 client on kept-alive connections for an `http:` URL (when no HTTP
+ * proxy is configured), through `fetch` otherwise.
+ *
+ * @throws {TargetError} `misconfigured` at once for a base URL that is not
+ *   http(s) or a header no request could carry.
+ * @example
+ * ```ts
+ * const target = createHttpTarget({ baseUrl: "http://127.0.0.1:11434/v1" }); // Ollama
+ * ```
+ */
+export function createHttpTarget(options: HttpTargetOptions): Target {
+  const timeoutMs = options.timeoutMs ?? 600_000;
+  const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
+  if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  try {
+    const base = new URL(options.baseUrl);
+    if (base.protocol !== "http:" && base.protocol !== "https:") throw new TargetConfigError(`${base.protocol} is not http or https`);
+    checkHeaders(headers);
+  } catch (error) {
+    throw new TargetError("misconfigured", `cannot send requests to ${JSON.stringify(options.baseUrl)}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const deadlines = new RequestDeadlines(timeoutMs, options.clock ?? systemClock);
+  const urlOf = upstreamUrls(options.baseUrl);
+  const post = choosePost(options.baseUrl, { maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES });
+  return {
+    description: options.baseUrl,
+    async send(request: TargetRequest): Promise<TargetResponse> {
+      const deadline = deadlines.start(request.signal);
+      try {
+        return targetResponse(await post(urlOf(request.url), headers, request.bodyText, deadline));
+      } catch (error) {
+        throw targetErrorOf(error, request, deadline, timeoutMs, `could not reach ${options.baseUrl}`);
+      } finally {
+        deadline.done();
+      }
+    },
+  };
+}
