@@ -15,6 +15,7 @@ import { isStorageError } from "../../storage/errors.ts";
 import type { Storage } from "../../storage/types.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { BatchStatus } from "../model/objects.ts";
+import type { ActiveBatch } from "../run/active_batch.ts";
 import type { ProgressSnapshot } from "../run/batch_progress.ts";
 import { CHECKPOINT_PREFIX, checkpointKey } from "../model/storage_keys.ts";
 
@@ -116,4 +117,17 @@ export class CheckpointStore {
     }
     return null;
   }
+}
+
+/** A snapshot of the batches that have not ended, as a checkpoint stores it. */
+export function snapshotOf(active: ReadonlyMap<string, ActiveBatch>, nodeId: string, createdAt: number): EngineSnapshot {
+  const batches: Record<string, BatchSnapshot> = {};
+  for (const [id, batch] of active) {
+    batches[id] = {
+      status: batch.record.batch.status,
+      progress: batch.progress?.snapshot() ?? null,
+      inFlight: [...batch.inFlight],
+    };
+  }
+  return { format: 1, nodeId, createdAt, queued: [...active.keys()], batches, metadata: { batchspool: "0.1.0" } };
 }

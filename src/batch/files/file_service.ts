@@ -3,25 +3,19 @@
  *
  * @module
  */
-import { DEFAULT_MARK_EVERY, type DigestMarks, MarkingSha256, verifiedStream } from "../../integrity/digest_marks.ts";
+import { DEFAULT_MARK_EVERY, type DigestMarks, verifiedStream } from "../../integrity/digest_marks.ts";
 import { type Clock, systemClock } from "../../shared/clock.ts";
 import { type Logger, silentLogger } from "../../shared/logger.ts";
 import { isStorageError } from "../../storage/errors.ts";
-import type { BlobHasher, Storage } from "../../storage/types.ts";
+import type { Storage } from "../../storage/types.ts";
+import type { OffThreadScanner } from "../input/off_thread_scan.ts";
+import { DEFAULT_VALIDATION_LIMITS, type InputScan, type ValidationLimits } from "../input/validation.ts";
 import { BatchError } from "../model/errors.ts";
 import { isFileId, newFileId } from "../model/ids.ts";
 import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "../model/objects.ts";
-import {
-  EXPIRY_INDEX_MARKER,
-  FILE_EXPIRY_PREFIX,
-  fileBlobKey,
-  fileDocKey,
-  fileDocPrefix,
-  fileExpiryKey,
-  parseFileExpiryKey,
-} from "../model/storage_keys.ts";
-import type { OffThreadScanner } from "../input/off_thread_scan.ts";
-import { DEFAULT_VALIDATION_LIMITS, type InputScan, InputScanner, type ValidationLimits } from "../input/validation.ts";
+import { fileBlobKey, fileDocKey, fileDocPrefix } from "../model/storage_keys.ts";
+import { FileExpiryIndex } from "./file_expiry.ts";
+import { NO_SCAN, startUploadScan } from "./upload_scan.ts";
 
 /** Size limits for uploads. */
 export interface FileLimits {
@@ -156,15 +150,11 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
     return doc.value;
   };
 
-  /** Adds a file with an expiry to the expiry index, before its record is written (a crash leaves an entry, never a record without one). */
-  const indexExpiry = async (record: FileRecord) => {
-    const expiresAt = record.file.expires_at;
-    if (expiresAt !== null) await storage.documents.put(fileExpiryKey(expiresAt, record.file.id), { owner: record.owner });
-  };
+  const expiries = new FileExpiryIndex(storage);
 
   const removeFile = async (record: FileRecord) => {
     await storage.documents.delete(fileDocKey(record.owner, record.file.id));
-    if (record.file.expires_at !== null) await storage.documents.delete(fileExpiryKey(record.file.expires_at, record.file.id));
+    await expiries.remove(record);
     if (record.content.store === "blobs") {
       if (!isInUse(record.file.id)) await storage.blobs.delete(record.content.key);
     }
@@ -183,22 +173,6 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
       { param: "file" },
     );
 
-  /** Indexes the expiry of files recorded before the index existed (once per store). */
-  const buildExpiryIndex = async () => {
-    let after: string | undefined;
-    for (;;) {
-      const page = await storage.documents.list("tenants/", { after, limit: 1000 });
-      for (const key of page.keys) {
-        after = key;
-        if (!key.includes("/files/")) continue;
-        const doc = await storage.documents.get<FileRecord>(key);
-        if (doc) await indexExpiry(doc.value);
-      }
-      if (!page.more) break;
-    }
-    await storage.documents.put(EXPIRY_INDEX_MARKER, { built: true });
-  };
-
   const service: FileService = {
     async receive(upload) {
       const id = newFileId(clock.now());
@@ -208,53 +182,12 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
         (upload.purpose === undefined && /\.jsonl$/i.test(upload.filename));
       const limits = options.validation ?? DEFAULT_VALIDATION_LIMITS;
       const content = upload.content;
-      let finishScan: () => Promise<InputScan | undefined> | InputScan | undefined = () => undefined;
-      let dropScan = () => {};
-      let hasher: BlobHasher | undefined;
-      if (looksLikeBatchInput) {
-        const session = content instanceof Uint8Array ? null : options.offThreadScanner?.start(limits, DEFAULT_MARK_EVERY);
-        if (session) {
-          // The worker scans and hashes the bytes the put hands it: this thread only receives and writes.
-          hasher = { update: (chunk) => session.push(chunk), finish: async () => (await session.finish()).digest };
-          finishScan = async () => (await session.finish()).scan;
-          dropScan = () => session.drop();
-        } else {
-          // The put hands its hasher every chunk in order: they are hashed and scanned there, with no stream between.
-          // A scan is an optimisation: one that throws is dropped (and reported), and the batch that uses the
-          // file is validated in full when it is created.
-          let scanner: InputScanner | null = new InputScanner(limits);
-          const dropBrokenScan = (error: unknown) => {
-            logger.error(`the upload scan of ${upload.filename} failed and was dropped: ${(error as Error)?.stack ?? error}`);
-            scanner = null;
-          };
-          const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
-          hasher = {
-            update: (chunk) => {
-              hash.update(chunk);
-              try {
-                scanner?.push(chunk);
-              } catch (error) {
-                dropBrokenScan(error);
-              }
-              return undefined;
-            },
-            finish: () => Promise.resolve(hash.finish()),
-          };
-          finishScan = () => {
-            try {
-              return scanner?.finish();
-            } catch (error) {
-              dropBrokenScan(error);
-              return undefined;
-            }
-          };
-        }
-      }
+      const scan = looksLikeBatchInput ? startUploadScan(content, limits, upload.filename, options.offThreadScanner, logger) : NO_SCAN;
       try {
         const info = await storage.blobs.put(fileBlobKey(id), content, {
           maxBytes: sizeLimitFor(upload.purpose),
           markEvery: DEFAULT_MARK_EVERY,
-          hasher,
+          hasher: scan.hasher,
         });
         return {
           id,
@@ -264,10 +197,10 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           sha256: info.sha256,
           marks: info.marks!,
           createdAt: nowSeconds(clock),
-          scan: await finishScan(),
+          scan: await scan.finish(),
         };
       } catch (error) {
-        dropScan();
+        scan.drop();
         if (isStorageError(error, "too_large")) throw tooLarge(upload.purpose);
         throw error;
       }
@@ -318,7 +251,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
           content: { store: "blobs", key: fileBlobKey(received.id) },
           ...(purpose === "batch" && received.scan ? { scan: received.scan } : {}),
         };
-        await indexExpiry(record);
+        await expiries.add(record);
         await storage.documents.put(fileDocKey(received.owner, received.id), record, { ifVersion: 0 });
         return file;
       } catch (error) {
@@ -332,7 +265,7 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
     },
 
     async adopt(record) {
-      await indexExpiry(record);
+      await expiries.add(record);
       await storage.documents.put(fileDocKey(record.owner, record.file.id), record);
       return record.file;
     },
@@ -395,25 +328,12 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
     },
 
     async sweepExpired() {
-      if (!(await storage.documents.get(EXPIRY_INDEX_MARKER))) await buildExpiryIndex();
-      const now = nowSeconds(clock);
       let removed = 0;
-      for (;;) {
-        // The index is in expiry order: only what has expired is read, however many files there are.
-        const page = await storage.documents.list(FILE_EXPIRY_PREFIX, { limit: 1000 });
-        for (const key of page.keys) {
-          const entry = parseFileExpiryKey(key);
-          if (!entry || entry.expiresAt > now) return removed;
-          const owner = (await storage.documents.get<{ owner: string }>(key))?.value.owner;
-          const doc = owner === undefined ? null : await storage.documents.get<FileRecord>(fileDocKey(owner, entry.fileId));
-          if (doc && doc.value.file.expires_at !== null && doc.value.file.expires_at <= now) {
-            await removeFile(doc.value);
-            removed++;
-          }
-          await storage.documents.delete(key);
-        }
-        if (!page.more) return removed;
-      }
+      await expiries.sweep(nowSeconds(clock), async (record) => {
+        await removeFile(record);
+        removed++;
+      });
+      return removed;
     },
   };
   return service;

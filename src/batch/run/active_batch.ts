@@ -3,10 +3,11 @@
  *
  * @module
  */
-import type { ClockTimer } from "../../shared/clock.ts";
+import type { Clock, ClockTimer } from "../../shared/clock.ts";
 import { type BatchErrorEntry, type BatchObject, type BatchRecord, copyBatch, copyUsage } from "../model/objects.ts";
+import type { Storage } from "../../storage/types.ts";
 import type { BatchProgress } from "./batch_progress.ts";
-import type { ResultWriter } from "./result_writer.ts";
+import { createResultWriter, type ResultWriter } from "./result_writer.ts";
 
 /** Why a batch stops dispatching before its lines are all done. */
 export type StopReason = "cancel" | "expire";
@@ -68,4 +69,10 @@ export function liveBatchObject(active: ActiveBatch): BatchObject {
     batch.usage = copyUsage(progress.usage);
   }
   return batch;
+}
+
+/** Gives a batch its progress, and a result writer that records into it. */
+export function attachProgress(active: ActiveBatch, progress: BatchProgress, storage: Storage, clock: Clock): void {
+  active.progress = progress;
+  active.results = createResultWriter(storage, active.record.batch.id, progress, clock);
 }
