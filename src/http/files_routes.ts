@@ -103,10 +103,8 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<{ Variables: Owne
   });
 
   app.get("/", async (c) => {
-    const order = c.req.query("order");
-    if (order !== undefined && order !== "asc" && order !== "desc") {
-      throw new RequestError("invalid_request", "'order' must be 'asc' or 'desc'.", { param: "order" });
-    }
+    // The file service checks every parameter's value; the route only reads them.
+    const order = c.req.query("order") as "asc" | "desc" | undefined;
     const page = await files.list(c.var.owner, {
       purpose: c.req.query("purpose") || undefined,
       limit: integerParam(c.req.query("limit"), "limit"),

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ClientError } from "../shared/client_error.ts";
 
 /** Stable codes carried by {@link RequestError}. */
 export type RequestErrorCode =
@@ -24,13 +25,6 @@ export type RequestErrorCode =
  * throw new RequestError("unsupported_media_type", "Use multipart/form-data.");
  * ```
  */
-export class RequestError extends Error {
-  readonly code: RequestErrorCode;
-  readonly param: string | null;
-  constructor(code: RequestErrorCode, message: string, options: { param?: string | null; cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
-    this.name = "RequestError";
-    this.code = code;
-    this.param = options.param ?? null;
-  }
+export class RequestError extends ClientError<RequestErrorCode> {
+  override name = "RequestError";
 }

@@ -27,9 +27,8 @@ export function currentRuntime(): RuntimeName {
  * The V8 flag batchspool's server runs with on Deno (`deno task serve`, the
  * README's commands): a young generation of at most 3 × 8 MiB. Under a
  * sustained allocation rate, such as a batch at full speed, Deno's V8 grows it
- * several times larger, and the process keeps the pages (measured on a
- * 200 MB / 50,000-line batch: peak RSS 190 MiB without, 136 MiB with, for
- * about 5 % more time). Node's default (16 MiB) and Bun's collector need none.
+ * several times larger and the process keeps the pages (BENCHMARKS.md,
+ * benchmark 4). Node's default and Bun's collector need none.
  */
 export const DENO_SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=8";
 

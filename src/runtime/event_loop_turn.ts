@@ -11,8 +11,8 @@ const NOTHING = new Uint8Array(0);
 /**
  * One hop through the event loop's I/O phase. Node and Bun: `setImmediate`,
  * which runs right after the I/O poll. Deno: a quick asynchronous operation
- * (the digest of no bytes, ~30 µs, needing no permission), whose answer is
- * delivered by the I/O poll; its `setTimeout(0)` costs ~2.2 ms a hop.
+ * (the digest of no bytes, needing no permission), whose answer is delivered
+ * by the I/O poll; its `setTimeout(0)` waits milliseconds.
  */
 const hop: () => Promise<unknown> = currentRuntime() === "deno"
   ? () => crypto.subtle.digest("SHA-256", NOTHING)
@@ -23,10 +23,7 @@ const hop: () => Promise<unknown> = currentRuntime() === "deno"
  * for a busy caller: its continuation resumes in the same round of callbacks
  * as the I/O it let in, so an HTTP request that needs two steps (its head
  * read, then its answer written) would wait for the caller's next yield
- * between them. Measured with a batch dispatching at full speed against an
- * in-process target, yielding every 1 ms: status p99 15–20 / 6–8 / 11–18 ms on
- * Node / Bun / Deno with two hops; with one, 18–20 ms on Node and 32 ms (a
- * `Deno.stat`) or 63 ms (a `MessageChannel` message) on Deno.
+ * between them (BENCHMARKS.md, benchmark 6).
  *
  * @example
  * ```ts

@@ -24,8 +24,8 @@ function nodeIncoming(c: Context): NodeIncoming | null {
  *
  * Under `@hono/node-server` this is Node's request itself: its `Request.body`
  * is made by `Readable.toWeb`, which copies every chunk and adds a Web stream's
- * promises per chunk; measured on a 200 MB upload on Node 20, that adapter was
- * ~8 % of the server's main thread. Elsewhere it is `c.req.raw.body`.
+ * promises per chunk, a visible share of an upload's main thread. Elsewhere it
+ * is `c.req.raw.body`.
  *
  * @example
  * ```ts

@@ -2,8 +2,8 @@
  * Worker threads on every runtime: Web Workers on Deno and Bun, and
  * `node:worker_threads` on Node (which has no Web Worker).
  *
- * Why not `node:worker_threads` everywhere: on Deno 2.9 it delivers a message
- * about every 80 ms (200 messages of 1 MiB took 16 s; a Web Worker takes 66 ms).
+ * Why not `node:worker_threads` everywhere: on Deno it delivers messages two
+ * orders of magnitude slower than a Web Worker (BENCHMARKS.md, tried and rejected).
  *
  * @module
  */
@@ -12,17 +12,9 @@ import { currentRuntime } from "./detect.ts";
 
 /**
  * Whether uploads are validated on a worker thread unless told otherwise: on
- * Deno only. Measured with the 200 MB upload of `bench/upload_ingest.ts` on the
- * project's 2-core VM (upload and validation ÷ the copy-and-hash floor, median
- * of five pairs per run, main thread → worker), with validation reading lines
- * from their bytes: Deno 0.47 → 0.47, 0.48 → 0.50, 0.46 → 0.53, 0.41 → 0.50,
- * 0.44 → 0.55, 0.46 → 0.55, 0.46 → 0.60 and 0.55 → 0.50 (median 0.46 → 0.515),
- * for 13–29 MiB more at the peak of one upload (benchmark 4: 119 → 148–153 MiB)
- * (Deno's main thread also serves HTTP and writes the file, so it gains the
- * most); Bun 0.48 → 0.46, 0.53 → 0.49, 0.56 → 0.49, 0.51 → 0.52, 0.55 → 0.55
- * and 0.43 → 0.53, no faster, for ~30 MiB more; Node 0.49 → 0.42, 0.45 → 0.44,
- * 0.44 → 0.41 and 0.46 → 0.46 (its worker's start and copies take what it
- * frees).
+ * Deno only, whose main thread also serves HTTP and writes the file, so it
+ * gains the most; on Node and Bun the worker's start and copies cost what it
+ * frees (BENCHMARKS.md, benchmark 3).
  *
  * @example
  * ```ts

@@ -48,7 +48,7 @@ export interface BatchEngineOptions {
    * Validate batch inputs on a worker thread while they upload (default: on
    * Deno, off on Node and Bun; see `SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT`). It
    * frees the receiving thread, but costs a copy of every chunk, the worker's
-   * start and 13-50 MB more memory while an upload arrives. Where no worker
+   * start and some memory while an upload arrives (BENCHMARKS.md, benchmark 3). Where no worker
    * can start, uploads are validated in the receiving thread.
    */
   scanUploadsOffThread?: boolean;

@@ -45,11 +45,8 @@ const MESSAGE_BYTES = 1024 * 1024;
 const MAX_UNSCANNED_BYTES = 4 * MESSAGE_BYTES;
 /**
  * The worker is stopped (its memory returned) once it has had no scan for this
- * long. Measured alternatives (BENCHMARKS.md, section 3): a worker kept warm
- * between uploads made later ones faster (Deno ~690 → ~590 ms per 200 MB) but
- * held the heap of its last scan (benchmark 4 on Deno 153 → 168 MiB, ratio
- * 1.40); one started before uploads and replaced after each scan gained
- * little (Deno ~5 %) and kept a worker's memory at all times.
+ * long: kept warm, it held the heap of its last scan (BENCHMARKS.md, tried and
+ * rejected).
  */
 const IDLE_MS = 1000;
 

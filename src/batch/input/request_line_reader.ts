@@ -9,16 +9,14 @@
  *
  * Why: a batch input is mostly the text of its prompts. Decoding every line and
  * `JSON.parse`-ing it builds all of that text as strings (twice: the line, then
- * its values) only for validation to look at a few fields; on a 200 MB upload
- * that is 400 MB of strings, and on these machines fresh memory is slow to
- * allocate (profiling Bun's scan of 200 MB, half its time was the kernel's,
- * mostly page faults). Here string contents are skipped four bytes at a time
- * and nothing is built but the fields read.
+ * its values) only for validation to look at a few fields, and fresh memory
+ * is slow to get (page faults). Here string contents are skipped four bytes
+ * at a time and nothing is built but the fields read.
  *
  * The answer is exact or absent: a line this reader does not read (one that is
  * not valid JSON or not UTF-8, or nests deeper than it follows) is left to the
  * caller, who decodes it and uses `JSON.parse`; and it reads a line only when
- * `JSON.parse` of the decoded line would succeed (tests/request_line_bytes.test.ts
+ * `JSON.parse` of the decoded line would succeed (tests/request_line_reader.test.ts
  * compares the two on generated lines and on damaged copies of them).
  *
  * @module

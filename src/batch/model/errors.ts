@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ClientError } from "../../shared/client_error.ts";
 
 /** Stable codes carried by {@link BatchError}. */
 export type BatchErrorCode =
@@ -21,17 +22,6 @@ export type BatchErrorCode =
  * throw new BatchError("invalid_request", "limit must be between 1 and 100", { param: "limit" });
  * ```
  */
-export class BatchError extends Error {
-  /** What went wrong, as a stable code. */
-  readonly code: BatchErrorCode;
-  /** The request parameter at fault, when there is one (OpenAI's `param`). */
-  readonly param: string | null;
-
-  /** @param options `param` at fault and the underlying `cause` */
-  constructor(code: BatchErrorCode, message: string, options: { param?: string | null; cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
-    this.name = "BatchError";
-    this.code = code;
-    this.param = options.param ?? null;
-  }
+export class BatchError extends ClientError<BatchErrorCode> {
+  override name = "BatchError";
 }

@@ -11,7 +11,7 @@ import { letEventLoopRun } from "../../runtime/event_loop_turn.ts";
  * last did. A loop whose awaits resolve at once (a target in the same process)
  * is all microtasks, which would otherwise keep status requests and uploads
  * waiting. (Skipping the turn when a timer already fired within the slice is
- * not enough: on Deno status requests then waited 130–150 ms.)
+ * not enough: on Deno status requests then waited far longer.)
  *
  * @example
  * ```ts

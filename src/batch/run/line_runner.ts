@@ -51,11 +51,7 @@ const RESULTS_AWAITING_COMMIT = 2048;
  * Longest stretch the dispatch loop may keep the event loop from other work
  * (status requests, uploads). Against a target that answers at once everything
  * is promise continuations, which would otherwise starve I/O. A status request
- * takes a few of these stretches; once the loop no longer waited on its input
- * or its result writer (read-ahead, results hashed as they are written), one
- * turn every 3 ms gave status p99 25–37 / 12–18 / 31–46 ms on Node / Bun /
- * Deno at full speed, and two polls every 1 ms (`letEventLoopRun`) 15–20 /
- * 6–8 / 11–18 ms, at no measured cost in lines per second.
+ * takes a few of these stretches, so they are short (BENCHMARKS.md, benchmark 6).
  */
 const SLICE_MS = 1;
 /** Lines dispatched between two looks at the clock. */

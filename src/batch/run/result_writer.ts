@@ -23,12 +23,11 @@ import { errorLogKey, outputLogKey } from "../model/storage_keys.ts";
  * Least time between the starts of two appends to one log; the first result
  * of a group also waits this long for company, unless someone waits for all
  * of them (`below(1)`): the end of a batch does not linger. Each append ends
- * in an fdatasync, which costs ~250–300 µs of CPU on the project's 2-core VM (the
- * kernel's journal and the virtual disk's flush) besides its wait. Appending
- * again as soon as the last one is durable made groups of ~50 results and
- * ~350 fdatasyncs a second against a fast HTTP upstream (~6 µs of CPU a line);
- * spacing them keeps it to ~100 a second, whatever the rate. Results become
- * durable at most this much later, which a batch's caller cannot notice.
+ * in an fdatasync, which costs CPU (the kernel's journal, the disk's flush)
+ * besides its wait; appending again as soon as the last one is durable made
+ * small groups and hundreds of fdatasyncs a second against a fast upstream,
+ * where spacing them caps the rate whatever the load. Results become durable
+ * at most this much later, which a batch's caller cannot notice.
  */
 const LINGER_MS = 10;
 /** A group this large is written without waiting. */

@@ -14,7 +14,7 @@ import { BlobHash, startMarkingHash } from "../blob_hash.ts";
 import { BlobSourceError, pumpBlobSource } from "../blob_source.ts";
 import { concatBytes } from "../../shared/concat_bytes.ts";
 import { StorageError } from "../errors.ts";
-import { errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writevFully } from "./paths.ts";
+import { deleteFile, errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writevFully } from "./paths.ts";
 import { assertValidKey, assertValidPrefix } from "../keys.ts";
 import { pageKeys } from "../page_keys.ts";
 import type { MarkedDigest } from "../../integrity/digest_marks.ts";
@@ -130,16 +130,7 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
       return size === null ? null : { key, bytes: size };
     },
 
-    async delete(key: string): Promise<boolean> {
-      const path = pathOf(key);
-      try {
-        await unlink(path);
-        return true;
-      } catch (error) {
-        if (errnoCode(error) === "ENOENT") return false;
-        throw ioError(`cannot delete blob ${key}`, error, key);
-      }
-    },
+    delete: (key: string): Promise<boolean> => deleteFile(pathOf(key), `blob ${key}`, key),
 
     async list(prefix: string, options?: ListOptions): Promise<KeyPage> {
       ensureOpen();

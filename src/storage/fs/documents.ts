@@ -18,12 +18,12 @@
  * @module
  */
 import { readFile as readFileWithCallback } from "node:fs";
-import { readdir, unlink } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { promisify } from "node:util";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { IntegrityError, openEnvelope, sealEnvelope } from "../../integrity/envelope.ts";
 import { StorageError } from "../errors.ts";
-import { errnoCode, ioError, listKeysUnder, replaceFileAtomically, syncDirectory } from "./paths.ts";
+import { deleteFile, errnoCode, ioError, listKeysUnder, replaceFileAtomically } from "./paths.ts";
 import { assertValidKey, assertValidPrefix } from "../keys.ts";
 import { DEFAULT_LIST_LIMIT, pageKeys } from "../page_keys.ts";
 import type { DocumentStore, KeyPage, ListOptions, StoredDocument, WriteCondition } from "../types.ts";
@@ -121,15 +121,9 @@ export function createFsDocumentStore(root: string, ensureOpen: () => void): Doc
         const current = await readVersionForWrite(key, path, condition);
         check(key, current ?? 0, condition);
         if (current === null) return false;
-        try {
-          await unlink(path);
-          folders.removed(key);
-          await syncDirectory(dirname(path));
-          return true;
-        } catch (error) {
-          if (errnoCode(error) === "ENOENT") return false;
-          throw ioError(`cannot delete document ${key}`, error, key);
-        }
+        const deleted = await deleteFile(path, `document ${key}`, key);
+        folders.removed(key);
+        return deleted;
       });
     },
 

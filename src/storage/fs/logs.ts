@@ -12,11 +12,11 @@
  *
  * @module
  */
-import { mkdir, open, stat, unlink } from "node:fs/promises";
+import { mkdir, open, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { concatBytes } from "../../shared/concat_bytes.ts";
 import { StorageError } from "../errors.ts";
-import { errnoCode, fileStream, ioError, syncDirectory, writeFully } from "./paths.ts";
+import { deleteFile, errnoCode, fileStream, ioError, syncDirectory, writeFully } from "./paths.ts";
 import { assertValidKey } from "../keys.ts";
 import type { AppendResult, LogStore } from "../types.ts";
 
@@ -200,13 +200,7 @@ export function createFsLogStore(root: string, ensureOpen: () => void): LogStore
         log.closed = true;
         await log.handle.close();
       }
-      try {
-        await unlink(path);
-        return true;
-      } catch (error) {
-        if (errnoCode(error) === "ENOENT") return false;
-        throw ioError(`cannot delete log ${key}`, error, key);
-      }
+      return await deleteFile(path, `log ${key}`, key);
     },
 
     async closeAll(): Promise<void> {

@@ -2,15 +2,11 @@
  * POSTs over HTTP/1.1 on `node:net` sockets, with kept-alive connections: the
  * HTTP target's transport for plain-`http:` upstreams on every runtime.
  *
- * Why not `fetch` or `node:http`: measured on the project's 2-core machine,
- * 32 requests in flight to a local upstream that answers at once, this client
- * costs 17–37 µs of the calling thread per request (Node 19–37, Deno 23–25,
- * Bun 17–26), system calls included, and needs no other thread. Node 20's
- * `fetch` costs 310–350 µs and its `node:http` 73–76 µs; Deno's `fetch`
- * 40–48 µs; Bun's `fetch` 12–15 µs plus ~18 µs on its HTTP client thread, on
- * a machine whose two cores the engine shares with the upstream. No library
- * fits: `undici`'s current major needs Node ≥ 22.19, and Bun replaces
- * `undici` with its own `fetch`.
+ * Why not `fetch` or `node:http`: per request this client costs the calling
+ * thread a fraction of what Node's `fetch` or `node:http` and Deno's `fetch`
+ * do, and needs no other thread (BENCHMARKS.md, benchmark 2). No library fits:
+ * `undici`'s current major needs Node ≥ 22.19, and Bun replaces `undici` with
+ * its own `fetch`.
  *
  * What it does not do, because an OpenAI-compatible upstream does not need it:
  * TLS (`https:` goes through `fetch`), proxies, redirects, `Expect: 100-continue`.
@@ -177,7 +173,7 @@ function openConnection(origin: Origin): Connection {
   socket.setNoDelay(true);
   const connection: Connection = { socket, origin, exchange: null, idleSince: 0, idleLimit: IDLE_MS };
   const fail = (error: Error) => {
-    forget(connection);
+    closeConnection(connection);
     const pending = connection.exchange;
     connection.exchange = null;
     pending?.reject(error);
@@ -195,7 +191,7 @@ function openConnection(origin: Origin): Connection {
   });
   socket.on("end", () => {
     const pending = connection.exchange;
-    if (!pending) return forget(connection);
+    if (!pending) return closeConnection(connection);
     let response: Http1Response;
     try {
       response = pending.parser.end();
@@ -223,7 +219,7 @@ function exchange(
     abort.onAbort((reason) => {
       if (connection.exchange?.resolve !== resolve) return;
       connection.exchange = null;
-      forget(connection);
+      closeConnection(connection);
       reject(reason instanceof Error ? reason : new Error(String(reason)));
     });
     if (connection.exchange?.resolve === resolve) connection.socket.write(request);
@@ -242,7 +238,7 @@ function settle(connection: Connection, response: Http1Response): void {
     connection.origin.idle.push(connection);
     connection.origin.sweeper ??= setTimeout(() => sweep(connection.origin), IDLE_MS).unref();
   } else {
-    forget(connection);
+    closeConnection(connection);
   }
   pending.resolve(response);
 }
@@ -252,14 +248,14 @@ function sweep(origin: Origin): void {
   origin.sweeper = null;
   const now = performance.now();
   for (const connection of [...origin.idle]) {
-    if (now - connection.idleSince >= connection.idleLimit) forget(connection);
+    if (now - connection.idleSince >= connection.idleLimit) closeConnection(connection);
   }
   // `node:timers`, whose timers have `unref()` on every runtime: an idle pool does not keep the process alive.
   if (origin.idle.length) origin.sweeper = setTimeout(() => sweep(origin), IDLE_MS).unref();
 }
 
 /** Takes a connection out of its pool and closes it. */
-function forget(connection: Connection): void {
+function closeConnection(connection: Connection): void {
   const at = connection.origin.idle.indexOf(connection);
   if (at >= 0) connection.origin.idle.splice(at, 1);
   connection.socket.destroy();
