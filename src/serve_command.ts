@@ -15,6 +15,8 @@ import { type Target, TargetError } from "./targets/types.ts";
 import { createApp } from "./http/app.ts";
 import { serve } from "./runtime/serve.ts";
 import { createFsStorage } from "./storage/fs/fs_storage.ts";
+import { SCHEMA_NAME } from "./storage/postgres/migrations.ts";
+import { createPostgresStorage, DEFAULT_SCHEMA } from "./storage/postgres/postgres_storage.ts";
 import type { Storage } from "./storage/types.ts";
 
 /** The server's settings after flags and environment are read. */
@@ -22,6 +24,10 @@ export interface ServeConfig {
   host: string;
   port: number;
   dataDir: string;
+  /** A PostgreSQL URL: state in the database instead of the data directory. */
+  databaseUrl: string | undefined;
+  /** The schema of the database that holds batchspool's tables. */
+  databaseSchema: string;
   upstream: string;
   upstreamKey: string | undefined;
   apiKeys: string[];
@@ -60,6 +66,9 @@ Options (each also read from the environment variable shown):
   --host <addr>            BATCHSPOOL_HOST           address to bind (default 127.0.0.1)
   --port <n>               BATCHSPOOL_PORT           port (default 8787; 0 picks a free port)
   --data <dir>             BATCHSPOOL_DATA           data directory (default ./batchspool-data)
+  --database <url>         BATCHSPOOL_DATABASE_URL   keep files, results and state in PostgreSQL instead
+                                                     (postgres://user:password@host:port/database)
+  --database-schema <name> BATCHSPOOL_DATABASE_SCHEMA  the schema of batchspool's tables (default batchspool)
   --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
                                                      the word "mock" selects the built-in mock target
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
@@ -117,6 +126,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         host: { type: "string" },
         port: { type: "string" },
         data: { type: "string" },
+        database: { type: "string" },
+        "database-schema": { type: "string" },
         upstream: { type: "string" },
         "upstream-key": { type: "string" },
         "api-key": { type: "string", multiple: true },
@@ -169,6 +180,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     host,
     port: integer(values.port ?? env.BATCHSPOOL_PORT, "--port", 0) ?? 8787,
     dataDir: values.data ?? env.BATCHSPOOL_DATA ?? "./batchspool-data",
+    databaseUrl: databaseUrlOf(values.database ?? env.BATCHSPOOL_DATABASE_URL),
+    databaseSchema: schemaOf(values["database-schema"] ?? env.BATCHSPOOL_DATABASE_SCHEMA ?? DEFAULT_SCHEMA),
     upstream,
     upstreamKey: values["upstream-key"] ?? env.BATCHSPOOL_UPSTREAM_KEY ?? env.OPENAI_API_KEY,
     apiKeys,
@@ -260,7 +273,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
   });
   const shownHost = config.host.includes(":") && !config.host.startsWith("[") ? `[${config.host}]` : config.host;
   console.log(`batchspool listening on http://${shownHost}:${server.port}`);
-  console.log(`data: ${storage.kind} storage in ${config.dataDir}`);
+  console.log(`data: ${describeStorage(config)}`);
   console.log(`target: ${target.description}`);
   console.log(
     `auth: ${
@@ -302,10 +315,48 @@ export async function runServe(config: ServeConfig): Promise<void> {
  * data directory over: this one must stop at once (the server shuts down).
  */
 export function openStorage(config: ServeConfig, onLost: (error: Error) => void): Promise<Storage> {
+  if (config.databaseUrl) {
+    return createPostgresStorage({
+      url: config.databaseUrl,
+      schema: config.databaseSchema,
+      lockWaitMs: config.lockStaleAfterMs,
+      logger: consoleLogger,
+      onLockLost: onLost,
+    });
+  }
   return createFsStorage({
     dir: config.dataDir,
     lock: { staleAfterMs: config.lockStaleAfterMs, heartbeatMs: Math.min(2_000, config.lockStaleAfterMs / 5) },
     logger: consoleLogger,
     onLockLost: onLost,
   });
+}
+
+/** Where the state lives, for the start-up banner (a URL's password hidden). */
+function describeStorage(config: ServeConfig): string {
+  if (!config.databaseUrl) return `fs storage in ${config.dataDir}`;
+  const url = new URL(config.databaseUrl);
+  if (url.password) url.password = "***";
+  return `postgres storage, schema ${config.databaseSchema} of ${url}`;
+}
+
+function databaseUrlOf(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--database must be a postgres:// URL, got ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(`--database must be a postgres:// URL, got ${url.protocol} one`);
+  }
+  return value;
+}
+
+function schemaOf(value: string): string {
+  if (!SCHEMA_NAME.test(value)) {
+    throw new ConfigError(`--database-schema must be a lower-case identifier (letters, digits, _), got ${JSON.stringify(value)}`);
+  }
+  return value;
 }

@@ -8,16 +8,20 @@ import { test } from "node:test";
 import OpenAI, { toFile } from "openai";
 import { line } from "./_engine.ts";
 import { eventually, type ServerProcess, startServer } from "./_server.ts";
-import { removeDir, tempDir } from "./_tmp.ts";
+import { ADAPTERS } from "./_adapters.ts";
 import { startUpstream } from "./_upstream.ts";
 
 const LINES = 800;
 const KILLS = 3;
 
-test(`crash: ${KILLS} SIGKILLs at random moments, and every custom_id still appears exactly once`, async () => {
+for (const adapter of ADAPTERS) {
+  test(`${adapter.name}: crash: ${KILLS} SIGKILLs at random moments, and every custom_id still appears exactly once`, () =>
+    adapter.withPlace((place) => crashAndCheck(place.serveArgs)));
+}
+
+async function crashAndCheck(storageArgs: string[]): Promise<void> {
   const upstream = await startUpstream();
-  const dir = await tempDir();
-  const args = ["--upstream", upstream.baseUrl, "--data", dir, "--concurrency", "4", "--checkpoint-interval", "1"];
+  const args = ["--upstream", upstream.baseUrl, ...storageArgs, "--concurrency", "4", "--checkpoint-interval", "1"];
   let server: ServerProcess = await startServer(args);
   const kills: string[] = [];
   try {
@@ -59,6 +63,5 @@ test(`crash: ${KILLS} SIGKILLs at random moments, and every custom_id still appe
   } finally {
     await server.stop();
     await upstream.close();
-    await removeDir(dir);
   }
-});
+}

@@ -12,6 +12,7 @@ import { sealEnvelope } from "../src/integrity/envelope.ts";
 import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import type { Storage } from "../src/storage/types.ts";
+import { ADAPTERS, withStorage } from "./_adapters.ts";
 import { writeCrashedBatch } from "./_crashed_state.ts";
 import { allCustomIds, ended, OWNER, records, waitUntil } from "./_engine.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
@@ -47,24 +48,6 @@ async function startEngine(storage: Storage, logger: Logger, latencyMs = 0): Pro
   await engine.start();
   return engine;
 }
-
-test("recovery: an in-progress batch resumes where it stopped and ends with every line exactly once", () =>
-  withFsStorage(async (storage) => {
-    const crashed = await writeCrashedBatch(storage, { count: 50, done: [1, 2, 3, 10, 20], failed: [4] });
-    const logger = recordingLogger();
-    const engine = await startEngine(storage, logger);
-    try {
-      const done = await waitUntil(engine, crashed.id, ended);
-      assert.equal(done.status, "completed");
-      assert.deepEqual(done.request_counts, { total: 50, completed: 49, failed: 1 });
-      assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
-      assert.ok(logger.lines.some((l) => l.includes("resumed at 6/50") && l.includes("full scan")), logger.lines.join("\n"));
-      const resent = (await records(engine, done.output_file_id)).filter((r) => (r.response as { request_id: string | null }).request_id !== null);
-      assert.equal(resent.length, 44, "only the 44 unfinished lines were sent");
-    } finally {
-      await engine.close();
-    }
-  }));
 
 test("recovery: a torn last record is cut away and that line is done again, once", () =>
   withFsStorage(async (storage, dir) => {
@@ -183,39 +166,6 @@ test("recovery: an input changed in a later stretch runs the lines before it, no
     }
   }));
 
-test("recovery: a cancel request survives a restart", async () => {
-  const storage = createMemoryStorage();
-  const crashed = await writeCrashedBatch(storage, { count: 20, done: [1, 2], status: "cancelling" });
-  const engine = await startEngine(storage, recordingLogger());
-  try {
-    const done = await waitUntil(engine, crashed.id, ended);
-    assert.equal(done.status, "cancelled");
-    assert.deepEqual(done.request_counts, { total: 20, completed: 2, failed: 0 });
-  } finally {
-    await engine.close();
-  }
-});
-
-test("recovery: an expiry deadline that passed while down expires the batch at start", async () => {
-  const storage = createMemoryStorage();
-  const crashed = await writeCrashedBatch(storage, {
-    count: 8,
-    done: [1, 2, 3],
-    expiresAt: Math.floor(Date.now() / 1000) - 5,
-  });
-  const engine = await startEngine(storage, recordingLogger());
-  try {
-    const done = await waitUntil(engine, crashed.id, ended);
-    assert.equal(done.status, "expired");
-    assert.deepEqual(done.request_counts, { total: 8, completed: 3, failed: 5 });
-    const errors = await records(engine, done.error_file_id);
-    assert.ok(errors.every((r) => (r.error as { code: string }).code === "batch_expired"));
-    assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
-  } finally {
-    await engine.close();
-  }
-});
-
 /** A target that answers only as many requests as the test allows; the rest wait (and obey aborts). */
 function gatedTarget(): { target: Target; allow(n: number): void } {
   let credit = 0;
@@ -286,26 +236,6 @@ async function checkpointedState(storage: Storage) {
   return crashed;
 }
 
-test("recovery: a checkpoint with a bad hash is skipped for the one before, and only the logs' tails are read", () =>
-  withFsStorage(async (storage) => {
-    const crashed = await checkpointedState(storage);
-    const newest = await storage.documents.get<{ envelope: string }>(checkpointKey(3));
-    assert.ok(newest);
-    await storage.documents.put(checkpointKey(3), { envelope: newest.value.envelope.replace('"format":1', '"format":2') });
-    const logger = recordingLogger();
-    const engine = await startEngine(storage, logger);
-    try {
-      assert.ok(logger.lines.some((l) => l.startsWith("warn: checkpoint 3 is corrupted")), logger.lines.join("\n"));
-      assert.ok(logger.lines.includes("info: recovering from checkpoint 2"), logger.lines.join("\n"));
-      assert.ok(logger.lines.some((l) => l.includes("checkpoint + ") && l.includes("log bytes")), logger.lines.join("\n"));
-      const done = await waitUntil(engine, crashed.id, ended);
-      assert.deepEqual(done.request_counts, { total: 40, completed: 40, failed: 0 });
-      assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
-    } finally {
-      await engine.close();
-    }
-  }));
-
 test("recovery: with every checkpoint corrupted it falls back to a full scan of the logs", () =>
   withFsStorage(async (storage, dir) => {
     const crashed = await checkpointedState(storage);
@@ -349,13 +279,87 @@ test("CheckpointStore keeps the last N, loads the newest valid one, and continue
   assert.throws(() => new CheckpointStore(storage, { keep: 0, logger }), RangeError);
 });
 
-test("recovery: an active-index entry whose batch was never written (crash inside create) is dropped", async () => {
-  const storage = createMemoryStorage();
-  await storage.documents.put(`active/batch_${"0".repeat(36)}`, { owner: "default" });
-  const engine = await startEngine(storage, recordingLogger());
-  try {
-    assert.deepEqual((await storage.documents.list("active/")).keys, []);
-  } finally {
-    await engine.close();
-  }
-});
+// The recoveries that any storage adapter must give, on each.
+for (const adapter of ADAPTERS) {
+  test(`${adapter.name}: recovery: an in-progress batch resumes where it stopped and ends with every line exactly once`, () =>
+    withStorage(adapter, async (storage) => {
+      const crashed = await writeCrashedBatch(storage, { count: 50, done: [1, 2, 3, 10, 20], failed: [4] });
+      const logger = recordingLogger();
+      const engine = await startEngine(storage, logger);
+      try {
+        const done = await waitUntil(engine, crashed.id, ended);
+        assert.equal(done.status, "completed");
+        assert.deepEqual(done.request_counts, { total: 50, completed: 49, failed: 1 });
+        assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+        assert.ok(logger.lines.some((l) => l.includes("resumed at 6/50") && l.includes("full scan")), logger.lines.join("\n"));
+        const resent = (await records(engine, done.output_file_id)).filter((r) => (r.response as { request_id: string | null }).request_id !== null);
+        assert.equal(resent.length, 44, "only the 44 unfinished lines were sent");
+      } finally {
+        await engine.close();
+      }
+    }));
+
+  test(`${adapter.name}: recovery: a cancel request survives a restart`, () =>
+    withStorage(adapter, async (storage) => {
+      const crashed = await writeCrashedBatch(storage, { count: 20, done: [1, 2], status: "cancelling" });
+      const engine = await startEngine(storage, recordingLogger());
+      try {
+        const done = await waitUntil(engine, crashed.id, ended);
+        assert.equal(done.status, "cancelled");
+        assert.deepEqual(done.request_counts, { total: 20, completed: 2, failed: 0 });
+      } finally {
+        await engine.close();
+      }
+  }));
+
+  test(`${adapter.name}: recovery: an expiry deadline that passed while down expires the batch at start`, () =>
+    withStorage(adapter, async (storage) => {
+      const crashed = await writeCrashedBatch(storage, {
+        count: 8,
+        done: [1, 2, 3],
+        expiresAt: Math.floor(Date.now() / 1000) - 5,
+      });
+      const engine = await startEngine(storage, recordingLogger());
+      try {
+        const done = await waitUntil(engine, crashed.id, ended);
+        assert.equal(done.status, "expired");
+        assert.deepEqual(done.request_counts, { total: 8, completed: 3, failed: 5 });
+        const errors = await records(engine, done.error_file_id);
+        assert.ok(errors.every((r) => (r.error as { code: string }).code === "batch_expired"));
+        assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+      } finally {
+        await engine.close();
+      }
+  }));
+
+  test(`${adapter.name}: recovery: a checkpoint with a bad hash is skipped for the one before, and only the logs' tails are read`, () =>
+    withStorage(adapter, async (storage) => {
+      const crashed = await checkpointedState(storage);
+      const newest = await storage.documents.get<{ envelope: string }>(checkpointKey(3));
+      assert.ok(newest);
+      await storage.documents.put(checkpointKey(3), { envelope: newest.value.envelope.replace('"format":1', '"format":2') });
+      const logger = recordingLogger();
+      const engine = await startEngine(storage, logger);
+      try {
+        assert.ok(logger.lines.some((l) => l.startsWith("warn: checkpoint 3 is corrupted")), logger.lines.join("\n"));
+        assert.ok(logger.lines.includes("info: recovering from checkpoint 2"), logger.lines.join("\n"));
+        assert.ok(logger.lines.some((l) => l.includes("checkpoint + ") && l.includes("log bytes")), logger.lines.join("\n"));
+        const done = await waitUntil(engine, crashed.id, ended);
+        assert.deepEqual(done.request_counts, { total: 40, completed: 40, failed: 0 });
+        assert.deepEqual(await allCustomIds(engine, done), [...crashed.customIds].sort());
+      } finally {
+        await engine.close();
+      }
+    }));
+
+  test(`${adapter.name}: recovery: an active-index entry whose batch was never written (crash inside create) is dropped`, () =>
+    withStorage(adapter, async (storage) => {
+      await storage.documents.put(`active/batch_${"0".repeat(36)}`, { owner: "default" });
+      const engine = await startEngine(storage, recordingLogger());
+      try {
+        assert.deepEqual((await storage.documents.list("active/")).keys, []);
+      } finally {
+        await engine.close();
+      }
+  }));
+}

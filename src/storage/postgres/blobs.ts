@@ -1,0 +1,207 @@
+/**
+ * Blobs in PostgreSQL, as chunks of 1 MiB: memory stays one chunk or so per
+ * put and per reader, whatever the blob's size.
+ *
+ * Durability: a put writes its chunks under an upload of its own
+ * (`blob_uploads`), committed as they go, then makes the blob name that
+ * upload in one transaction, which also removes the chunks of the upload it
+ * replaces: nothing is visible under the key until every byte is durable, and
+ * a crash before that leaves an unnamed upload, removed when the store is
+ * next opened (see {@link removeAbandonedUploads}).
+ *
+ * @module
+ */
+import type postgres from "postgres";
+import type { MarkedDigest } from "../../integrity/digest_marks.ts";
+import { concatBytes } from "../../shared/concat_bytes.ts";
+import { BlobHash, startMarkingHash } from "../blob_hash.ts";
+import { BlobSourceError, pumpBlobSource } from "../blob_source.ts";
+import { StorageError } from "../errors.ts";
+import { assertValidKey, assertValidPrefix } from "../keys.ts";
+import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "../types.ts";
+import { keyPage, listLimit, prefixEnd, query } from "./shared.ts";
+
+/** Bytes per chunk row. */
+const CHUNK_BYTES = 1024 * 1024;
+/** Chunk inserts of one put in flight at once (the source is read while they are written). */
+const WRITES_IN_FLIGHT = 3;
+/** An upload's row is touched every this many chunks, so that one in progress never looks abandoned. */
+const TOUCH_EVERY = 16;
+/** Chunks fetched by one query while a blob is read. */
+const CHUNKS_PER_READ = 4;
+/** Uploads untouched for this long were abandoned (their writer died). */
+const ABANDONED_AFTER_SECONDS = 600;
+
+/** Creates the blob store on `sql` (whose search path is the schema). */
+export function createPostgresBlobStore(sql: postgres.Sql, ensureOpen: () => void): BlobStore {
+  const checked = (key: string) => {
+    ensureOpen();
+    assertValidKey(key);
+  };
+
+  /** Reads an upload's chunks back and hashes them (when a put's hasher could not give the digest). */
+  const hashUpload = async (uploadId: string, bytes: number, options: PutBlobOptions): Promise<MarkedDigest> => {
+    const hash = startMarkingHash(options);
+    for await (const chunk of chunksOf(sql, "blob", uploadId, 0, bytes, CHUNK_BYTES)) hash.update(chunk);
+    return hash.finish();
+  };
+
+  return {
+    async put(key: string, source: ReadableStream<Uint8Array> | Uint8Array, options: PutBlobOptions = {}): Promise<BlobInfo> {
+      checked(key);
+      const uploadId = crypto.randomUUID();
+      const hash = new BlobHash(options);
+      await query(`start blob ${key}`, key, () => sql`insert into blob_uploads (upload_id, key) values (${uploadId}, ${key})`);
+      const writes = new Set<Promise<unknown>>();
+      let gathered: Uint8Array[] = [];
+      let gatheredBytes = 0;
+      let seq = 0;
+      const writeChunk = async () => {
+        const data = gathered.length === 1 ? gathered[0] : concatBytes(gathered, gatheredBytes);
+        gathered = [];
+        gatheredBytes = 0;
+        while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
+        const chunkSeq = seq++;
+        const write = sql`insert into blob_chunks (upload_id, seq, data) values (${uploadId}, ${chunkSeq}, ${data})`.then(
+          () => chunkSeq % TOUCH_EVERY === TOUCH_EVERY - 1 ? sql`update blob_uploads set updated_at = now() where upload_id = ${uploadId}` : null,
+        );
+        writes.add(write);
+        // A failed write stays in the set: the next wait on it (or the last one) throws.
+        write.then(() => writes.delete(write), () => {});
+      };
+      try {
+        // Chunks are cut at exactly CHUNK_BYTES, so that a read finds any byte's chunk by division.
+        const bytes = await pumpBlobSource(key, source, options, hash, async (chunk) => {
+          for (let at = 0; at < chunk.length;) {
+            const take = Math.min(chunk.length - at, CHUNK_BYTES - gatheredBytes);
+            gathered.push(chunk.subarray(at, at + take));
+            gatheredBytes += take;
+            at += take;
+            if (gatheredBytes === CHUNK_BYTES) await writeChunk();
+          }
+        });
+        if (gatheredBytes > 0) await writeChunk();
+        await query(`write blob ${key}`, key, () => Promise.all(writes));
+        const info = await hash.finish(key, () => hashUpload(uploadId, bytes, options));
+        await query(`write blob ${key}`, key, () =>
+          sql.begin(async (tx) => {
+            const [previous] = await tx`select upload_id from blobs where key = ${key} for update`;
+            await tx`insert into blobs (key, upload_id, bytes, chunk_bytes) values (${key}, ${uploadId}, ${bytes}, ${CHUNK_BYTES})
+              on conflict (key) do update set upload_id = excluded.upload_id, bytes = excluded.bytes, chunk_bytes = excluded.chunk_bytes`;
+            await tx`delete from blob_uploads where upload_id = ${uploadId}`;
+            if (previous) await tx`delete from blob_chunks where upload_id = ${previous.upload_id}`;
+          }));
+        return info;
+      } catch (error) {
+        await Promise.allSettled(writes);
+        await removeUpload(sql, uploadId).catch(() => {});
+        if (error instanceof BlobSourceError) throw error.error;
+        if (error instanceof StorageError) throw error;
+        throw new StorageError("io", `cannot write blob ${key}: ${(error as Error)?.message ?? error}`, { key, cause: error });
+      }
+
+    },
+
+    async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+      checked(key);
+      const [row] = await query(`read blob ${key}`, key, () =>
+        sql`select upload_id, bytes, chunk_bytes from blobs where key = ${key}`);
+      if (!row) throw new StorageError("not_found", `no blob ${key}`, { key });
+      const size = Number(row.bytes);
+      const start = Math.min(range?.start ?? 0, size);
+      const end = Math.max(start, Math.min(range?.end ?? size, size));
+      return iteratorStream(chunksOf(sql, `blob ${key}`, row.upload_id, start, end, row.chunk_bytes));
+    },
+
+    async stat(key: string): Promise<BlobStat | null> {
+      checked(key);
+      const [row] = await query(`stat blob ${key}`, key, () => sql`select bytes from blobs where key = ${key}`);
+      return row ? { key, bytes: Number(row.bytes) } : null;
+    },
+
+    async delete(key: string): Promise<boolean> {
+      checked(key);
+      return await query(`delete blob ${key}`, key, () =>
+        sql.begin(async (tx) => {
+          const [row] = await tx`delete from blobs where key = ${key} returning upload_id`;
+          if (row) await tx`delete from blob_chunks where upload_id = ${row.upload_id}`;
+          return Boolean(row);
+        }));
+    },
+
+    async list(prefix: string, options: ListOptions = {}): Promise<KeyPage> {
+      ensureOpen();
+      assertValidPrefix(prefix);
+      const limit = listLimit(options);
+      const end = prefixEnd(prefix);
+      const { after } = options;
+      const rows = await query(`list blobs under ${prefix}`, undefined, () =>
+        options.reverse
+          ? sql`select key from blobs where key >= ${prefix} and key < ${after === undefined || after > end ? end : after}
+              order by key desc limit ${limit + 1}`
+          : sql`select key from blobs where key >= ${prefix} and key < ${end} and key > ${after ?? ""}
+              order by key limit ${limit + 1}`);
+      return keyPage(rows as unknown as { key: string }[], limit);
+    },
+  };
+}
+
+/** Deletes an upload's chunks and its row. */
+async function removeUpload(sql: postgres.Sql, uploadId: string): Promise<void> {
+  await sql`delete from blob_chunks where upload_id = ${uploadId}`;
+  await sql`delete from blob_uploads where upload_id = ${uploadId}`;
+}
+
+/**
+ * Deletes the uploads no put will finish: their writer died (a crash, a
+ * killed process) and left them untouched for ten minutes. Returns how many.
+ */
+export async function removeAbandonedUploads(sql: postgres.Sql): Promise<number> {
+  const abandoned = await sql`select upload_id from blob_uploads
+    where updated_at < now() - make_interval(secs => ${ABANDONED_AFTER_SECONDS})`;
+  for (const { upload_id } of abandoned) await removeUpload(sql, upload_id);
+  return abandoned.length;
+}
+
+/** Bytes [start, end) of an upload, chunk by chunk, a few chunks per query. */
+async function* chunksOf(
+  sql: postgres.Sql,
+  what: string,
+  uploadId: string,
+  start: number,
+  end: number,
+  chunkBytes: number,
+): AsyncGenerator<Uint8Array> {
+  let position = start;
+  while (position < end) {
+    const first = Math.floor(position / chunkBytes);
+    const last = Math.min(Math.floor((end - 1) / chunkBytes), first + CHUNKS_PER_READ - 1);
+    const rows = await query(`read ${what}`, undefined, () =>
+      sql`select seq, data from blob_chunks where upload_id = ${uploadId} and seq >= ${first} and seq <= ${last} order by seq`);
+    if (rows.length !== last - first + 1) throw new StorageError("io", `${what} changed while it was read`);
+    for (const row of rows) {
+      const chunkStart = row.seq * chunkBytes;
+      const bytes = (row.data as Uint8Array).subarray(position - chunkStart, Math.min(end, chunkStart + row.data.length) - chunkStart);
+      position += bytes.length;
+      if (bytes.length) yield bytes;
+    }
+  }
+}
+
+/** A byte stream pulled from an async iterator, one item per pull. */
+function iteratorStream(iterator: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await iterator.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      } catch (error) {
+        controller.error(error);
+      }
+    },
+    async cancel() {
+      await iterator.return(undefined);
+    },
+  }, { highWaterMark: 0 });
+}

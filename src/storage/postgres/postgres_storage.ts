@@ -1,0 +1,88 @@
+/**
+ * The PostgreSQL storage adapter: files, results and state in one database,
+ * with the data directory's guarantees (see each store's module).
+ *
+ * Tables live in their own schema (default `batchspool`), created and
+ * migrated at start (`migrations.ts`), so one database can hold several
+ * deployments. One server at a time uses a schema (`exclusive_lock.ts`).
+ *
+ * @module
+ */
+import postgres from "postgres";
+import type { Logger } from "../../shared/logger.ts";
+import { StorageError } from "../errors.ts";
+import type { Storage } from "../types.ts";
+import { createPostgresBlobStore, removeAbandonedUploads } from "./blobs.ts";
+import { createPostgresDocumentStore } from "./documents.ts";
+import { takeSchemaLock } from "./exclusive_lock.ts";
+import { createPostgresLogStore } from "./logs.ts";
+import { migrate, SCHEMA_NAME } from "./migrations.ts";
+
+/** Options for {@link createPostgresStorage}. */
+export interface PostgresStorageOptions {
+  /** A connection URL, e.g. `postgres://user:password@host:5432/database`. */
+  url: string;
+  /** The schema that holds batchspool's tables (default `batchspool`); created when missing. */
+  schema?: string;
+  /** Most connections to the database (default 10). */
+  maxConnections?: number;
+  /** How long to wait at start for the schema's lock, held by a server that just died (default 10 s). */
+  lockWaitMs?: number;
+  /** Called once if this server loses its lock on the schema (its session to the database ended). */
+  onLockLost?(error: StorageError): void;
+  /** Where waiting for the lock and losing it are reported. */
+  logger?: Logger;
+}
+
+/** The default schema. */
+export const DEFAULT_SCHEMA = "batchspool";
+
+/**
+ * Connects to PostgreSQL, creates or migrates the schema, and takes its lock.
+ *
+ * @throws {StorageError} `locked` when another server uses the schema; `io` when the database cannot be reached
+ * @example
+ * ```ts
+ * const storage = await createPostgresStorage({ url: "postgres://batchspool@127.0.0.1/batchspool" });
+ * const engine = createBatchEngine({ storage, target: createMockTarget() });
+ * ```
+ */
+export async function createPostgresStorage(options: PostgresStorageOptions): Promise<Storage> {
+  const schema = options.schema ?? DEFAULT_SCHEMA;
+  if (!SCHEMA_NAME.test(schema)) {
+    throw new StorageError("invalid_key", `schema name ${JSON.stringify(schema)} is not a plain lower-case identifier`);
+  }
+  const sql = postgres(options.url, {
+    max: options.maxConnections ?? 10,
+    onnotice: () => {},
+    // Every statement runs in the schema; nothing falls back to `public`.
+    connection: { search_path: `"${schema}"`, application_name: "batchspool" },
+  });
+  let lock;
+  try {
+    await migrate(sql, schema);
+    lock = await takeSchemaLock(sql, schema, { waitMs: options.lockWaitMs, logger: options.logger, onLost: options.onLockLost });
+    await removeAbandonedUploads(sql);
+  } catch (error) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    if (error instanceof StorageError) throw error;
+    throw new StorageError("io", `cannot open database schema ${schema}: ${(error as Error)?.message ?? error}`, { cause: error });
+  }
+  let closed = false;
+  const ensureOpen = () => {
+    if (closed) throw new StorageError("closed", `storage in schema ${schema} is closed`);
+    if (lock.lost) throw lock.lost;
+  };
+  return {
+    kind: "postgres",
+    blobs: createPostgresBlobStore(sql, ensureOpen),
+    logs: createPostgresLogStore(sql, ensureOpen),
+    documents: createPostgresDocumentStore(sql, ensureOpen),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await lock.release();
+      await sql.end({ timeout: 5 });
+    },
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * What the PostgreSQL stores share: wrapping the database's failures into the
+ * storage layer's errors, and key ranges for listing.
+ *
+ * @module
+ */
+import { StorageError } from "../errors.ts";
+import { DEFAULT_LIST_LIMIT } from "../page_keys.ts";
+import type { KeyPage, ListOptions } from "../types.ts";
+
+/**
+ * Runs a database call; anything it throws that is not already a
+ * `StorageError` becomes `io` (a connection lost, a server restarting, a full
+ * disk: all can heal).
+ */
+export async function query<T>(what: string, key: string | undefined, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof StorageError) throw error;
+    throw new StorageError("io", `cannot ${what}: ${(error as Error)?.message ?? error}`, { key, cause: error });
+  }
+}
+
+/**
+ * Above every key that starts with a prefix: keys are ASCII letters, digits
+ * and `_.-/`, all below DEL, so `prefix + DEL` bounds them.
+ */
+export const prefixEnd = (prefix: string): string => `${prefix}\x7f`;
+
+/** Checks a listing's limit, as every adapter does. */
+export function listLimit(options: ListOptions): number {
+  const limit = options.limit ?? DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`);
+  return limit;
+}
+
+/** A page of keys from rows fetched with `limit + 1`. */
+export function keyPage(rows: readonly { key: string }[], limit: number): KeyPage {
+  return { keys: rows.slice(0, limit).map((row) => row.key), more: rows.length > limit };
+}

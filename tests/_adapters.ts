@@ -1,0 +1,70 @@
+/**
+ * The storage adapters the API, engine and crash tests run against: the data
+ * directory and PostgreSQL. Each test gets a place of its own (a directory, a
+ * schema), which it may open more than once (a restart) and which is removed
+ * afterwards.
+ */
+import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
+import { createPostgresStorage } from "../src/storage/postgres/postgres_storage.ts";
+import type { Storage } from "../src/storage/types.ts";
+import { databaseUrl, dropSchema, freshSchemaName } from "./_postgres.ts";
+import { removeDir, tempDir } from "./_tmp.ts";
+
+/** Where one test's state lives. */
+export interface StoragePlace {
+  /** Opens the storage (again, after a restart: close the previous one first). */
+  open(): Promise<Storage>;
+  /** The `serve` flags that put a server there. */
+  serveArgs: string[];
+}
+
+/** A storage adapter under test. */
+export interface Adapter {
+  name: "fs" | "postgres";
+  /** A fresh place, given to `body`, removed afterwards. */
+  withPlace<T>(body: (place: StoragePlace) => Promise<T>): Promise<T>;
+}
+
+export const FS: Adapter = {
+  name: "fs",
+  async withPlace(body) {
+    const dir = await tempDir();
+    try {
+      return await body({ open: () => createFsStorage({ dir }), serveArgs: ["--data", dir] });
+    } finally {
+      await removeDir(dir);
+    }
+  },
+};
+
+export const POSTGRES: Adapter = {
+  name: "postgres",
+  async withPlace(body) {
+    const url = databaseUrl();
+    const schema = freshSchemaName();
+    try {
+      return await body({
+        // A restart finds the schema's lock free at once: the previous storage closed, or its process died.
+        open: () => createPostgresStorage({ url, schema, lockWaitMs: 10_000 }),
+        serveArgs: ["--database", url, "--database-schema", schema],
+      });
+    } finally {
+      await dropSchema(schema);
+    }
+  },
+};
+
+/** Both adapters, the default first. */
+export const ADAPTERS: readonly Adapter[] = [FS, POSTGRES];
+
+/** Runs `body` with a freshly opened storage of `adapter`, closed and removed afterwards. */
+export function withStorage<T>(adapter: Adapter, body: (storage: Storage, place: StoragePlace) => Promise<T>): Promise<T> {
+  return adapter.withPlace(async (place) => {
+    const storage = await place.open();
+    try {
+      return await body(storage, place);
+    } finally {
+      await storage.close();
+    }
+  });
+}
