@@ -131,6 +131,7 @@ export async function timeBatchInProcess(
   target: import("../src/targets/types.ts").Target,
   content: Uint8Array,
   concurrency: number,
+  openStorage?: () => Promise<import("../src/storage/types.ts").Storage & { dispose?(): Promise<void> }>,
 ): Promise<number> {
   const { mkdtemp, rm } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
@@ -139,7 +140,7 @@ export async function timeBatchInProcess(
   const { silentLogger } = await import("../src/shared/logger.ts");
   const { createFsStorage } = await import("../src/storage/fs/fs_storage.ts");
   const dir = await mkdtemp(join(tmpdir(), "bench-batch-"));
-  const storage = await createFsStorage({ dir });
+  const storage = openStorage ? await openStorage() : await createFsStorage({ dir });
   const engine = createBatchEngine({ storage, target, logger: silentLogger, concurrency });
   await engine.start();
   const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
@@ -161,6 +162,7 @@ export async function timeBatchInProcess(
   if (done.request_counts.failed) throw new Error(`${done.request_counts.failed} requests failed`);
   await engine.close();
   await storage.close();
+  await (storage as { dispose?(): Promise<void> }).dispose?.();
   await rm(dir, { recursive: true, force: true });
   return rate;
 }

@@ -5,8 +5,10 @@
  * once across its output and error files, no torn line, counts equal to the
  * files' line counts.
  *
- * Usage: <runtime> bench/soak.ts [--kills 200] [--lines 2000]
- * (npm run soak -- --kills 200 runs it on Node, from the npm build).
+ * Usage: <runtime> bench/soak.ts [--kills 200] [--lines 2000] [--database postgres://…]
+ * (npm run soak -- --kills 200 runs it on Node, from the npm build). With
+ * `--database` the server keeps its state in PostgreSQL, in a schema of its
+ * own that is dropped at the end.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import process from "node:process";
@@ -22,10 +24,13 @@ const arg = (name: string, fallback: number) =>
   process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback;
 const KILLS = arg("--kills", 200);
 const LINES = arg("--lines", 2000);
+const database = process.argv.includes("--database") ? process.argv[process.argv.indexOf("--database") + 1] : undefined;
+const schema = `soak_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 
 const upstream = await startBenchUpstream(5);
 const dir = await mkdtemp(join(tmpdir(), "bench-soak-"));
-const args = ["--upstream", upstream.baseUrl, "--data", join(dir, "data"), "--concurrency", "8", "--checkpoint-interval", "1"];
+const place = database ? ["--database", database, "--database-schema", schema] : ["--data", join(dir, "data")];
+const args = ["--upstream", upstream.baseUrl, ...place, "--concurrency", "8", "--checkpoint-interval", "1"];
 const start = async (): Promise<ServerProcess> => {
   const server = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
   await server.waitFor(/ready/);
@@ -118,7 +123,14 @@ for (;;) {
 await server.stop();
 await upstream.stop();
 await rm(dir, { recursive: true, force: true });
+if (database) {
+  const { default: postgres } = await import("postgres");
+  const admin = postgres(database, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`drop schema if exists "${schema}" cascade`);
+  await admin.end();
+}
 report("soak", {
+  storage: database ? "postgres" : "fs",
   ...stats,
   lines_per_batch: LINES,
   minutes: Number(((performance.now() - started) / 60_000).toFixed(1)),

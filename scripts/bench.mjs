@@ -4,8 +4,9 @@
 // Usage: npm run bench [-- <benchmark> ...] [--runtimes node,bun,deno] [--runs n]
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { startDatabase } from "./embedded_postgres.mjs";
 
-const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history"];
+const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history", "postgres"];
 const args = process.argv.slice(2);
 const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const runtimes = (option("--runtimes") ?? "node,bun,deno").split(",");
@@ -19,9 +20,13 @@ const commands = {
   deno: ["node_modules/.bin/deno", ["run", "-A"]],
 };
 
+/** The PostgreSQL of the benchmarks that use one (BATCHSPOOL_BENCH_DATABASE_URL, else a throwaway server). */
+let database = null;
+
 function run(command, commandArgs) {
   return new Promise((resolve) => {
-    const child = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "inherit"] });
+    const env = database?.url ? { ...process.env, BATCHSPOOL_BENCH_DATABASE_URL: database.url } : process.env;
+    const child = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "inherit"], env });
     let output = "";
     child.stdout.on("data", (chunk) => {
       output += chunk;
@@ -36,6 +41,10 @@ const build = await run(process.execPath, ["scripts/build.mjs"]);
 if (build.code !== 0) process.exit(1);
 const machine = { cores: (await import("node:os")).cpus().length, memory_gib: Math.round((await import("node:os")).totalmem() / 2 ** 30) };
 let failed = 0;
+if (benches.includes("postgres")) {
+  database = await startDatabase("BATCHSPOOL_BENCH_DATABASE_URL");
+  console.log(`=== ${database.label}`);
+}
 for (const bench of benches) {
   const rows = [];
   for (const runtime of runtimes) {
@@ -58,4 +67,5 @@ for (const bench of benches) {
     console.log(`  ${runtime.padEnd(5)} ${JSON.stringify(figures)}`);
   }
 }
+await database?.stop();
 process.exit(failed ? 1 : 0);

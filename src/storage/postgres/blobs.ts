@@ -21,14 +21,16 @@ import { assertValidKey, assertValidPrefix } from "../keys.ts";
 import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "../types.ts";
 import { keyPage, listLimit, prefixEnd, query } from "./shared.ts";
 
-/** Bytes per chunk row. */
-const CHUNK_BYTES = 1024 * 1024;
-/** Chunk inserts of one put in flight at once (the source is read while they are written). */
-const WRITES_IN_FLIGHT = 3;
-/** An upload's row is touched every this many chunks, so that one in progress never looks abandoned. */
+/** Bytes per chunk row: a row fits in one page of the table (8 KiB), so PostgreSQL stores it whole, without TOAST. */
+const CHUNK_BYTES = 8000;
+/** Chunk rows written by one statement (256 KB: a larger statement's message buffer, grown step by step by the client, left more garbage behind than the collector frees promptly). */
+const CHUNKS_PER_WRITE = 32;
+/** Statements of one put in flight at once (the source is read while they are written). */
+const WRITES_IN_FLIGHT = 2;
+/** An upload's row is touched every this many statements, so that one in progress never looks abandoned. */
 const TOUCH_EVERY = 16;
-/** Chunks fetched by one query while a blob is read. */
-const CHUNKS_PER_READ = 4;
+/** Chunks fetched by one query while a blob is read (a megabyte). */
+const CHUNKS_PER_READ = 128;
 /** Uploads untouched for this long were abandoned (their writer died). */
 const ABANDONED_AFTER_SECONDS = 600;
 
@@ -56,14 +58,20 @@ export function createPostgresBlobStore(sql: postgres.Sql, ensureOpen: () => voi
       let gathered: Uint8Array[] = [];
       let gatheredBytes = 0;
       let seq = 0;
-      const writeChunk = async () => {
+      let statements = 0;
+      /** Writes what is gathered (a megabyte, or the rest) as chunk rows, in one statement. */
+      const writeChunks = async () => {
         const data = gathered.length === 1 ? gathered[0] : concatBytes(gathered, gatheredBytes);
         gathered = [];
         gatheredBytes = 0;
         while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
-        const chunkSeq = seq++;
-        const write = sql`insert into blob_chunks (upload_id, seq, data) values (${uploadId}, ${chunkSeq}, ${data})`.then(
-          () => chunkSeq % TOUCH_EVERY === TOUCH_EVERY - 1 ? sql`update blob_uploads set updated_at = now() where upload_id = ${uploadId}` : null,
+        const rows = [];
+        for (let at = 0; at < data.length; at += CHUNK_BYTES) {
+          rows.push({ upload_id: uploadId, seq: seq++, data: data.subarray(at, at + CHUNK_BYTES) });
+        }
+        const touch = ++statements % TOUCH_EVERY === 0;
+        const write = sql`insert into blob_chunks ${sql(rows, "upload_id", "seq", "data")}`.then(
+          () => touch ? sql`update blob_uploads set updated_at = now() where upload_id = ${uploadId}` : null,
         );
         writes.add(write);
         // A failed write stays in the set: the next wait on it (or the last one) throws.
@@ -71,16 +79,17 @@ export function createPostgresBlobStore(sql: postgres.Sql, ensureOpen: () => voi
       };
       try {
         // Chunks are cut at exactly CHUNK_BYTES, so that a read finds any byte's chunk by division.
+        const statementBytes = CHUNK_BYTES * CHUNKS_PER_WRITE;
         const bytes = await pumpBlobSource(key, source, options, hash, async (chunk) => {
           for (let at = 0; at < chunk.length;) {
-            const take = Math.min(chunk.length - at, CHUNK_BYTES - gatheredBytes);
+            const take = Math.min(chunk.length - at, statementBytes - gatheredBytes);
             gathered.push(chunk.subarray(at, at + take));
             gatheredBytes += take;
             at += take;
-            if (gatheredBytes === CHUNK_BYTES) await writeChunk();
+            if (gatheredBytes === statementBytes) await writeChunks();
           }
         });
-        if (gatheredBytes > 0) await writeChunk();
+        if (gatheredBytes > 0) await writeChunks();
         await query(`write blob ${key}`, key, () => Promise.all(writes));
         const info = await hash.finish(key, () => hashUpload(uploadId, bytes, options));
         await query(`write blob ${key}`, key, () =>

@@ -1,12 +1,12 @@
 /**
  * Append-only logs in PostgreSQL: a log is its length (`log_heads`) and the
- * groups of records appended to it (`log_groups`), each with the byte range
- * it occupies.
+ * groups of records appended to it (`log_groups`, in rows that fit a page),
+ * each row with the byte range it occupies.
  *
- * Durability (group commit): `append` queues its records; one transaction at
- * a time takes everything queued, for every log, and commits it: an append
- * resolves once that commit is durable, and concurrent appenders, of one log
- * or of many, share it. A group's place is taken from its log's length in
+ * Durability (group commit): `append` queues its records; one statement (one
+ * transaction) at a time takes what is queued, for every log, and commits
+ * it: an append resolves once that commit is durable, and concurrent
+ * appenders, of one log or of many, share it. A group's place is taken from its log's length in
  * the same transaction (a row lock), so appends from any number of
  * connections stay in order. A failed transaction leaves nothing: there is no
  * torn tail to cut.
@@ -28,12 +28,23 @@ interface PendingAppend {
 }
 
 const encoder = new TextEncoder();
-/** Groups fetched by one query while a log is read. */
-const GROUPS_PER_READ = 32;
+/** Rows fetched by one query while a log is read (up to a megabyte). */
+const GROUPS_PER_READ = 128;
+/**
+ * Bytes of a row, key included: a row fits in one page of the table (8 KiB),
+ * so PostgreSQL stores it whole, without TOAST (see the migrations).
+ */
+const ROW_BYTES = 8000;
+/**
+ * Bytes one commit takes from the queue (an append larger than this goes
+ * alone): the client grows a statement's message buffer step by step, and
+ * larger ones left garbage the collector was slow to free.
+ */
+const COMMIT_BYTES = 1024 * 1024;
 
 /** Creates the log store on `sql` (whose search path is the schema). */
 export function createPostgresLogStore(sql: postgres.Sql, ensureOpen: () => void): LogStore {
-  let queue: PendingAppend[] = [];
+  const queue: PendingAppend[] = [];
   let flushing = false;
 
   const checked = (key: string) => {
@@ -41,12 +52,17 @@ export function createPostgresLogStore(sql: postgres.Sql, ensureOpen: () => void
     assertValidKey(key);
   };
 
-  /** Commits what is queued, one transaction at a time, until nothing is. */
+  /** Commits what is queued, one statement at a time (about a megabyte each), until nothing is. */
   const flush = async () => {
     flushing = true;
     while (queue.length) {
-      const batch = queue;
-      queue = [];
+      let take = 0;
+      let bytes = 0;
+      while (take < queue.length && (take === 0 || bytes + queue[take].bytes.length <= COMMIT_BYTES)) {
+        bytes += queue[take].bytes.length;
+        take++;
+      }
+      const batch = queue.splice(0, take);
       // The appends of each log, in order, joined into one group.
       const byKey = new Map<string, PendingAppend[]>();
       for (const append of batch) {
@@ -55,22 +71,7 @@ export function createPostgresLogStore(sql: postgres.Sql, ensureOpen: () => void
         else byKey.set(append.key, [append]);
       }
       try {
-        const ends = await query("append to logs", undefined, () =>
-          sql.begin(async (tx) => {
-            const placed = new Map<string, number>();
-            for (const [key, appends] of byKey) {
-              const total = appends.reduce((sum, append) => sum + append.bytes.length, 0);
-              const [head] = await tx`
-                insert into log_heads (key, length) values (${key}, ${total})
-                on conflict (key) do update set length = log_heads.length + excluded.length
-                returning length`;
-              const end = Number(head.length);
-              const data = appends.length === 1 ? appends[0].bytes : concatBytes(appends.map((a) => a.bytes), total);
-              await tx`insert into log_groups (key, start_offset, end_offset, data) values (${key}, ${end - total}, ${end}, ${data})`;
-              placed.set(key, end);
-            }
-            return placed;
-          }));
+        const ends = await query("append to logs", undefined, () => commitGroups(sql, byKey));
         for (const [key, appends] of byKey) {
           let start = ends.get(key)! - appends.reduce((sum, append) => sum + append.bytes.length, 0);
           for (const append of appends) {
@@ -142,4 +143,43 @@ export function createPostgresLogStore(sql: postgres.Sql, ensureOpen: () => void
         }));
     },
   };
+}
+
+/**
+ * Appends each log's group in one statement (one implicit transaction, one
+ * round trip): the heads grow by the groups' lengths, and each group's rows
+ * take their offsets from its head's new length. Returns each log's new length.
+ */
+async function commitGroups(sql: postgres.Sql, byKey: Map<string, PendingAppend[]>): Promise<Map<string, number>> {
+  const params: (string | number | Uint8Array)[] = [];
+  const place = (value: string | number | Uint8Array, type: string) => `$${params.push(value)}::${type}`;
+  const heads: string[] = [];
+  const pieces: string[] = [];
+  for (const [key, appends] of byKey) {
+    const total = appends.reduce((sum, append) => sum + append.bytes.length, 0);
+    const data = appends.length === 1 ? appends[0].bytes : concatBytes(appends.map((a) => a.bytes), total);
+    const keyParam = place(key, "text");
+    const totalParam = place(total, "bigint");
+    heads.push(`(${keyParam}, ${totalParam})`);
+    const pieceBytes = ROW_BYTES - encoder.encode(key).length;
+    for (let at = 0; at < total; at += pieceBytes) {
+      const piece = data.subarray(at, at + pieceBytes);
+      pieces.push(`(${keyParam}, ${totalParam}, ${place(at, "bigint")}, ${place(at + piece.length, "bigint")}, ${place(piece, "bytea")})`);
+    }
+  }
+  const rows = await sql.unsafe(
+    `with heads as (
+       insert into log_heads (key, length) values ${heads.join(", ")}
+       on conflict (key) do update set length = log_heads.length + excluded.length
+       returning key, length
+     ), groups as (
+       insert into log_groups (key, start_offset, end_offset, data)
+       select p.key, h.length - p.total + p.piece_start, h.length - p.total + p.piece_end, p.data
+       from (values ${pieces.join(", ")}) as p (key, total, piece_start, piece_end, data)
+       join heads h on h.key = p.key
+     )
+     select key, length from heads`,
+    params as postgres.ParameterOrJSON<never>[],
+  );
+  return new Map(rows.map((row) => [row.key as string, Number(row.length)]));
 }

@@ -17,6 +17,7 @@ import { createPostgresDocumentStore } from "./documents.ts";
 import { takeSchemaLock } from "./exclusive_lock.ts";
 import { createPostgresLogStore } from "./logs.ts";
 import { migrate, SCHEMA_NAME } from "./migrations.ts";
+import { BYTEA } from "./shared.ts";
 
 /** Options for {@link createPostgresStorage}. */
 export interface PostgresStorageOptions {
@@ -57,6 +58,7 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
     onnotice: () => {},
     // Every statement runs in the schema; nothing falls back to `public`.
     connection: { search_path: `"${schema}"`, application_name: "batchspool" },
+    types: { bytea: BYTEA },
   });
   let lock;
   try {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { StorageError } from "../errors.ts";
 import { DEFAULT_LIST_LIMIT } from "../page_keys.ts";
 import type { KeyPage, ListOptions } from "../types.ts";
@@ -39,3 +40,15 @@ export function listLimit(options: ListOptions): number {
 export function keyPage(rows: readonly { key: string }[], limit: number): KeyPage {
   return { keys: rows.slice(0, limit).map((row) => row.key), more: rows.length > limit };
 }
+
+/**
+ * `bytea` as postgres.js sends and reads it (hex text), without the copy its
+ * own serializer makes of every value before encoding it: blob chunks and log
+ * rows are the bulk of what batchspool sends.
+ */
+export const BYTEA = {
+  to: 17,
+  from: [17],
+  serialize: (bytes: Uint8Array): string => `\\x${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")}`,
+  parse: (text: string): Uint8Array => Buffer.from(text.slice(2), "hex"),
+};
