@@ -4,10 +4,12 @@
  * schema), which it may open more than once (a restart) and which is removed
  * afterwards.
  */
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
 import { createPostgresStorage } from "../src/storage/postgres/postgres_storage.ts";
 import type { Storage } from "../src/storage/types.ts";
-import { databaseUrl, dropSchema, freshSchemaName } from "./_postgres.ts";
+import { databaseUrl, dropSchema, flipStoredByte, freshSchemaName } from "./_postgres.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
 /** Where one test's state lives. */
@@ -16,6 +18,8 @@ export interface StoragePlace {
   open(): Promise<Storage>;
   /** The `serve` flags that put a server there. */
   serveArgs: string[];
+  /** Flips a bit of byte `at` of a stored blob or log, behind batchspool's back. */
+  flipByte(area: "blobs" | "logs", key: string, at: number): Promise<void>;
 }
 
 /** A storage adapter under test. */
@@ -30,7 +34,16 @@ export const FS: Adapter = {
   async withPlace(body) {
     const dir = await tempDir();
     try {
-      return await body({ open: () => createFsStorage({ dir }), serveArgs: ["--data", dir] });
+      return await body({
+        open: () => createFsStorage({ dir }),
+        serveArgs: ["--data", dir],
+        async flipByte(area, key, at) {
+          const path = join(dir, area, key);
+          const bytes = await readFile(path);
+          bytes[at] ^= 0x20;
+          await writeFile(path, bytes);
+        },
+      });
     } finally {
       await removeDir(dir);
     }
@@ -47,6 +60,7 @@ export const POSTGRES: Adapter = {
         // A restart finds the schema's lock free at once: the previous storage closed, or its process died.
         open: () => createPostgresStorage({ url, schema, lockWaitMs: 10_000 }),
         serveArgs: ["--database", url, "--database-schema", schema],
+        flipByte: (area, key, at) => flipStoredByte(schema, area, key, at),
       });
     } finally {
       await dropSchema(schema);

@@ -36,6 +36,24 @@ export async function dropSchema(schema: string): Promise<void> {
   await adminSql().unsafe(`drop schema if exists "${schema}" cascade`);
 }
 
+/**
+ * Flips one bit of byte `at` of a blob or a log in `schema`, behind
+ * batchspool's back (same length: only a digest can tell).
+ */
+export async function flipStoredByte(schema: string, area: "blobs" | "logs", key: string, at: number): Promise<void> {
+  const sql = adminSql();
+  const [row] = area === "blobs"
+    ? await sql`select c.ctid::text as row, ${at} - c.seq * b.chunk_bytes as offset
+        from ${sql(schema)}.blobs b join ${sql(schema)}.blob_chunks c using (upload_id)
+        where b.key = ${key} and c.seq = ${at} / b.chunk_bytes`
+    : await sql`select ctid::text as row, ${at} - start_offset as offset from ${sql(schema)}.log_groups
+        where key = ${key} and start_offset <= ${at} and end_offset > ${at}`;
+  if (!row) throw new Error(`no byte ${at} in ${area} ${key}`);
+  const table = area === "blobs" ? "blob_chunks" : "log_groups";
+  await sql`update ${sql(schema)}.${sql(table)} set data = set_byte(data, ${row.offset}::int, get_byte(data, ${row.offset}::int) # 32)
+    where ctid = ${row.row}::tid`;
+}
+
 /** A PostgreSQL storage in a schema of its own, which closing drops. */
 export async function openTestPostgresStorage(
   options: Partial<PostgresStorageOptions> = {},
