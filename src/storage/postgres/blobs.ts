@@ -19,7 +19,7 @@ import { BlobSourceError, pumpBlobSource } from "../blob_source.ts";
 import { StorageError } from "../errors.ts";
 import { assertValidKey, assertValidPrefix } from "../keys.ts";
 import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "../types.ts";
-import { keyPage, listLimit, prefixEnd, query } from "./shared.ts";
+import { keyPage, listLimit, prefixEnd, query, StatementParams } from "./shared.ts";
 
 /** Bytes per chunk row: a row fits in one page of the table (8 KiB), so PostgreSQL stores it whole, without TOAST. */
 const CHUNK_BYTES = 8000;
@@ -65,12 +65,14 @@ export function createPostgresBlobStore(sql: postgres.Sql, ensureOpen: () => voi
         gathered = [];
         gatheredBytes = 0;
         while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
+        const params = new StatementParams();
+        const idParam = params.value(uploadId, "uuid");
         const rows = [];
         for (let at = 0; at < data.length; at += CHUNK_BYTES) {
-          rows.push({ upload_id: uploadId, seq: seq++, data: data.subarray(at, at + CHUNK_BYTES) });
+          rows.push(`(${idParam}, ${params.value(seq++, "integer")}, ${params.bytes(data.subarray(at, at + CHUNK_BYTES))})`);
         }
         const touch = ++statements % TOUCH_EVERY === 0;
-        const write = sql`insert into blob_chunks ${sql(rows, "upload_id", "seq", "data")}`.then(
+        const write = sql.unsafe(`insert into blob_chunks (upload_id, seq, data) values ${rows.join(", ")}`, params.values).then(
           () => touch ? sql`update blob_uploads set updated_at = now() where upload_id = ${uploadId}` : null,
         );
         writes.add(write);

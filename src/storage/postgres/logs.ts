@@ -18,7 +18,7 @@ import { concatBytes } from "../../shared/concat_bytes.ts";
 import { StorageError } from "../errors.ts";
 import { assertValidKey } from "../keys.ts";
 import type { AppendResult, LogStore } from "../types.ts";
-import { query } from "./shared.ts";
+import { query, StatementParams } from "./shared.ts";
 
 interface PendingAppend {
   key: string;
@@ -151,20 +151,21 @@ export function createPostgresLogStore(sql: postgres.Sql, ensureOpen: () => void
  * take their offsets from its head's new length. Returns each log's new length.
  */
 async function commitGroups(sql: postgres.Sql, byKey: Map<string, PendingAppend[]>): Promise<Map<string, number>> {
-  const params: (string | number | Uint8Array)[] = [];
-  const place = (value: string | number | Uint8Array, type: string) => `$${params.push(value)}::${type}`;
+  const params = new StatementParams();
   const heads: string[] = [];
   const pieces: string[] = [];
   for (const [key, appends] of byKey) {
     const total = appends.reduce((sum, append) => sum + append.bytes.length, 0);
     const data = appends.length === 1 ? appends[0].bytes : concatBytes(appends.map((a) => a.bytes), total);
-    const keyParam = place(key, "text");
-    const totalParam = place(total, "bigint");
+    const keyParam = params.value(key, "text");
+    const totalParam = params.value(total, "bigint");
     heads.push(`(${keyParam}, ${totalParam})`);
     const pieceBytes = ROW_BYTES - encoder.encode(key).length;
     for (let at = 0; at < total; at += pieceBytes) {
       const piece = data.subarray(at, at + pieceBytes);
-      pieces.push(`(${keyParam}, ${totalParam}, ${place(at, "bigint")}, ${place(at + piece.length, "bigint")}, ${place(piece, "bytea")})`);
+      pieces.push(
+        `(${keyParam}, ${totalParam}, ${params.value(at, "bigint")}, ${params.value(at + piece.length, "bigint")}, ${params.bytes(piece)})`,
+      );
     }
   }
   const rows = await sql.unsafe(
@@ -179,7 +180,7 @@ async function commitGroups(sql: postgres.Sql, byKey: Map<string, PendingAppend[
        join heads h on h.key = p.key
      )
      select key, length from heads`,
-    params as postgres.ParameterOrJSON<never>[],
+    params.values,
   );
   return new Map(rows.map((row) => [row.key as string, Number(row.length)]));
 }

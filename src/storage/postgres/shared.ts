@@ -52,3 +52,23 @@ export const BYTEA = {
   serialize: (bytes: Uint8Array): string => `\\x${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")}`,
   parse: (text: string): Uint8Array => Buffer.from(text.slice(2), "hex"),
 };
+
+/**
+ * The parameters of a statement written out by hand, each placed as `$n`.
+ * Bytes travel as base64 text that the server decodes: a third fewer bytes
+ * to build, send and collect than the client's hex `bytea`.
+ */
+export class StatementParams {
+  readonly values: (string | number)[] = [];
+
+  /** Places a value, cast to `type`. */
+  value(value: string | number, type: string): string {
+    return `$${this.values.push(value)}::${type}`;
+  }
+
+  /** Places bytes, as a `bytea` expression. */
+  bytes(bytes: Uint8Array): string {
+    const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+    return `decode($${this.values.push(base64)}::text, 'base64')`;
+  }
+}
