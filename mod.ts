@@ -27,6 +27,8 @@ export { DEFAULT_ENDPOINTS, parseCompletionWindow } from "./src/batch/model/batc
 export { DEFAULT_FILE_LIMITS, type FileLimits, type FileService } from "./src/batch/files/file_service.ts";
 export { consoleLogger, type Logger, silentLogger } from "./src/shared/logger.ts";
 export type * from "./src/batch/model/objects.ts";
+export { RETRY_OF, retryBatch, type RetryResult } from "./src/client/retry.ts";
+export type { ClientConfig } from "./src/client/api_client.ts";
 export { createHttpTarget, type HttpTargetOptions } from "./src/targets/http_target.ts";
 export { createInProcessTarget, type FetchHandler } from "./src/targets/in_process.ts";
 export { createMockTarget, type MockTargetOptions } from "./src/targets/mock.ts";

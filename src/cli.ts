@@ -21,6 +21,7 @@ Commands:
   cancel <batch_id>     cancel a batch
   list                  list batches, newest first
   download <batch_id>   download a batch's output and error files
+  retry <batch_id>      a new batch of the lines that failed (--wait to follow it)
 
 Client commands talk to --base-url (or OPENAI_BASE_URL, default http://127.0.0.1:8787/v1)
 with --api-key (or OPENAI_API_KEY): batchspool, OpenAI, or any compatible server.

@@ -9,6 +9,7 @@ import { typeScriptCommand } from "../src/runtime/detect.ts";
 import { line } from "./_engine.ts";
 import { CLI, startServer } from "./_server.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
+import { startUpstream } from "./_upstream.ts";
 
 function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const [command, commandArgs] = typeScriptCommand(CLI, args);
@@ -79,6 +80,58 @@ test("cli: a refused request exits 4 with the server's message", async () => {
     assert.match(missing.stderr, /404: No such Batch object/);
   } finally {
     await server.stop();
+    await removeDir(dir);
+  }
+});
+
+test("cli: retry makes a batch of the failed lines, as written, with retry_of; validation failures cannot be retried", async () => {
+  const dir = await tempDir();
+  const upstream = await startUpstream();
+  // No retries inside a batch: a line whose first attempt fails goes to the error file.
+  const server = await startServer(["--upstream", upstream.baseUrl, "--max-retries", "0", "--data", join(dir, "data")]);
+  try {
+    await server.waitFor(/ready/);
+    const env = { OPENAI_BASE_URL: server.baseURL };
+    // flaky:1 fails its first attempt only; the odd spacing and the BOM must reach the retry as written.
+    const lines = Array.from({ length: 10 }, (_, i) => line(`c${i}`, i === 3 || i === 7 ? "flaky:1" : "ok"));
+    lines[7] = lines[7].replace('"method":"POST"', '"method":  "POST"');
+    const input = join(dir, "in.jsonl");
+    await writeFile(input, "\uFEFF" + lines.join("\r\n"));
+    const first = await runCli(["submit", input, "--wait", "--metadata", "team=a", "--out", join(dir, "o1"), "--errors", join(dir, "e1")], env);
+    assert.equal(first.code, 0, first.stderr);
+    const firstId = first.stdout.trim();
+    assert.match(first.stderr, /10\/10 · 8 completed · 2 failed/);
+
+    const retried = await runCli(["retry", firstId, "--wait", "--out", join(dir, "o2"), "--errors", join(dir, "e2")], env);
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.match(retried.stderr, /retrying 2 failed line\(s\)/);
+    const retryId = retried.stdout.trim();
+    assert.match(retryId, /^batch_/);
+    const status = await runCli(["status", retryId, "--json"], env);
+    const batch = JSON.parse(status.stdout) as BatchObject;
+    assert.deepEqual(batch.metadata, { team: "a", retry_of: firstId });
+    assert.equal(batch.endpoint, "/v1/chat/completions");
+    assert.deepEqual(batch.request_counts, { total: 2, completed: 2, failed: 0 });
+    const retriedInput = await (await fetch(`${server.baseURL}/files/${batch.input_file_id}/content`)).text();
+    assert.equal(retriedInput, `${lines[3]}\n${lines[7]}\n`, "the failed lines, byte for byte");
+    const outputs = (await readFile(join(dir, "o2"), "utf8")).trimEnd().split("\n").map((l) => JSON.parse(l).custom_id).sort();
+    assert.deepEqual(outputs, ["c3", "c7"]);
+
+    const nothing = await runCli(["retry", retryId], env);
+    assert.equal(nothing.code, 0);
+    assert.equal(nothing.stdout, "");
+    assert.match(nothing.stderr, /no failed line: nothing to retry/);
+
+    const bad = join(dir, "bad.jsonl");
+    await writeFile(bad, `${line("v0", "ok")}\nnot json\n`);
+    const invalid = await runCli(["submit", bad, "--wait"], env);
+    assert.equal(invalid.code, 1, invalid.stderr);
+    const refused = await runCli(["retry", invalid.stdout.trim()], env);
+    assert.equal(refused.code, 4);
+    assert.match(refused.stderr, /failed validation .*line 2: invalid_json_line.*cannot be retried/);
+  } finally {
+    await server.stop();
+    await upstream.close();
     await removeDir(dir);
   }
 });

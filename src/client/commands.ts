@@ -1,6 +1,6 @@
 /**
- * The client commands of the CLI: `submit`, `status`, `cancel`, `list` and
- * `download`. They speak only the public HTTP API.
+ * The client commands of the CLI: `submit`, `status`, `cancel`, `list`,
+ * `download` and `retry`. They speak only the public HTTP API.
  *
  * @module
  */
@@ -9,7 +9,8 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import type { BatchObject } from "../batch/model/objects.ts";
-import { ClientError, createApiClient, EXIT } from "./api_client.ts";
+import { type ClientConfig, ClientError, createApiClient, EXIT } from "./api_client.ts";
+import { retryBatch } from "./retry.ts";
 import { ProgressView } from "./progress_bar.ts";
 
 /** Usage of each client command. */
@@ -40,6 +41,19 @@ Asks the server to cancel a batch; finished results are kept.
 
 Lists batches, newest first (default limit 20).
 `,
+  retry: `Usage: batchspool retry <batch_id> [options]
+
+Creates a batch of the lines of a finished batch that failed (those in its error file), with the
+same endpoint, completion window and metadata, plus retry_of=<batch_id>. Lines that failed
+validation never ran and cannot be retried: fix the input and submit it again.
+
+Options:
+  --wait               show progress until the new batch ends, then download its files
+  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl)
+  --errors <file>      with --wait: where the error file goes (default <batch_id>_errors.jsonl)
+  --base-url <url>     API base URL including /v1 (env OPENAI_BASE_URL; default http://127.0.0.1:8787/v1)
+  --api-key <key>      API key (env OPENAI_API_KEY)
+`,
   download: `Usage: batchspool download <batch_id> [--out <file>] [--errors <file>] [--base-url <url>] [--api-key <key>]
 
 Downloads a finished batch's output and error files.
@@ -52,11 +66,15 @@ const COMMON = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-function clientFor(values: { "base-url"?: string; "api-key"?: string }) {
-  return createApiClient({
+function configFor(values: { "base-url"?: string; "api-key"?: string }): ClientConfig {
+  return {
     baseUrl: values["base-url"] ?? process.env.OPENAI_BASE_URL ?? "http://127.0.0.1:8787/v1",
     apiKey: values["api-key"] ?? process.env.OPENAI_API_KEY,
-  });
+  };
+}
+
+function clientFor(values: { "base-url"?: string; "api-key"?: string }) {
+  return createApiClient(configFor(values));
 }
 
 function summary(batch: BatchObject): string {
@@ -245,6 +263,28 @@ export async function runClientCommand(command: string, args: string[]): Promise
         }
         if (page.has_more) console.log(`… more; use --limit to see up to 100`);
         return EXIT.ok;
+      }
+      case "retry": {
+        const { values, positionals } = parseArgs({
+          args,
+          allowPositionals: true,
+          options: { ...COMMON, wait: { type: "boolean" }, out: { type: "string" }, errors: { type: "string" } },
+        });
+        if (values.help) return usage(command, EXIT.ok);
+        if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
+        const retried = await retryBatch(configFor(values), positionals[0]);
+        if (!retried.batch) {
+          console.error(`batch ${positionals[0]} has no failed line: nothing to retry`);
+          return EXIT.ok;
+        }
+        console.error(`retrying ${retried.lines} failed line(s) of ${positionals[0]}`);
+        console.log(retried.batch.id);
+        if (!values.wait) return EXIT.ok;
+        const api = clientFor(values);
+        const batch = await waitForBatch(api, retried.batch.id);
+        console.error(summary(batch));
+        await downloadResults(api, batch, values.out, values.errors);
+        return batch.status === "completed" ? EXIT.ok : EXIT.batchNotCompleted;
       }
       case "download": {
         const { values, positionals } = parseArgs({
