@@ -20,6 +20,7 @@ export * from "./src/storage/mod.ts";
 export { IntegrityError, openEnvelope, sealEnvelope } from "./src/integrity/envelope.ts";
 export { createSha256, sha256Hex, type Sha256 } from "./src/integrity/sha256.ts";
 export { createApp, type AppOptions } from "./src/http/app.ts";
+export { createPrometheusMetrics, type PrometheusMetrics } from "./src/http/metrics.ts";
 export { DEFAULT_OWNER, ownerOfKey } from "./src/http/auth.ts";
 export { type BatchEngine, type BatchEngineOptions, type BatchPage, createBatchEngine } from "./src/batch/engine/engine.ts";
 export { BatchError, type BatchErrorCode } from "./src/batch/model/errors.ts";

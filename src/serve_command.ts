@@ -7,6 +7,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { type BatchEngine, createBatchEngine } from "./batch/engine/engine.ts";
+import { createPrometheusMetrics, type PrometheusMetrics } from "./http/metrics.ts";
 import { DEFAULT_FILE_LIMITS } from "./batch/files/file_service.ts";
 import { consoleLogger } from "./shared/logger.ts";
 import { createHttpTarget } from "./targets/http_target.ts";
@@ -236,8 +237,13 @@ export function targetFor(config: ServeConfig): Target {
 }
 
 /** Builds the engine a configuration describes, on `storage`. Call `start()` on it. */
-export function engineFor(config: ServeConfig, storage: Storage, target: Target = targetFor(config)): BatchEngine {
-  return createBatchEngine({
+export function engineFor(
+  config: ServeConfig,
+  storage: Storage,
+  target: Target = targetFor(config),
+  metrics?: PrometheusMetrics,
+): BatchEngine {
+  const engine = createBatchEngine({
     storage,
     target,
     concurrency: config.concurrency,
@@ -247,7 +253,10 @@ export function engineFor(config: ServeConfig, storage: Storage, target: Target 
     checkpoints: { intervalMs: config.checkpointIntervalMs },
     scanUploadsOffThread: config.scanWorker,
     logger: consoleLogger,
+    observer: metrics?.observer,
   });
+  metrics?.attach(engine);
+  return engine;
 }
 
 /**
@@ -257,9 +266,11 @@ export async function runServe(config: ServeConfig): Promise<void> {
   let shutDown: (reason: string, exitCode: number) => void = () => {};
   const target = targetFor(config);
   const storage = await openStorage(config, (error) => shutDown(error.message, 1));
-  const engine = engineFor(config, storage, target);
+  const metrics = createPrometheusMetrics();
+  const engine = engineFor(config, storage, target, metrics);
   const app = createApp({
     engine,
+    metrics,
     apiKeys: config.apiKeys,
     maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,
     idleTimeoutMs: config.idleTimeoutMs,

@@ -16,14 +16,16 @@
 import process from "node:process";
 import { consoleLogger } from "./shared/logger.ts";
 import { createApp } from "./http/app.ts";
+import { createPrometheusMetrics } from "./http/metrics.ts";
 import { bunIdleTimeout } from "./runtime/serve.ts";
 import { engineFor, openStorage, readServeConfig, targetFor } from "./serve_command.ts";
 
 const config = readServeConfig([], process.env);
 const target = targetFor(config);
 const storage = await openStorage(config, () => void shutdown(1));
-const engine = engineFor(config, storage, target);
-const app = createApp({ engine, apiKeys: config.apiKeys, idleTimeoutMs: config.idleTimeoutMs });
+const metrics = createPrometheusMetrics();
+const engine = engineFor(config, storage, target, metrics);
+const app = createApp({ engine, apiKeys: config.apiKeys, idleTimeoutMs: config.idleTimeoutMs, metrics });
 engine.start().catch((error) => {
   consoleLogger.error(`start-up failed: ${(error as Error).message}`);
   process.exit(1);

@@ -14,6 +14,7 @@ import { apiKeyAuth, type OwnerVariables } from "./auth.ts";
 import { batchesRoutes } from "./batches_routes.ts";
 import { errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
+import type { PrometheusMetrics } from "./metrics.ts";
 import { RequestError } from "./request_error.ts";
 
 /** Options for {@link createApp}. */
@@ -30,6 +31,11 @@ export interface AppOptions {
   idleTimeoutMs?: number;
   /** Where time comes from (injectable for tests). */
   clock?: Clock;
+  /**
+   * Serves them at `GET /metrics` (Prometheus text format, without API keys:
+   * it names no tenant's data) and counts uploads (from `createPrometheusMetrics`).
+   */
+  metrics?: PrometheusMetrics;
 }
 
 /** How long an upload may wait for its next bytes, by default. */
@@ -67,6 +73,16 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
 
   app.get("/health", (c) =>
     engine.ready ? c.json({ status: "ok" }) : c.json({ status: "starting" }, 503));
+
+  const { metrics } = options;
+  if (metrics) {
+    app.get("/metrics", async (c) =>
+      c.body(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }));
+    app.use("/v1/files", async (c, next) => {
+      await next();
+      if (c.req.method === "POST") metrics.uploadFinished(c.res.status < 300 ? "stored" : "refused");
+    });
+  }
 
   app.use("/v1/*", async (_c, next) => {
     if (!engine.ready) throw new RequestError("not_ready", "The server is starting or stopping; try again shortly.");

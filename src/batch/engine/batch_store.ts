@@ -59,6 +59,7 @@ export async function retire(context: EngineContext, batch: ActiveBatch): Promis
   for (const timer of batch.timers) clock.clearTimeout(timer);
   batch.timers.clear();
   context.active.delete(batch.record.batch.id);
+  context.run.observer.batchEnded?.(batch.record.batch.status);
   await storage.documents.delete(activeBatchKey(batch.record.batch.id));
   const inputId = batch.record.batch.input_file_id;
   if (!isInputOfActiveBatch(context, inputId) && !(await storage.documents.get(fileDocKey(batch.record.owner, inputId)))) {

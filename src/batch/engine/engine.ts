@@ -27,11 +27,12 @@ import { DEFAULT_VALIDATION_LIMITS } from "../input/validation.ts";
 import { type BatchParams, DEFAULT_ENDPOINTS, parseBatchParams } from "../model/batch_params.ts";
 import { BatchError } from "../model/errors.ts";
 import { isBatchId, newBatchId } from "../model/ids.ts";
-import { type BatchObject, type BatchRecord, copyBatch, emptyUsage } from "../model/objects.ts";
+import { type BatchObject, type BatchRecord, type BatchStatus, copyBatch, emptyUsage } from "../model/objects.ts";
 import { batchDocPrefix } from "../model/storage_keys.ts";
 import { type ActiveBatch, liveBatchObject } from "../run/active_batch.ts";
 import { type BackoffPolicy, DEFAULT_BACKOFF } from "../run/backoff.ts";
 import { Dispatcher } from "../run/dispatcher.ts";
+import { NO_OBSERVER } from "../run/engine_observer.ts";
 import { readBatch, storeNewBatch } from "./batch_store.ts";
 import { CheckpointStore, snapshotOf } from "./checkpoints.ts";
 import { type EngineContext, isInputOfActiveBatch, nowSeconds } from "./context.ts";
@@ -40,9 +41,9 @@ import { cancel } from "./lifecycle.ts";
 import { recoverBatches } from "./recovery.ts";
 import { superviseBatch } from "./supervisor.ts";
 import { scheduleExpiry } from "./timers.ts";
-import type { BatchEngine, BatchEngineOptions, BatchPage } from "./types.ts";
+import type { BatchEngine, BatchEngineOptions, BatchPage, EngineObserver, EngineStats } from "./types.ts";
 
-export type { BatchEngine, BatchEngineOptions, BatchPage };
+export type { BatchEngine, BatchEngineOptions, BatchPage, EngineObserver, EngineStats };
 
 /** The default delays before a failed step is tried again. */
 const DEFAULT_STEP_RETRY: BackoffPolicy = { baseMs: 2_000, maxMs: 60_000 };
@@ -108,6 +109,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       abandon: abandoning.signal,
       logger,
       clock,
+      observer: options.observer ?? NO_OBSERVER,
     },
     active,
     closing: closing.signal,
@@ -249,6 +251,18 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     },
 
     isInputOfActiveBatch: (fileId) => isInputOfActiveBatch(context, fileId),
+
+    stats() {
+      const batches: Partial<Record<BatchStatus, number>> = {};
+      let unfinished = 0;
+      for (const batch of active.values()) {
+        const { status, request_counts } = batch.record.batch;
+        batches[status] = (batches[status] ?? 0) + 1;
+        const progress = batch.progress;
+        if (progress && status !== "cancelling") unfinished += request_counts.total - progress.completed - progress.failed;
+      }
+      return { batches, linesWaiting: Math.max(0, unfinished - dispatcher.inFlight), requestsInFlight: dispatcher.inFlight };
+    },
 
     async checkpoint() {
       if (!checkpointStore) return null;

@@ -116,7 +116,7 @@ async function validate(context: EngineContext, batch: ActiveBatch): Promise<voi
   batch.record.input_lines = result.lines;
   b.model = result.model;
   b.request_counts = { total: result.requests, completed: 0, failed: 0 };
-  attachProgress(batch, new BatchProgress(result.lines), storage, context.clock);
+  attachProgress(batch, new BatchProgress(result.lines), storage, context.clock, context.run.observer);
   // A cancel that arrived during validation has already moved the batch to cancelling.
   if (batch.stop !== "cancel") setStatus(b, "in_progress", nowSeconds(context));
   await persist(context, batch);

@@ -73,7 +73,7 @@ async function recoverProgress(context: EngineContext, batch: ActiveBatch, fromC
   progress ??= new BatchProgress(lines);
   const tail = outLength - progress.outputLength + errLength - progress.errorLength;
   await absorbLogTails(context, id, progress);
-  attachProgress(batch, progress, storage, context.clock);
+  attachProgress(batch, progress, storage, context.clock, context.run.observer);
   logger.info(
     `batch ${id}: resumed at ${progress.finished}/${batch.record.batch.request_counts.total} ` +
       `(${fromCheckpoint?.progress ? `checkpoint + ${tail} log bytes` : `full scan of ${outLength + errLength} log bytes`})`,

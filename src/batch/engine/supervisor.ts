@@ -84,5 +84,5 @@ export async function superviseBatch(context: EngineContext, batch: ActiveBatch)
 async function resync(context: EngineContext, batch: ActiveBatch): Promise<void> {
   if (!batch.progress) return;
   await absorbLogTails(context, batch.record.batch.id, batch.progress);
-  attachProgress(batch, batch.progress, context.storage, context.clock);
+  attachProgress(batch, batch.progress, context.storage, context.clock, context.run.observer);
 }

@@ -10,8 +10,11 @@ import type { Storage } from "../../storage/types.ts";
 import type { Target } from "../../targets/types.ts";
 import type { FileLimits, FileService } from "../files/file_service.ts";
 import type { ValidationLimits } from "../model/input_scan.ts";
-import type { BatchObject } from "../model/objects.ts";
+import type { BatchObject, BatchStatus } from "../model/objects.ts";
 import type { BackoffPolicy } from "../run/backoff.ts";
+import type { EngineObserver } from "../run/engine_observer.ts";
+
+export type { EngineObserver };
 
 /** Options for {@link createBatchEngine}. */
 export interface BatchEngineOptions {
@@ -60,6 +63,18 @@ export interface BatchEngineOptions {
   logger?: Logger;
   /** Where time comes from: timestamps, timers, budgets (injectable for tests). */
   clock?: Clock;
+  /** Told what the engine does, for metrics (see `createPrometheusMetrics`). */
+  observer?: EngineObserver;
+}
+
+/** What an engine is doing at one moment. */
+export interface EngineStats {
+  /** Batches that have not ended, by status. */
+  batches: Partial<Record<BatchStatus, number>>;
+  /** Lines of running batches not yet sent (or waiting to be sent again). */
+  linesWaiting: number;
+  /** Requests toward the target that have not been answered. */
+  requestsInFlight: number;
 }
 
 /** A page of batches. */
@@ -90,6 +105,8 @@ export interface BatchEngine {
   cancelBatch(owner: string, batchId: string): Promise<BatchObject>;
   /** Whether a file is the input of a batch that has not ended. */
   isInputOfActiveBatch(fileId: string): boolean;
+  /** What is going on now, for metrics. */
+  stats(): EngineStats;
   /** Writes a checkpoint now; returns its sequence number (null when checkpoints are off). */
   checkpoint(): Promise<number | null>;
   /** Stops dispatching, lets requests in flight finish (within a bound), writes a last checkpoint. */

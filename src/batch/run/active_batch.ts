@@ -8,6 +8,7 @@ import { type BatchErrorEntry, type BatchObject, type BatchRecord, copyBatch, co
 import type { Storage } from "../../storage/types.ts";
 import type { BatchProgress } from "./batch_progress.ts";
 import { createResultWriter, type ResultWriter } from "./result_writer.ts";
+import type { EngineObserver } from "./engine_observer.ts";
 
 /** Why a batch stops dispatching before its lines are all done. */
 export type StopReason = "cancel" | "expire";
@@ -72,7 +73,13 @@ export function liveBatchObject(active: ActiveBatch): BatchObject {
 }
 
 /** Gives a batch its progress, and a result writer that records into it. */
-export function attachProgress(active: ActiveBatch, progress: BatchProgress, storage: Storage, clock: Clock): void {
+export function attachProgress(
+  active: ActiveBatch,
+  progress: BatchProgress,
+  storage: Storage,
+  clock: Clock,
+  observer?: EngineObserver,
+): void {
   active.progress = progress;
-  active.results = createResultWriter(storage, active.record.batch.id, progress, clock);
+  active.results = createResultWriter(storage, active.record.batch.id, progress, clock, observer);
 }

@@ -15,6 +15,7 @@ import { isBlankLine, readLines } from "../input/line_splitter.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type Clock, sleep } from "../../shared/clock.ts";
 import type { LogKind } from "./batch_progress.ts";
+import type { EngineObserver } from "./engine_observer.ts";
 import { rawMemberValue } from "../input/raw_json.ts";
 import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";
 import { backoffDelay, type BackoffPolicy, RETRYABLE_STATUSES } from "./backoff.ts";
@@ -37,6 +38,8 @@ export interface RunContext {
   logger: Logger;
   /** Where retry delays are timed. */
   clock: Clock;
+  /** Told of answers and retries. */
+  observer: EngineObserver;
 }
 
 /** Most lines of one batch in flight or waiting to retry, as a multiple of the concurrency. */
@@ -172,6 +175,7 @@ async function runLine(
   let lease: Lease | null = firstLease;
   let outcome: Outcome;
   for (let attempt = 0;; attempt++) {
+    const sentAt = ctx.clock.monotonic();
     try {
       const response = await ctx.target.send({
         url: request.url,
@@ -189,6 +193,8 @@ async function runLine(
     lease = null;
     if (outcome.kind === "no_response" && outcome.error.code === "aborted") return;
     const status = outcome.kind === "response" ? outcome.response.status : 0;
+    const answer = outcome.kind === "response" ? String(status) : outcome.error.code;
+    ctx.observer.targetAnswered?.(answer, (ctx.clock.monotonic() - sentAt) / 1000);
     const retryable = outcome.kind === "no_response"
       ? outcome.error.code === "timeout" || outcome.error.code === "connection_error"
       : RETRYABLE_STATUSES.has(status);
@@ -196,6 +202,7 @@ async function runLine(
     if (!retryable || attempt >= ctx.maxRetries) break;
     // Stopping: a line waiting for a retry is left undone rather than recorded as failed.
     if (stopSignal.aborted) return;
+    ctx.observer.retried?.(answer);
     const asked = outcome.kind === "response" ? outcome.response.retryAfterMs : null;
     const delay = asked ?? backoffDelay(attempt, ctx.backoff);
     if (status === 429) ctx.dispatcher.backOff(delay);

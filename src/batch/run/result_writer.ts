@@ -17,6 +17,7 @@ import { type Clock, type ClockTimer, systemClock } from "../../shared/clock.ts"
 import type { Storage } from "../../storage/types.ts";
 import type { BatchProgress, LogKind } from "./batch_progress.ts";
 import { RunningLogDigest } from "./running_log_digest.ts";
+import { type EngineObserver, NO_OBSERVER } from "./engine_observer.ts";
 import { errorLogKey, outputLogKey } from "../model/storage_keys.ts";
 
 /**
@@ -77,6 +78,7 @@ export function createResultWriter(
   batchId: string,
   progress: BatchProgress,
   clock: Clock = systemClock,
+  observer: EngineObserver = NO_OBSERVER,
 ): ResultWriter {
   const queues: Record<LogKind, PendingResult[]> = { output: [], errors: [] };
   const flushing: Record<LogKind, boolean> = { output: false, errors: false };
@@ -135,6 +137,8 @@ export function createResultWriter(
           const appended = await storage.logs.append(keys[kind], records);
           digests[kind].follow(records, appended);
           for (const result of group) progress.record(result.line, kind, result.usage, appended.end);
+          observer.linesFinished?.(kind === "output" ? "completed" : "failed", group.length);
+          if (observer.tokensUsed) for (const result of group) reportTokens(observer, result.usage);
         } catch (error) {
           digests[kind].lose();
           failure ??= error;
@@ -185,4 +189,13 @@ export function createResultWriter(
     },
     digest: (kind) => digests[kind].finish(),
   };
+}
+
+/** Tells the observer the tokens of a result's usage (Chat Completions' or the Responses API's names). */
+function reportTokens(observer: EngineObserver, usage: unknown): void {
+  if (typeof usage !== "object" || usage === null) return;
+  const { prompt_tokens, completion_tokens, input_tokens, output_tokens } = usage as Record<string, unknown>;
+  const input = typeof prompt_tokens === "number" ? prompt_tokens : typeof input_tokens === "number" ? input_tokens : 0;
+  const output = typeof completion_tokens === "number" ? completion_tokens : typeof output_tokens === "number" ? output_tokens : 0;
+  if (input || output) observer.tokensUsed!(input, output);
 }
