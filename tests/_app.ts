@@ -4,6 +4,7 @@ import { silentLogger } from "../src/shared/logger.ts";
 import type { BatchObject } from "../src/batch/model/objects.ts";
 import { createMockTarget } from "../src/targets/mock.ts";
 import { createApp } from "../src/http/app.ts";
+import type { BatchEventsOptions } from "../src/http/batch_events.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import type { Storage } from "../src/storage/types.ts";
 
@@ -15,7 +16,7 @@ export interface TestApp {
 }
 
 export async function makeTestApp(
-  options: Partial<BatchEngineOptions> & { apiKeys?: string[]; start?: boolean } = {},
+  options: Partial<BatchEngineOptions> & { apiKeys?: string[]; start?: boolean; batchEvents?: BatchEventsOptions } = {},
 ): Promise<TestApp> {
   const storage = options.storage ?? createMemoryStorage();
   const engine = createBatchEngine({
@@ -31,6 +32,7 @@ export async function makeTestApp(
     apiKeys: options.apiKeys,
     logger: silentLogger,
     maxFileBytes: options.fileLimits?.maxFileBytes,
+    batchEvents: options.batchEvents,
   });
   return {
     app,

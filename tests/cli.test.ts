@@ -4,6 +4,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { BatchObject } from "../src/batch/model/objects.ts";
+import { createServer } from "node:http";
+import { createApiClient } from "../src/client/api_client.ts";
 import { ProgressView } from "../src/client/progress_bar.ts";
 import { typeScriptCommand } from "../src/runtime/detect.ts";
 import { line } from "./_engine.ts";
@@ -132,6 +134,38 @@ test("cli: retry makes a batch of the failed lines, as written, with retry_of; v
   } finally {
     await server.stop();
     await upstream.close();
+    await removeDir(dir);
+  }
+});
+
+test("client: waits through the event stream where the server has one, and learns when it has none", async () => {
+  const dir = await tempDir();
+  const server = await startServer(["--upstream", "mock", "--mock-latency", "5", "--data", join(dir, "data")]);
+  // A compatible server without the extension: every unknown URL is a 404.
+  const plain = createServer((_request, response) => {
+    response.writeHead(404, { "content-type": "application/json" });
+    response.end(JSON.stringify({ error: { message: "Unknown request URL", type: "invalid_request_error", param: null, code: null } }));
+  });
+  await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
+  try {
+    await server.waitFor(/ready/);
+    const input = join(dir, "in.jsonl");
+    await writeFile(input, Array.from({ length: 20 }, (_, i) => line(`s${i}`, "m")).join("\n"));
+    const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
+    const file = await api.uploadFile(input, "batch");
+    const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    const events = await api.batchEvents(batch.id, new AbortController().signal);
+    assert.ok(events, "batchspool offers the stream");
+    const seen: BatchObject[] = [];
+    for await (const event of events) seen.push(event);
+    assert.equal(seen[seen.length - 1].status, "completed");
+    assert.equal(seen[seen.length - 1].request_counts.completed, 20);
+    const port = (plain.address() as { port: number }).port;
+    const other = createApiClient({ baseUrl: `http://127.0.0.1:${port}/v1`, apiKey: undefined });
+    assert.equal(await other.batchEvents(batch.id, new AbortController().signal), null);
+  } finally {
+    plain.close();
+    await server.stop();
     await removeDir(dir);
   }
 });

@@ -122,6 +122,7 @@ export function createApiClient(config: ClientConfig): {
   cancelBatch(id: string): Promise<BatchObject>;
   listBatches(limit: number): Promise<{ data: BatchObject[]; has_more: boolean }>;
   fileContent(id: string): Promise<ReadableStream<Uint8Array>>;
+  batchEvents(id: string, signal: AbortSignal): Promise<AsyncGenerator<BatchObject> | null>;
 } {
   const base = config.baseUrl.replace(/\/+$/, "");
   const call = async (path: string, init: RequestInit & { duplex?: "half" } = {}): Promise<Response> => {
@@ -173,9 +174,39 @@ export function createApiClient(config: ClientConfig): {
     retrieveBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}`),
     cancelBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/cancel`, { method: "POST" }),
     listBatches: (limit) => json(`/batches?limit=${limit}`),
+    async batchEvents(id, signal) {
+      let response: Response;
+      try {
+        response = await call(`/batches/${encodeURIComponent(id)}/events`, { headers: { accept: "text/event-stream" }, signal });
+      } catch (error) {
+        // A server without the extension (OpenAI, other compatible servers) answers 404.
+        if (error instanceof ClientError && error.status === 404) return null;
+        throw error;
+      }
+      if (!response.body || !/^text\/event-stream/.test(response.headers.get("content-type") ?? "")) {
+        await response.body?.cancel();
+        return null;
+      }
+      return batchEventsOf(response.body);
+    },
     async fileContent(id) {
       const response = await call(`/files/${encodeURIComponent(id)}/content`);
       return response.body ?? new ReadableStream({ start: (c) => c.close() });
     },
   };
+}
+
+/** The batch objects of a `GET /v1/batches/{id}/events` stream (its `data` fields), one at a time. */
+async function* batchEventsOf(body: ReadableStream<Uint8Array>): AsyncGenerator<BatchObject> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of body) {
+    text += decoder.decode(chunk, { stream: true }).replaceAll("\r\n", "\n");
+    let end;
+    while ((end = text.indexOf("\n\n")) !== -1) {
+      const data = text.slice(0, end).split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart());
+      text = text.slice(end + 2);
+      if (data.length) yield JSON.parse(data.join("\n")) as BatchObject;
+    }
+  }
 }

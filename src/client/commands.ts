@@ -135,29 +135,44 @@ function ask(question: string): Promise<boolean> {
   });
 }
 
-/** Polls until the batch ends, drawing progress; Ctrl-C asks whether to cancel. */
+/**
+ * Follows the batch until it ends, drawing progress: through its event stream
+ * when the server offers one (batchspool does), polling otherwise or once the
+ * stream breaks. Ctrl-C asks whether to cancel.
+ */
 async function waitForBatch(api: ReturnType<typeof createApiClient>, id: string): Promise<BatchObject> {
   const tty = Boolean(process.stderr.isTTY);
   const view = new ProgressView();
   let interrupted = false;
+  const stream = new AbortController();
   const onInterrupt = () => {
     interrupted = true;
+    stream.abort();
   };
   process.on("SIGINT", onInterrupt);
   let lastPrinted = 0;
+  /** Draws the batch; true once it has ended. */
+  const show = (batch: BatchObject): boolean => {
+    const now = Date.now();
+    if (tty) process.stderr.write(`\r\x1b[2K${view.render(batch, now, true)}`);
+    else if (now - lastPrinted >= 5_000 || FINAL.has(batch.status)) {
+      console.error(view.render(batch, now, false));
+      lastPrinted = now;
+    }
+    if (FINAL.has(batch.status) && tty) process.stderr.write("\n");
+    return FINAL.has(batch.status);
+  };
   try {
+    try {
+      const events = await api.batchEvents(id, stream.signal);
+      for await (const batch of events ?? []) if (show(batch)) return batch;
+    } catch (error) {
+      // Interrupted, or the stream broke (a restart): polling takes over.
+      if (error instanceof ClientError && error.exitCode !== EXIT.unreachable) throw error;
+    }
     for (;;) {
       const batch = await api.retrieveBatch(id);
-      const now = Date.now();
-      if (tty) process.stderr.write(`\r\x1b[2K${view.render(batch, now, true)}`);
-      else if (now - lastPrinted >= 5_000 || FINAL.has(batch.status)) {
-        console.error(view.render(batch, now, false));
-        lastPrinted = now;
-      }
-      if (FINAL.has(batch.status)) {
-        if (tty) process.stderr.write("\n");
-        return batch;
-      }
+      if (show(batch)) return batch;
       if (interrupted) {
         interrupted = false;
         if (tty) process.stderr.write("\n");

@@ -15,6 +15,7 @@ import { batchesRoutes } from "./batches_routes.ts";
 import { errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
 import type { PrometheusMetrics } from "./metrics.ts";
+import type { BatchEventsOptions } from "./batch_events.ts";
 import { RequestError } from "./request_error.ts";
 
 /** Options for {@link createApp}. */
@@ -31,6 +32,8 @@ export interface AppOptions {
   idleTimeoutMs?: number;
   /** Where time comes from (injectable for tests). */
   clock?: Clock;
+  /** How `GET /v1/batches/{id}/events` paces its stream (defaults: a look every 250 ms, a keep-alive every 5 s). */
+  batchEvents?: BatchEventsOptions;
   /**
    * Serves them at `GET /metrics` (Prometheus text format, without API keys:
    * it names no tenant's data) and counts uploads (from `createPrometheusMetrics`).
@@ -98,6 +101,6 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
       clock: options.clock ?? systemClock,
     }),
   );
-  app.route("/v1/batches", batchesRoutes(engine));
+  app.route("/v1/batches", batchesRoutes(engine, options.clock ?? systemClock, options.batchEvents));
   return app;
 }

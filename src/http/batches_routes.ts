@@ -1,5 +1,5 @@
 /**
- * `/v1/batches`: create, retrieve, cancel, list.
+ * `/v1/batches`: create, retrieve, cancel, list, and the events of one batch.
  *
  * @module
  */
@@ -7,6 +7,8 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { BatchEngine } from "../batch/engine/engine.ts";
 import type { OwnerVariables } from "./auth.ts";
+import { batchEvents, type BatchEventsOptions } from "./batch_events.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
 import { integerParam, listBody } from "./query_params.ts";
 import { RequestError } from "./request_error.ts";
 
@@ -14,7 +16,11 @@ import { RequestError } from "./request_error.ts";
 const MAX_JSON_BYTES = 1024 * 1024;
 
 /** The `/v1/batches` routes. */
-export function batchesRoutes(engine: BatchEngine): Hono<{ Variables: OwnerVariables }> {
+export function batchesRoutes(
+  engine: BatchEngine,
+  clock: Clock = systemClock,
+  events: BatchEventsOptions = {},
+): Hono<{ Variables: OwnerVariables }> {
   const app = new Hono<{ Variables: OwnerVariables }>();
 
   app.post(
@@ -49,6 +55,8 @@ export function batchesRoutes(engine: BatchEngine): Hono<{ Variables: OwnerVaria
   });
 
   app.get("/:id", async (c) => c.json(await engine.getBatch(c.var.owner, c.req.param("id"))));
+
+  app.get("/:id/events", batchEvents(engine, clock, events));
 
   app.post("/:id/cancel", async (c) => c.json(await engine.cancelBatch(c.var.owner, c.req.param("id"))));
 

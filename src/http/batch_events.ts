@@ -1,0 +1,60 @@
+/**
+ * `GET /v1/batches/{id}/events` (an extension): the batch object as
+ * Server-Sent Events while it changes, ending with its final status. It looks
+ * at the batch a few times a second and sends it when it differs from what
+ * was sent last, so a client never falls behind by more than one look; a
+ * client that reconnects (with `Last-Event-ID` or not) gets the current state
+ * at once. A comment every few seconds keeps proxies and Bun's server from
+ * closing a quiet stream.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { BatchEngine } from "../batch/engine/engine.ts";
+import type { BatchStatus } from "../batch/model/objects.ts";
+import { type Clock, sleep } from "../shared/clock.ts";
+import type { OwnerVariables } from "./auth.ts";
+
+/** How often a stream looks at its batch, and how long it may stay silent. */
+export interface BatchEventsOptions {
+  /** Milliseconds between two looks at the batch (default 250: at most four events a second). */
+  everyMs?: number;
+  /** Longest silence before a keep-alive comment, in milliseconds (default 5 s). */
+  keepAliveMs?: number;
+}
+
+const FINAL: ReadonlySet<BatchStatus> = new Set(["completed", "failed", "expired", "cancelled"]);
+
+/** The handler of `GET /:id/events`. */
+export function batchEvents(engine: BatchEngine, clock: Clock, options: BatchEventsOptions = {}) {
+  const everyMs = options.everyMs ?? 250;
+  const keepAliveMs = options.keepAliveMs ?? 5_000;
+  return async (c: Context<{ Variables: OwnerVariables }>) => {
+    const owner = c.var.owner;
+    const id = c.req.param("id")!;
+    // Before the stream starts, so that an unknown batch is an ordinary 404.
+    let batch = await engine.getBatch(owner, id);
+    c.header("x-accel-buffering", "no"); // nginx would otherwise hold the events back
+    return streamSSE(c, async (stream) => {
+      const closed = new AbortController();
+      stream.onAbort(() => closed.abort());
+      let sent = "";
+      let quietSince = clock.monotonic();
+      for (;;) {
+        const text = JSON.stringify(batch);
+        if (text !== sent) {
+          await stream.writeSSE({ event: "batch", id: String(clock.now()), data: text });
+          sent = text;
+          quietSince = clock.monotonic();
+        } else if (clock.monotonic() - quietSince >= keepAliveMs) {
+          await stream.write(": keep-alive\n\n");
+          quietSince = clock.monotonic();
+        }
+        if (FINAL.has(batch.status)) return;
+        if (!(await sleep(clock, everyMs, closed.signal))) return;
+        batch = await engine.getBatch(owner, id);
+      }
+    });
+  };
+}
