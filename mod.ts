@@ -21,6 +21,8 @@ export { IntegrityError, openEnvelope, sealEnvelope } from "./src/integrity/enve
 export { createSha256, sha256Hex, type Sha256 } from "./src/integrity/sha256.ts";
 export { createApp, type AppOptions } from "./src/http/app.ts";
 export { createPrometheusMetrics, type PrometheusMetrics } from "./src/http/metrics.ts";
+export { createWebhookDeliverer, type WebhookDeliverer, type WebhookDelivererOptions, type WebhookEndpoint } from "./src/webhooks/deliverer.ts";
+export { signatureHeaders } from "./src/webhooks/signature.ts";
 export { DEFAULT_OWNER, ownerOfKey } from "./src/http/auth.ts";
 export { type BatchEngine, type BatchEngineOptions, type BatchPage, createBatchEngine } from "./src/batch/engine/engine.ts";
 export { BatchError, type BatchErrorCode } from "./src/batch/model/errors.ts";

@@ -18,21 +18,23 @@ import { consoleLogger } from "./shared/logger.ts";
 import { createApp } from "./http/app.ts";
 import { createPrometheusMetrics } from "./http/metrics.ts";
 import { bunIdleTimeout } from "./runtime/serve.ts";
-import { engineFor, openStorage, readServeConfig, targetFor } from "./serve_command.ts";
+import { delivererFor, engineFor, openStorage, readServeConfig, targetFor } from "./serve_command.ts";
 
 const config = readServeConfig([], process.env);
 const target = targetFor(config);
 const storage = await openStorage(config, () => void shutdown(1));
 const metrics = createPrometheusMetrics();
-const engine = engineFor(config, storage, target, metrics);
+const deliverer = delivererFor(config, storage);
+const engine = engineFor(config, storage, target, metrics, deliverer);
 const app = createApp({ engine, apiKeys: config.apiKeys, idleTimeoutMs: config.idleTimeoutMs, metrics });
-engine.start().catch((error) => {
+engine.start().then(() => deliverer?.start()).catch((error) => {
   consoleLogger.error(`start-up failed: ${(error as Error).message}`);
   process.exit(1);
 });
 
 async function shutdown(exitCode = 0) {
   await engine.close();
+  await deliverer?.close();
   await storage.close();
   process.exit(exitCode);
 }

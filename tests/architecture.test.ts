@@ -25,6 +25,7 @@ const ALLOWED: Record<string, string[]> = {
   "batch/engine": ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/input", "batch/run", "batch/files"],
   http: ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/files", "batch/engine"],
   client: ["runtime", "shared", "batch/model"],
+  webhooks: ["runtime", "shared", "integrity", "storage", "batch/model"],
 };
 
 function roomOf(path: string): string {

@@ -12,6 +12,7 @@ import type { ValidationLimits } from "../model/input_scan.ts";
 import type { ActiveBatch } from "../run/active_batch.ts";
 import type { BackoffPolicy } from "../run/backoff.ts";
 import type { RunContext } from "../run/line_runner.ts";
+import type { WebhookOutboxOptions } from "./types.ts";
 
 /** The engine's shared state. */
 export interface EngineContext {
@@ -30,6 +31,8 @@ export interface EngineContext {
   readonly cancelGraceMs: number;
   /** Delays before a step that failed on storage that can heal is tried again. */
   readonly stepRetry: BackoffPolicy;
+  /** Who gets webhook events (none: no event is recorded). */
+  readonly webhooks: WebhookOutboxOptions | undefined;
 }
 
 /** Now, in whole seconds (the API's timestamps). */

@@ -116,6 +116,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     validationLimits,
     cancelGraceMs: options.cancelGraceMs ?? 30_000,
     stepRetry: options.stepRetry ?? DEFAULT_STEP_RETRY,
+    webhooks: options.webhooks,
   };
 
   /** Starts supervising a batch's steps, with its window's timer. */

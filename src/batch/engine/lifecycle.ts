@@ -18,6 +18,7 @@ import { persist, refreshVersion, retire } from "./batch_store.ts";
 import { type EngineContext, nowSeconds } from "./context.ts";
 import { recordResultFiles } from "./result_files.ts";
 import { setStatus } from "./status.ts";
+import { recordEndEvent } from "./webhook_outbox.ts";
 import { addTimer } from "./timers.ts";
 
 /**
@@ -126,6 +127,7 @@ async function validate(context: EngineContext, batch: ActiveBatch): Promise<voi
 async function failValidation(context: EngineContext, batch: ActiveBatch, errors: BatchErrorEntry[]): Promise<void> {
   batch.record.batch.errors = { object: "list", data: errors };
   setStatus(batch.record.batch, "failed", nowSeconds(context));
+  await recordEndEvent(context, batch);
   await persist(context, batch);
   await retire(context, batch);
   context.logger.info(`batch ${batch.record.batch.id} failed validation (${errors.length} error(s))`);
@@ -138,6 +140,7 @@ async function failKeepingResults(context: EngineContext, batch: ActiveBatch, fa
   await recordResultFiles(context.storage, context.files, batch, nowSeconds(context));
   applyCounts(batch);
   setStatus(batch.record.batch, "failed", nowSeconds(context));
+  await recordEndEvent(context, batch);
   await persist(context, batch);
   await retire(context, batch);
 }
@@ -147,6 +150,7 @@ export async function failWithoutResults(context: EngineContext, batch: ActiveBa
   batch.record.batch.errors = { object: "list", data: [failure] };
   applyCounts(batch);
   setStatus(batch.record.batch, "failed", nowSeconds(context));
+  await recordEndEvent(context, batch);
   await persist(context, batch);
   await retire(context, batch);
 }
@@ -172,6 +176,7 @@ async function finalize(
   await recordResultFiles(context.storage, context.files, batch, nowSeconds(context));
   applyCounts(batch);
   setStatus(b, batch.stop === "cancel" ? "cancelled" : outcome, nowSeconds(context));
+  await recordEndEvent(context, batch);
   await persist(context, batch);
   await retire(context, batch);
   context.logger.info(

@@ -11,6 +11,7 @@ import type { Target } from "../../targets/types.ts";
 import type { FileLimits, FileService } from "../files/file_service.ts";
 import type { ValidationLimits } from "../model/input_scan.ts";
 import type { BatchObject, BatchStatus } from "../model/objects.ts";
+import type { OutboxEntry } from "../model/webhook_event.ts";
 import type { BackoffPolicy } from "../run/backoff.ts";
 import type { EngineObserver } from "../run/engine_observer.ts";
 
@@ -65,6 +66,20 @@ export interface BatchEngineOptions {
   clock?: Clock;
   /** Told what the engine does, for metrics (see `createPrometheusMetrics`). */
   observer?: EngineObserver;
+  /**
+   * Records an event in the webhook outbox (documents under `webhooks/outbox/`)
+   * whenever a batch of an owner it `wants` ends; a deliverer sends them
+   * (see `createWebhookDeliverer`).
+   */
+  webhooks?: WebhookOutboxOptions;
+}
+
+/** Which owners' batches record webhook events, and who hears of a new one. */
+export interface WebhookOutboxOptions {
+  /** Whether the owner has an endpoint. */
+  wants(owner: string): boolean;
+  /** Called once an event is durable in the outbox (a deliverer can send it at once). */
+  recorded?(entry: OutboxEntry): void;
 }
 
 /** What an engine is doing at one moment. */

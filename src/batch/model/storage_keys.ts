@@ -38,3 +38,8 @@ export function parseFileExpiryKey(key: string): { expiresAt: number; fileId: st
 }
 /** Present once the file expiry index holds every file (files recorded before it were added once). */
 export const EXPIRY_INDEX_MARKER = "meta/file-expiry-index";
+
+/** A webhook event waiting for delivery. */
+export const webhookOutboxKey = (eventId: string): string => `webhooks/outbox/${eventId}`;
+/** Prefix of the webhook events waiting for delivery. */
+export const WEBHOOK_OUTBOX_PREFIX = "webhooks/outbox/";

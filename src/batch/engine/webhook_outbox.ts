@@ -1,0 +1,31 @@
+/**
+ * Records a batch's end event in the webhook outbox, before the status that
+ * causes it is written: a crash between the two leaves an event whose batch
+ * does not yet say so (the deliverer waits for it), never a status without
+ * its event. The event's id is fixed by batch and type, so ending the batch
+ * again after a restart records the same event.
+ *
+ * @module
+ */
+import { EVENT_TYPES, eventIdOf, type OutboxEntry } from "../model/webhook_event.ts";
+import { webhookOutboxKey } from "../model/storage_keys.ts";
+import type { ActiveBatch } from "../run/active_batch.ts";
+import { type EngineContext, nowSeconds } from "./context.ts";
+
+/** Writes the outbox entry of the batch's (final) status, when its owner has an endpoint. */
+export async function recordEndEvent(context: EngineContext, batch: ActiveBatch): Promise<void> {
+  const webhooks = context.webhooks;
+  const { owner, batch: b } = batch.record;
+  const type = EVENT_TYPES[b.status];
+  if (!webhooks || !type || !webhooks.wants(owner)) return;
+  const id = eventIdOf(b.id, type);
+  const entry: OutboxEntry = {
+    event: { id, object: "event", type, created_at: nowSeconds(context), data: { id: b.id } },
+    owner,
+    status: b.status,
+    attempts: 0,
+    next_attempt_at: context.clock.now(),
+  };
+  await context.storage.documents.put(webhookOutboxKey(id), entry);
+  webhooks.recorded?.(entry);
+}

@@ -1,0 +1,252 @@
+/**
+ * The configuration of `batchspool serve`: its flags, their environment
+ * variables, defaults and checks, and the usage text that lists them.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { DEFAULT_OWNER, ownerOfKey } from "./http/auth.ts";
+import { SCHEMA_NAME } from "./storage/postgres/migrations.ts";
+import { DEFAULT_SCHEMA } from "./storage/postgres/postgres_storage.ts";
+import type { WebhookEndpoint } from "./webhooks/deliverer.ts";
+import { WebhookConfigError, webhookEndpoints } from "./webhooks/endpoints.ts";
+
+/** The server's settings after flags and environment are read. */
+export interface ServeConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** A PostgreSQL URL: state in the database instead of the data directory. */
+  databaseUrl: string | undefined;
+  /** The schema of the database that holds batchspool's tables. */
+  databaseSchema: string;
+  upstream: string;
+  upstreamKey: string | undefined;
+  apiKeys: string[];
+  noAuth: boolean;
+  concurrency: number;
+  requestsPerMinute: number | undefined;
+  tokensPerMinute: number | undefined;
+  maxRetries: number;
+  requestTimeoutMs: number;
+  checkpointIntervalMs: number;
+  mockLatencyMs: number;
+  /** Validate uploads on a worker thread; undefined: the runtime's default (on Deno only). */
+  scanWorker: boolean | undefined;
+  /** The data directory's lock goes stale once not refreshed for this long. */
+  lockStaleAfterMs: number;
+  /** Longest upstream answer accepted. */
+  maxResponseBytes: number;
+  /** A client connection (or upload) on which nothing arrives for this long is dropped. */
+  idleTimeoutMs: number;
+  /** Where each owner's webhook events go (null: nowhere). */
+  webhooks: Map<string, WebhookEndpoint> | null;
+}
+
+/** A start-up problem: printed with the usage, exit code 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** The `serve` usage text. */
+export const SERVE_USAGE = `Usage: batchspool serve [options]
+
+Serves the OpenAI Files and Batches APIs, running batches against an upstream.
+
+Options (each also read from the environment variable shown):
+  --host <addr>            BATCHSPOOL_HOST           address to bind (default 127.0.0.1)
+  --port <n>               BATCHSPOOL_PORT           port (default 8787; 0 picks a free port)
+  --data <dir>             BATCHSPOOL_DATA           data directory (default ./batchspool-data)
+  --database <url>         BATCHSPOOL_DATABASE_URL   keep files, results and state in PostgreSQL instead
+                                                     (postgres://user:password@host:port/database)
+  --database-schema <name> BATCHSPOOL_DATABASE_SCHEMA  the schema of batchspool's tables (default batchspool)
+  --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
+                                                     the word "mock" selects the built-in mock target
+  --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
+  --api-key <key>          BATCHSPOOL_API_KEYS       accepted client key; repeatable (env: comma-separated)
+  --no-auth                BATCHSPOOL_NO_AUTH=1      allow a non-loopback host without API keys
+  --concurrency <n>        BATCHSPOOL_CONCURRENCY    requests in flight upstream (default 32)
+  --rpm <n>                BATCHSPOOL_RPM            requests-per-minute budget upstream
+  --tpm <n>                BATCHSPOOL_TPM            tokens-per-minute budget upstream
+  --max-retries <n>        BATCHSPOOL_MAX_RETRIES    retries of 408/429/5xx/timeouts (default 5)
+  --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
+  --max-response-mib <n>   BATCHSPOOL_MAX_RESPONSE_MIB  longest upstream answer read, in MiB; a longer one
+                                                     fails its line as response_too_large (default 64)
+  --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
+  --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
+  --idle-timeout <s>       BATCHSPOOL_IDLE_TIMEOUT   a client that sends nothing for this long is dropped
+                                                     (an upload: 408); a slow upload that keeps sending is
+                                                     never cut (default 120)
+  --lock-stale-after <s>   BATCHSPOOL_LOCK_STALE_AFTER  the data directory's lock is stale once not refreshed
+                                                     for this long; a restart after a crash waits at most
+                                                     this long for it (default 10)
+  --webhook-url <url>      BATCHSPOOL_WEBHOOK_URL    where batch.completed/failed/expired/cancelled events are POSTed
+                                                     (a server without API keys)
+  --webhook-secret <whsec> BATCHSPOOL_WEBHOOK_SECRET  the Standard Webhooks secret (whsec_…) that signs them
+  --webhooks-file <file>   BATCHSPOOL_WEBHOOKS_FILE  with API keys: each key's endpoint, as JSON
+                                                     {"<api key>": {"url": "…", "secret": "whsec_…"}}
+  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread (frees the main
+                                                     thread; 13-50 MB more memory while an upload arrives;
+                                                     the default on Deno)
+  --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
+                                                     Node and Bun, where the worker measured no faster)
+  -h, --help               show this help
+`;
+
+function integer(value: string | undefined, name: string, min: number): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    throw new ConfigError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+/** How an environment variable says yes or no. */
+const ENV_YES = ["1", "true", "yes"];
+const ENV_NO = ["0", "false", "no"];
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i;
+
+/**
+ * Reads the serve configuration from arguments and environment.
+ *
+ * @throws {ConfigError} naming the option at fault.
+ */
+export function readServeConfig(args: string[], env: Record<string, string | undefined>): ServeConfig {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        data: { type: "string" },
+        database: { type: "string" },
+        "database-schema": { type: "string" },
+        upstream: { type: "string" },
+        "upstream-key": { type: "string" },
+        "api-key": { type: "string", multiple: true },
+        "no-auth": { type: "boolean" },
+        concurrency: { type: "string" },
+        rpm: { type: "string" },
+        tpm: { type: "string" },
+        "max-retries": { type: "string" },
+        "request-timeout": { type: "string" },
+        "max-response-mib": { type: "string" },
+        "checkpoint-interval": { type: "string" },
+        "mock-latency": { type: "string" },
+        "lock-stale-after": { type: "string" },
+        "idle-timeout": { type: "string" },
+        "scan-worker": { type: "boolean" },
+        "no-scan-worker": { type: "boolean" },
+        "webhook-url": { type: "string" },
+        "webhook-secret": { type: "string" },
+        "webhooks-file": { type: "string" },
+      },
+    }));
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const upstream = values.upstream ?? env.BATCHSPOOL_UPSTREAM;
+  if (!upstream) {
+    throw new ConfigError(
+      "no upstream: pass --upstream <url> (an OpenAI-style base URL including /v1, e.g. http://127.0.0.1:8000/v1) " +
+        "or --upstream mock, or set BATCHSPOOL_UPSTREAM",
+    );
+  }
+  if (upstream !== "mock") {
+    try {
+      const url = new URL(upstream);
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error();
+    } catch {
+      throw new ConfigError(`--upstream must be an http(s) URL or "mock", got ${JSON.stringify(upstream)}`);
+    }
+  }
+  const apiKeys = [
+    ...(values["api-key"] ?? []),
+    ...(env.BATCHSPOOL_API_KEYS ?? "").split(","),
+  ].map((key) => key.trim()).filter(Boolean);
+  const host = values.host ?? env.BATCHSPOOL_HOST ?? "127.0.0.1";
+  const noAuth = values["no-auth"] ?? ENV_YES.includes(env.BATCHSPOOL_NO_AUTH ?? "");
+  if (apiKeys.length === 0 && !noAuth && !LOOPBACK.test(host)) {
+    throw new ConfigError(
+      `refusing to serve ${host} without API keys: pass --api-key <key> (or BATCHSPOOL_API_KEYS), ` +
+        `bind a loopback address, or pass --no-auth to accept anyone`,
+    );
+  }
+  let webhooks;
+  try {
+    webhooks = webhookEndpoints({
+      url: values["webhook-url"] ?? env.BATCHSPOOL_WEBHOOK_URL,
+      secret: values["webhook-secret"] ?? env.BATCHSPOOL_WEBHOOK_SECRET,
+      file: values["webhooks-file"] ?? env.BATCHSPOOL_WEBHOOKS_FILE,
+    }, apiKeys, ownerOfKey, DEFAULT_OWNER);
+  } catch (error) {
+    if (error instanceof WebhookConfigError) throw new ConfigError(error.message);
+    throw error;
+  }
+  return {
+    webhooks,
+    host,
+    port: integer(values.port ?? env.BATCHSPOOL_PORT, "--port", 0) ?? 8787,
+    dataDir: values.data ?? env.BATCHSPOOL_DATA ?? "./batchspool-data",
+    databaseUrl: databaseUrlOf(values.database ?? env.BATCHSPOOL_DATABASE_URL),
+    databaseSchema: schemaOf(values["database-schema"] ?? env.BATCHSPOOL_DATABASE_SCHEMA ?? DEFAULT_SCHEMA),
+    upstream,
+    upstreamKey: values["upstream-key"] ?? env.BATCHSPOOL_UPSTREAM_KEY ?? env.OPENAI_API_KEY,
+    apiKeys,
+    noAuth,
+    concurrency: integer(values.concurrency ?? env.BATCHSPOOL_CONCURRENCY, "--concurrency", 1) ?? 32,
+    requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),
+    tokensPerMinute: integer(values.tpm ?? env.BATCHSPOOL_TPM, "--tpm", 1),
+    maxRetries: integer(values["max-retries"] ?? env.BATCHSPOOL_MAX_RETRIES, "--max-retries", 0) ?? 5,
+    requestTimeoutMs: (integer(values["request-timeout"] ?? env.BATCHSPOOL_REQUEST_TIMEOUT, "--request-timeout", 1) ?? 600) *
+      1000,
+    checkpointIntervalMs:
+      (integer(values["checkpoint-interval"] ?? env.BATCHSPOOL_CHECKPOINT_INTERVAL, "--checkpoint-interval", 1) ?? 5) *
+      1000,
+    mockLatencyMs: integer(values["mock-latency"] ?? env.BATCHSPOOL_MOCK_LATENCY, "--mock-latency", 0) ?? 0,
+    scanWorker: scanWorkerChoice(values["scan-worker"], values["no-scan-worker"], env.BATCHSPOOL_SCAN_WORKER),
+    maxResponseBytes:
+      (integer(values["max-response-mib"] ?? env.BATCHSPOOL_MAX_RESPONSE_MIB, "--max-response-mib", 1) ?? 64) * 1024 * 1024,
+    idleTimeoutMs: (integer(values["idle-timeout"] ?? env.BATCHSPOOL_IDLE_TIMEOUT, "--idle-timeout", 1) ?? 120) * 1000,
+    lockStaleAfterMs:
+      (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
+  };
+}
+
+/** `--scan-worker`, `--no-scan-worker` or the environment's choice; undefined leaves it to the runtime's default. */
+function scanWorkerChoice(on: boolean | undefined, off: boolean | undefined, env: string | undefined): boolean | undefined {
+  if (on && off) throw new ConfigError("--scan-worker and --no-scan-worker contradict each other");
+  if (on || off) return Boolean(on);
+  if (env === undefined || env === "") return undefined;
+  if (ENV_YES.includes(env)) return true;
+  if (ENV_NO.includes(env)) return false;
+  throw new ConfigError(`BATCHSPOOL_SCAN_WORKER must be 1 or 0, got ${JSON.stringify(env)}`);
+}
+
+
+function databaseUrlOf(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--database must be a postgres:// URL, got ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(`--database must be a postgres:// URL, got ${url.protocol} one`);
+  }
+  return value;
+}
+
+function schemaOf(value: string): string {
+  if (!SCHEMA_NAME.test(value)) {
+    throw new ConfigError(`--database-schema must be a lower-case identifier (letters, digits, _), got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
