@@ -51,7 +51,7 @@ async function verified(delivery: Delivery, secret: string): Promise<{ id: strin
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
-test("webhooks: each end of a batch is an OpenAI-shaped event, signed so standardwebhooks and the openai SDK verify it", async () => {
+test("webhooks: each end of a batch (completed, failed, cancelled, expired) is an OpenAI-shaped event, signed so standardwebhooks and the openai SDK verify it", async () => {
   const dir = await tempDir();
   const receiver = await startReceiver();
   const secret = newSecret();
@@ -62,28 +62,31 @@ test("webhooks: each end of a batch is an OpenAI-shaped event, signed so standar
   try {
     await server.waitFor(/ready/);
     const client = new OpenAI({ baseURL: server.baseURL, apiKey: "unused", maxRetries: 0 });
-    const create = async (text: string) => {
+    const create = async (text: string, window = "24h") => {
       const file = await client.files.create({ file: await toFile(bytes(text), "in.jsonl"), purpose: "batch" });
-      return await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+      return await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: window as "24h" });
     };
     const completed = await create([line("a", "m"), line("b", "m")].join("\n"));
     const failed = await create("not json\n");
     const long = await create(Array.from({ length: 200 }, (_, i) => line(`l${i}`, "m")).join("\n"));
     await eventually(async () => (await client.batches.retrieve(long.id)).status === "in_progress");
     await client.batches.cancel(long.id);
+    // An extension: a one-second window, which 200 lines at 20 ms each cannot meet.
+    const expiring = await create(Array.from({ length: 200 }, (_, i) => line(`x${i}`, "m")).join("\n"), "1s");
 
-    await eventually(async () => receiver.deliveries.length >= 3);
+    await eventually(async () => receiver.deliveries.length >= 4);
     const events = await Promise.all(receiver.deliveries.map((d) => verified(d, secret)));
     const byBatch = new Map(events.map((e) => [e.data.id, e]));
     assert.equal(byBatch.get(completed.id)?.type, "batch.completed");
     assert.equal(byBatch.get(failed.id)?.type, "batch.failed");
     assert.equal(byBatch.get(long.id)?.type, "batch.cancelled");
+    assert.equal(byBatch.get(expiring.id)?.type, "batch.expired");
     for (const event of events) {
       assert.deepEqual(Object.keys(event).sort(), ["created_at", "data", "id", "object", "type"]);
       assert.match(event.id, /^evt_/);
       assert.equal(event.object, "event");
     }
-    assert.equal(new Set(events.map((e) => e.id)).size, 3);
+    assert.equal(new Set(events.map((e) => e.id)).size, 4);
   } finally {
     await server.stop();
     await receiver.close();
