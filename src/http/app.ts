@@ -15,6 +15,7 @@ import { batchesRoutes } from "./batches_routes.ts";
 import { errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
 import type { PrometheusMetrics } from "./metrics.ts";
+import { OPENAPI_DOCUMENT } from "./openapi.ts";
 import type { BatchEventsOptions } from "./batch_events.ts";
 import { RequestError } from "./request_error.ts";
 
@@ -73,6 +74,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
     );
     return c.json(reply.body, reply.status);
   });
+
+  app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
 
   app.get("/health", (c) =>
     engine.ready ? c.json({ status: "ok" }) : c.json({ status: "starting" }, 503));

@@ -1,0 +1,42 @@
+/**
+ * `GET /openapi.json`: a valid OpenAPI 3.1 document (checked by a validator of
+ * the OpenAPI schema) that describes exactly the app's routes.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Validator } from "@seriousme/openapi-schema-validator";
+import { createPrometheusMetrics } from "../src/http/metrics.ts";
+import { makeTestApp } from "./_app.ts";
+import { createApp } from "../src/http/app.ts";
+
+test("openapi: the document validates against the OpenAPI 3.1 schema and names every route the app serves", async () => {
+  const t = await makeTestApp();
+  try {
+    const response = await t.app.request("/openapi.json");
+    assert.equal(response.status, 200);
+    const document = await response.json();
+    const verdict = await new Validator().validate(document);
+    assert.deepEqual(verdict.errors ?? [], [], JSON.stringify(verdict.errors, null, 2));
+    assert.equal(verdict.valid, true);
+    assert.equal(document.openapi, "3.1.0");
+    // The validator does refuse a broken document (a response without its description).
+    const broken = structuredClone(document);
+    delete broken.paths["/health"].get.responses["200"].description;
+    assert.equal((await new Validator().validate(broken)).valid, false);
+
+    // Every route of the app (with metrics), in the document, and nothing more.
+    const app = createApp({ engine: t.engine, metrics: createPrometheusMetrics() });
+    const shape = (path: string) => path.replace(/:[^/]+|\{[^}]+\}/g, "{}");
+    const served = new Set(
+      app.routes.filter((r) => r.method !== "ALL" && !r.path.endsWith("*")).map((r) => `${r.method} ${shape(r.path)}`),
+    );
+    const documented = new Set(
+      Object.entries(document.paths as Record<string, Record<string, unknown>>)
+        .flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method.toUpperCase()} ${shape(path)}`)),
+    );
+    assert.ok(served.size >= 13, `${served.size} routes`);
+    assert.deepEqual([...served].sort(), [...documented].sort());
+  } finally {
+    await t.close();
+  }
+});
