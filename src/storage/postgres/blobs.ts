@@ -17,9 +17,9 @@ import { concatBytes } from "../../shared/concat_bytes.ts";
 import { BlobHash, startMarkingHash } from "../blob_hash.ts";
 import { BlobSourceError, pumpBlobSource } from "../blob_source.ts";
 import { StorageError } from "../errors.ts";
-import { assertValidKey, assertValidPrefix } from "../keys.ts";
+import { assertValidKey } from "../keys.ts";
 import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "../types.ts";
-import { fromBase64, keyPage, listLimit, prefixEnd, query, StatementParams } from "./shared.ts";
+import { fromBase64, listKeys, query, StatementParams } from "./shared.ts";
 
 /** Bytes per chunk row: a row fits in one page of the table (8 KiB), so PostgreSQL stores it whole, without TOAST. */
 const CHUNK_BYTES = 8000;
@@ -140,19 +140,9 @@ export function createPostgresBlobStore(sql: postgres.Sql, ensureOpen: () => voi
         }));
     },
 
-    async list(prefix: string, options: ListOptions = {}): Promise<KeyPage> {
+    list(prefix: string, options: ListOptions = {}): Promise<KeyPage> {
       ensureOpen();
-      assertValidPrefix(prefix);
-      const limit = listLimit(options);
-      const end = prefixEnd(prefix);
-      const { after } = options;
-      const rows = await query(`list blobs under ${prefix}`, undefined, () =>
-        options.reverse
-          ? sql`select key from blobs where key >= ${prefix} and key < ${after === undefined || after > end ? end : after}
-              order by key desc limit ${limit + 1}`
-          : sql`select key from blobs where key >= ${prefix} and key < ${end} and key > ${after ?? ""}
-              order by key limit ${limit + 1}`);
-      return keyPage(rows as unknown as { key: string }[], limit);
+      return listKeys(sql, "blobs", prefix, options);
     },
   };
 }

@@ -12,9 +12,9 @@
 import type postgres from "postgres";
 import { IntegrityError, openEnvelope, sealEnvelope } from "../../integrity/envelope.ts";
 import { StorageError } from "../errors.ts";
-import { assertValidKey, assertValidPrefix } from "../keys.ts";
+import { assertValidKey } from "../keys.ts";
 import type { DocumentStore, KeyPage, ListOptions, StoredDocument, WriteCondition } from "../types.ts";
-import { keyPage, listLimit, prefixEnd, query } from "./shared.ts";
+import { listKeys, query } from "./shared.ts";
 
 interface Sealed {
   key: string;
@@ -88,19 +88,9 @@ export function createPostgresDocumentStore(sql: postgres.Sql, ensureOpen: () =>
       });
     },
 
-    async list(prefix: string, options: ListOptions = {}): Promise<KeyPage> {
+    list(prefix: string, options: ListOptions = {}): Promise<KeyPage> {
       ensureOpen();
-      assertValidPrefix(prefix);
-      const limit = listLimit(options);
-      const end = prefixEnd(prefix);
-      const { after } = options;
-      const rows = await query(`list documents under ${prefix}`, undefined, () =>
-        options.reverse
-          ? sql`select key from documents where key >= ${prefix} and key < ${after === undefined || after > end ? end : after}
-              order by key desc limit ${limit + 1}`
-          : sql`select key from documents where key >= ${prefix} and key < ${end} and key > ${after ?? ""}
-              order by key limit ${limit + 1}`);
-      return keyPage(rows as unknown as { key: string }[], limit);
+      return listKeys(sql, "documents", prefix, options);
     },
   };
 }

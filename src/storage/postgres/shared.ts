@@ -5,7 +5,9 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import type postgres from "postgres";
 import { StorageError } from "../errors.ts";
+import { assertValidPrefix } from "../keys.ts";
 import { DEFAULT_LIST_LIMIT } from "../page_keys.ts";
 import type { KeyPage, ListOptions } from "../types.ts";
 
@@ -80,4 +82,24 @@ export class StatementParams {
     const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
     return `decode($${this.values.push(base64)}::text, 'base64')`;
   }
+}
+
+/** A page of the keys of `table` under `prefix`, in key order (forwards, or backwards with `reverse`). */
+export async function listKeys(
+  sql: postgres.Sql,
+  table: "blobs" | "documents",
+  prefix: string,
+  options: ListOptions,
+): Promise<KeyPage> {
+  assertValidPrefix(prefix);
+  const limit = listLimit(options);
+  const end = prefixEnd(prefix);
+  const { after } = options;
+  const rows = await query(`list ${table} under ${prefix}`, undefined, () =>
+    options.reverse
+      ? sql`select key from ${sql(table)} where key >= ${prefix} and key < ${after === undefined || after > end ? end : after}
+          order by key desc limit ${limit + 1}`
+      : sql`select key from ${sql(table)} where key >= ${prefix} and key < ${end} and key > ${after ?? ""}
+          order by key limit ${limit + 1}`);
+  return keyPage(rows as unknown as { key: string }[], limit);
 }
