@@ -19,7 +19,7 @@ import { BlobSourceError, pumpBlobSource } from "../blob_source.ts";
 import { StorageError } from "../errors.ts";
 import { assertValidKey } from "../keys.ts";
 import type { BlobInfo, BlobStat, BlobStore, ByteRange, KeyPage, ListOptions, PutBlobOptions } from "../types.ts";
-import { fromBase64, listKeys, query, StatementParams } from "./shared.ts";
+import { listKeys, query, StatementParams } from "./shared.ts";
 
 /** Bytes per chunk row: a row fits in one page of the table (8 KiB), so PostgreSQL stores it whole, without TOAST. */
 const CHUNK_BYTES = 8000;
@@ -178,13 +178,11 @@ async function* chunksOf(
     const first = Math.floor(position / chunkBytes);
     const last = Math.min(Math.floor((end - 1) / chunkBytes), first + CHUNKS_PER_READ - 1);
     const rows = await query(`read ${what}`, undefined, () =>
-      sql`select seq, encode(data, 'base64') as data from blob_chunks
-        where upload_id = ${uploadId} and seq >= ${first} and seq <= ${last} order by seq`);
+      sql`select seq, data from blob_chunks where upload_id = ${uploadId} and seq >= ${first} and seq <= ${last} order by seq`);
     if (rows.length !== last - first + 1) throw new StorageError("io", `${what} changed while it was read`);
     for (const row of rows) {
       const chunkStart = row.seq * chunkBytes;
-      const data = fromBase64(row.data);
-      const bytes = data.subarray(position - chunkStart, Math.min(end, chunkStart + data.length) - chunkStart);
+      const bytes = (row.data as Uint8Array).subarray(position - chunkStart, Math.min(end, chunkStart + row.data.length) - chunkStart);
       position += bytes.length;
       if (bytes.length) yield bytes;
     }

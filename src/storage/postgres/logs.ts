@@ -18,7 +18,7 @@ import { concatBytes } from "../../shared/concat_bytes.ts";
 import { StorageError } from "../errors.ts";
 import { assertValidKey } from "../keys.ts";
 import type { AppendResult, LogStore } from "../types.ts";
-import { fromBase64, query, StatementParams } from "./shared.ts";
+import { query, StatementParams } from "./shared.ts";
 
 interface PendingAppend {
   key: string;
@@ -110,11 +110,10 @@ export function createPostgresLogStore(sql: postgres.Sql, ensureOpen: () => void
           try {
             if (groups.length === 0) {
               if (position >= end) return controller.close();
-              const rows = await query(`read log ${key}`, key, () =>
-                sql`select start_offset, end_offset, encode(data, 'base64') as data from log_groups
+              groups = await query(`read log ${key}`, key, () =>
+                sql`select start_offset, end_offset, data from log_groups
                   where key = ${key} and end_offset > ${position} and start_offset < ${end}
-                  order by start_offset limit ${GROUPS_PER_READ}`);
-              groups = rows.map((row) => ({ start_offset: row.start_offset, end_offset: row.end_offset, data: fromBase64(row.data) }));
+                  order by start_offset limit ${GROUPS_PER_READ}`) as unknown as typeof groups;
               if (groups.length === 0) throw new StorageError("io", `log ${key} lost records while it was read`, { key });
             }
             const group = groups.shift()!;

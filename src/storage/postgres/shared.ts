@@ -56,15 +56,6 @@ export const BYTEA = {
 };
 
 /**
- * Bytes read as base64 text (`encode(data, 'base64')`, whose line breaks the
- * decoder skips): on Deno twice as fast to read as the client's hex `bytea`,
- * on Node and Bun the same (BENCHMARKS.md, section 9).
- */
-export function fromBase64(text: string): Uint8Array {
-  return Buffer.from(text, "base64");
-}
-
-/**
  * The parameters of a statement written out by hand, each placed as `$n`.
  * Bytes travel as base64 text that the server decodes: a third fewer bytes
  * to build, send and collect than the client's hex `bytea`.
