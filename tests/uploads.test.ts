@@ -159,16 +159,21 @@ test("uploads: a chunked upload arriving in pieces is stored byte for byte, and 
     next.socket.destroy();
   }));
 
+/** Opens a raw connection and sends the head of an upload of `fileBytes` and the first `sentBytes` of its body. */
+async function startRawUpload(port: number, boundary: string, fileBytes: number, sentBytes: number): Promise<RawConnection> {
+  const body = multipartBody(boundary, new Uint8Array(fileBytes).fill(120));
+  const connection = await RawConnection.open(port);
+  await connection.write(
+    `POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n` +
+      `Content-Type: multipart/form-data; boundary=${boundary}\r\n\r\n`,
+  );
+  await connection.write(body.subarray(0, sentBytes));
+  return connection;
+}
+
 test("uploads: a client that disconnects mid-upload leaves no file and no partial bytes, and the server goes on", () =>
   withServer(async (port, dataDir) => {
-    const boundary = "----batchspool-test-boundary-9f2e";
-    const body = multipartBody(boundary, new Uint8Array(2_000_000).fill(120));
-    const connection = await RawConnection.open(port);
-    await connection.write(
-      `POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n` +
-        `Content-Type: multipart/form-data; boundary=${boundary}\r\n\r\n`,
-    );
-    await connection.write(body.subarray(0, 1_200_000));
+    const connection = await startRawUpload(port, "----batchspool-test-boundary-9f2e", 2_000_000, 1_200_000);
     await sleep(100);
     connection.socket.destroy();
     const listed = async () => (await (await fetch(`http://127.0.0.1:${port}/v1/files`)).json()) as { data: unknown[] };
@@ -274,14 +279,7 @@ test("timeouts: a slow upload that keeps sending outlasts the idle timeout sever
 
 test("timeouts: an upload whose client stops sending is dropped after the idle timeout, leaving nothing behind", () =>
   withIdleServer(1, async (port, dataDir) => {
-    const boundary = "----batchspool-stalled-upload";
-    const body = multipartBody(boundary, new Uint8Array(100_000).fill(120));
-    const connection = await RawConnection.open(port);
-    await connection.write(
-      `POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n` +
-        `Content-Type: multipart/form-data; boundary=${boundary}\r\n\r\n`,
-    );
-    await connection.write(body.subarray(0, 30_000));
+    const connection = await startRawUpload(port, "----batchspool-stalled-upload", 100_000, 30_000);
     // The server answers 408 (or, where the runtime's own idle timeout comes first, just closes).
     const answer = await connection.response().catch(() => null);
     if (answer) assert.equal(answer.status, 408, new TextDecoder().decode(answer.body));

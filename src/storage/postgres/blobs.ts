@@ -23,8 +23,8 @@ import { listKeys, query, StatementParams } from "./shared.ts";
 
 /** Bytes per chunk row: a row fits in one page of the table (8 KiB), so PostgreSQL stores it whole, without TOAST. */
 const CHUNK_BYTES = 8000;
-/** Chunk rows written by one statement (256 KB: a larger statement's message buffer, grown step by step by the client, left more garbage behind than the collector frees promptly). */
-const CHUNKS_PER_WRITE = 32;
+/** Chunk rows written by one statement (128 KB: a larger statement's message buffer, grown step by step by the client, left more garbage behind than the collector frees promptly). */
+const CHUNKS_PER_WRITE = 16;
 /** Statements of one put in flight at once (the source is read while they are written). */
 const WRITES_IN_FLIGHT = 2;
 /** An upload's row is touched every this many statements, so that one in progress never looks abandoned. */
