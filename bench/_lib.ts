@@ -183,3 +183,35 @@ export async function curlUpload(baseUrl: string, path: string, purpose: string)
     );
   });
 }
+
+/** Starts the server with `args` and times process start to `/health` ok; `stop` kills it. */
+export async function timeToHealthy(args: string[]): Promise<{ ms: number; stop: () => Promise<void> }> {
+  const started = performance.now();
+  const { startServer } = await import("../tests/_server.ts");
+  const { currentRuntime } = await import("../src/runtime/detect.ts");
+  const server = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
+  for (;;) {
+    const response = await fetch(`http://127.0.0.1:${server.port}/health`).catch(() => null);
+    if (response?.status === 200) break;
+    await response?.body?.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  return { ms: performance.now() - started, stop: () => server.kill() };
+}
+
+/**
+ * Runs a batch of `input` (of `lines` lines) on a server started with
+ * `args` and kills it (SIGKILL) once about half is done and a checkpoint
+ * (written every second) covers that; returns how many lines had finished.
+ */
+export async function killHalfWay(args: string[], input: string, lines: number): Promise<number> {
+  const { createApiClient } = await import("../src/client/api_client.ts");
+  const server = await startBenchServer(args);
+  const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
+  const file = await api.uploadFile(input, "batch");
+  const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  const atKill = await pollBatch(server.baseURL, batch.id, (b) => b.request_counts.completed >= lines / 2, 50);
+  await new Promise((resolve) => setTimeout(resolve, 1200)); // a checkpoint is at most 1 s old
+  await server.kill();
+  return atKill.request_counts.completed;
+}

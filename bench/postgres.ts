@@ -21,6 +21,7 @@ import { createPostgresStorage } from "../src/storage/postgres/postgres_storage.
 import type { Target } from "../src/targets/types.ts";
 import {
   curlUpload,
+  killHalfWay,
   median,
   memoryOf,
   pairedRatio,
@@ -29,6 +30,7 @@ import {
   runsArg,
   startBenchServer,
   timeBatchInProcess,
+  timeToHealthy,
   writeJsonl,
 } from "./_lib.ts";
 
@@ -94,27 +96,12 @@ for (let i = 0; i < runs; i++) {
 const recoverySchema = schemaName();
 const args = ["--upstream", "mock", "--mock-latency", "2", "--concurrency", "8", "--checkpoint-interval", "1",
   "--database", url, "--database-schema", recoverySchema];
-const server = await startBenchServer(args);
-const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
-const file = await api.uploadFile(engineInput, "batch");
-const batch = await api.createBatch({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-const atKill = await pollBatch(server.baseURL, batch.id, (b) => b.request_counts.completed >= LINES / 2, 50);
-await new Promise((resolve) => setTimeout(resolve, 1200)); // a checkpoint is at most 1 s old
-await server.kill();
+const finishedAtKill = await killHalfWay(args, engineInput, LINES);
 const restarts: number[] = [];
 for (let i = 0; i < runs; i++) {
-  const { startServer } = await import("../tests/_server.ts");
-  const { currentRuntime } = await import("../src/runtime/detect.ts");
-  const started = performance.now();
-  const restarted = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
-  for (;;) {
-    const response = await fetch(`http://127.0.0.1:${restarted.port}/health`).catch(() => null);
-    if (response?.status === 200) break;
-    await response?.body?.cancel();
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  restarts.push(performance.now() - started);
-  await restarted.kill();
+  const restarted = await timeToHealthy(args);
+  restarts.push(restarted.ms);
+  await restarted.stop();
 }
 await dropSchema(recoverySchema);
 await admin.end();
@@ -129,7 +116,7 @@ report("postgres", {
   engine_ratio: Number(engineRatio.toFixed(3)),
   upload_200mb_mb_per_s: Number(median(uploads).toFixed(1)),
   peak_rss_mib: Math.round(peak),
-  finished_at_kill: atKill.request_counts.completed,
+  finished_at_kill: finishedAtKill,
   restart_to_ready_ms: Math.round(restart),
   bar: "engine ÷ fs ≥ 0.5; peak RSS < 200 MiB; restart < 1000 ms",
   pass: engineRatio >= 0.5 && peak < 200 && restart < 1000,
