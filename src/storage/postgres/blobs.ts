@@ -1,5 +1,6 @@
 /**
- * Blobs in PostgreSQL, as chunks of 1 MiB: memory stays one chunk or so per
+ * Blobs in PostgreSQL, as page-sized chunk rows, written a few at a time and
+ * read about a megabyte at a time: memory stays a few statements' worth per
  * put and per reader, whatever the blob's size.
  *
  * Durability: a put writes its chunks under an upload of its own
