@@ -40,3 +40,41 @@ test("openapi: the document validates against the OpenAPI 3.1 schema and names e
     await t.close();
   }
 });
+
+test("openapi: /docs is an interactive reference that loads only from this server (works offline)", async () => {
+  const t = await makeTestApp();
+  try {
+    // Mounted under a prefix, as a consumer's app would: every URL the page loads stays under it.
+    const { Hono } = await import("hono");
+    const parent = new Hono().route("/batch", t.app);
+    const page = await parent.request("/batch/docs");
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+    const html = await page.text();
+    assert.doesNotMatch(html, /(https?:)?\/\/[a-z]/i, "no absolute or CDN URL");
+    assert.match(html, /SwaggerUIBundle\(\{[\s\S]*url: 'openapi\.json'/);
+
+    const base = new URL("http://localhost/batch/docs");
+    const loaded = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => new URL(m[1]!, base).pathname);
+    assert.deepEqual(loaded.sort(), ["/batch/docs/assets/swagger-ui-dist/swagger-ui-bundle.js", "/batch/docs/assets/swagger-ui-dist/swagger-ui.css"]);
+    for (const path of loaded) {
+      const asset = await parent.request(path);
+      assert.equal(asset.status, 200, path);
+      const text = await asset.text();
+      assert.ok(text.length > 100_000, `${path}: ${text.length} bytes`);
+      if (path.endsWith(".js")) {
+        assert.match(asset.headers.get("content-type") ?? "", /^text\/javascript/);
+        assert.match(text, /SwaggerUIBundle/);
+      } else {
+        assert.match(asset.headers.get("content-type") ?? "", /^text\/css/);
+      }
+    }
+    // The spec the page asks for resolves against the page's URL, too.
+    assert.equal((await parent.request(new URL("openapi.json", base).pathname)).status, 200);
+    const unknown = await parent.request("/batch/docs/assets/swagger-ui-dist/package.json");
+    assert.equal(unknown.status, 404);
+    assert.equal((await unknown.json()).error.code, "unknown_url");
+  } finally {
+    await t.close();
+  }
+});

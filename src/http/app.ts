@@ -1,6 +1,6 @@
 /**
  * The batchspool Hono app: OpenAI's Files and Batches APIs under `/v1`, and
- * `/health`. Web APIs only, so any runtime can serve it and any Hono app can
+ * `/health`, `/openapi.json` and its `/docs` page. Web APIs only, so any runtime can serve it and any Hono app can
  * mount it.
  *
  * @module
@@ -16,6 +16,7 @@ import { errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
 import type { PrometheusMetrics } from "./metrics.ts";
 import { OPENAPI_DOCUMENT } from "./openapi.ts";
+import { addDocsPage } from "./docs_page.ts";
 import type { BatchEventsOptions } from "./batch_events.ts";
 import { RequestError } from "./request_error.ts";
 
@@ -76,6 +77,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
   });
 
   app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
+  addDocsPage(app);
 
   app.get("/health", (c) =>
     engine.ready ? c.json({ status: "ok" }) : c.json({ status: "starting" }, 503));

@@ -73,6 +73,31 @@ export const OPENAPI_DOCUMENT = {
         responses: { "200": ok("The OpenAPI document.", { type: "object" }) },
       },
     },
+    "/docs": {
+      get: {
+        operationId: "docsPage",
+        summary: "An interactive reference of this document (Swagger UI), served without any CDN",
+        security: [],
+        "x-batchspool-extension": true,
+        responses: { "200": { description: "The page.", content: { "text/html": { schema: { type: "string" } } } } },
+      },
+    },
+    "/docs/assets/swagger-ui-dist/{name}": {
+      get: {
+        operationId: "docsAsset",
+        summary: "A script or style sheet of the /docs page",
+        security: [],
+        "x-batchspool-extension": true,
+        parameters: [{ name: "name", in: "path", required: true, schema: { enum: ["swagger-ui.css", "swagger-ui-bundle.js"] } }],
+        responses: {
+          "200": {
+            description: "The asset.",
+            content: { "text/css": { schema: { type: "string" } }, "text/javascript": { schema: { type: "string" } } },
+          },
+          ...errors(404),
+        },
+      },
+    },
     "/v1/files": {
       post: {
         operationId: "createFile",
