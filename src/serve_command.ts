@@ -16,6 +16,7 @@ import { createApp } from "./http/app.ts";
 import { serve } from "./runtime/serve.ts";
 import { createFsStorage } from "./storage/fs/fs_storage.ts";
 import { createPostgresStorage } from "./storage/postgres/postgres_storage.ts";
+import { type ClusterEngine, createClusterEngine } from "./cluster/cluster_engine.ts";
 import type { Storage } from "./storage/types.ts";
 import { createWebhookDeliverer, type WebhookDeliverer } from "./webhooks/deliverer.ts";
 import { ConfigError, type ServeConfig } from "./serve_config.ts";
@@ -42,29 +43,40 @@ export function targetFor(config: ServeConfig): Target {
   }
 }
 
-/** Builds the engine a configuration describes, on `storage`. Call `start()` on it. */
+/**
+ * Builds the engine a configuration describes, on `storage`: with a database,
+ * a cluster's node. Call `start()` on it.
+ */
 export function engineFor(
   config: ServeConfig,
   storage: Storage,
   target: Target = targetFor(config),
   metrics?: PrometheusMetrics,
   deliverer?: WebhookDeliverer,
-): BatchEngine {
-  const engine = createBatchEngine({
+): BatchEngine | ClusterEngine {
+  const options = {
     storage,
     target,
     concurrency: config.concurrency,
     requestsPerMinute: config.requestsPerMinute,
     tokensPerMinute: config.tokensPerMinute,
     maxRetries: config.maxRetries,
-    checkpoints: { intervalMs: config.checkpointIntervalMs },
     scanUploadsOffThread: config.scanWorker,
     logger: consoleLogger,
     observer: metrics?.observer,
     webhooks: config.webhooks
-      ? { wants: (owner) => config.webhooks!.has(owner), recorded: () => deliverer?.kick() }
+      ? { wants: (owner: string) => config.webhooks!.has(owner), recorded: () => deliverer?.kick() }
       : undefined,
-  });
+  };
+  const engine = config.databaseUrl
+    ? createClusterEngine({
+      ...options,
+      database: { url: config.databaseUrl, schema: config.databaseSchema },
+      nodeId: config.nodeId,
+      leaseSeconds: config.leaseSeconds,
+      sliceLimits: { maxLines: config.sliceLines },
+    })
+    : createBatchEngine({ ...options, checkpoints: { intervalMs: config.checkpointIntervalMs } });
   metrics?.attach(engine);
   return engine;
 }
@@ -82,6 +94,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
   const app = createApp({
     engine,
     metrics,
+    cluster: "describeCluster" in engine ? { nodeId: engine.nodeId, describe: () => engine.describeCluster() } : undefined,
     apiKeys: config.apiKeys,
     maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -148,12 +161,13 @@ export function delivererFor(config: ServeConfig, storage: Storage): WebhookDeli
  */
 export function openStorage(config: ServeConfig, onLost: (error: Error) => void): Promise<Storage> {
   if (config.databaseUrl) {
+    // The schema is shared by the cluster's nodes: none takes it for itself.
     return createPostgresStorage({
       url: config.databaseUrl,
       schema: config.databaseSchema,
-      lockWaitMs: config.lockStaleAfterMs,
+      exclusive: false,
+      idleInTransactionTimeoutMs: config.leaseSeconds * 1000,
       logger: consoleLogger,
-      onLockLost: onLost,
     });
   }
   return createFsStorage({
@@ -169,5 +183,5 @@ function describeStorage(config: ServeConfig): string {
   if (!config.databaseUrl) return `fs storage in ${config.dataDir}`;
   const url = new URL(config.databaseUrl);
   if (url.password) url.password = "***";
-  return `postgres storage, schema ${config.databaseSchema} of ${url}`;
+  return `postgres storage, schema ${config.databaseSchema} of ${url} (a cluster node)`;
 }

@@ -41,6 +41,12 @@ export interface ServeConfig {
   idleTimeoutMs: number;
   /** Where each owner's webhook events go (null: nowhere). */
   webhooks: Map<string, WebhookEndpoint> | null;
+  /** This node's name in a cluster (with a database); undefined: host name and a random suffix. */
+  nodeId: string | undefined;
+  /** How long a node's claim on work lasts without its heartbeat. */
+  leaseSeconds: number;
+  /** Most lines in one slice of a batch (the unit nodes share). */
+  sliceLines: number;
 }
 
 /** A start-up problem: printed with the usage, exit code 2. */
@@ -63,6 +69,12 @@ Options (each also read from the environment variable shown):
   --database <url>         BATCHSPOOL_DATABASE_URL   keep files, results and state in PostgreSQL instead
                                                      (postgres://user:password@host:port/database)
   --database-schema <name> BATCHSPOOL_DATABASE_SCHEMA  the schema of batchspool's tables (default batchspool)
+  --node-id <name>         BATCHSPOOL_NODE_ID        with --database: this node's name in the cluster
+                                                     (default: host name and a random suffix)
+  --lease-seconds <s>      BATCHSPOOL_LEASE_SECONDS  with --database: how long a node's claim on a slice of
+                                                     work outlives its last heartbeat (default 15)
+  --slice-lines <n>        BATCHSPOOL_SLICE_LINES    with --database: most lines of a batch in one slice,
+                                                     the unit the nodes share (default 256)
   --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
                                                      the word "mock" selects the built-in mock target
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
@@ -127,6 +139,9 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         data: { type: "string" },
         database: { type: "string" },
         "database-schema": { type: "string" },
+        "node-id": { type: "string" },
+        "lease-seconds": { type: "string" },
+        "slice-lines": { type: "string" },
         upstream: { type: "string" },
         "upstream-key": { type: "string" },
         "api-key": { type: "string", multiple: true },
@@ -189,8 +204,15 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     if (error instanceof WebhookConfigError) throw new ConfigError(error.message);
     throw error;
   }
+  const nodeId = values["node-id"] ?? env.BATCHSPOOL_NODE_ID;
+  if (nodeId !== undefined && !/^[\w.:-]{1,100}$/.test(nodeId)) {
+    throw new ConfigError(`--node-id must be 1-100 letters, digits or _.:-, got ${JSON.stringify(nodeId)}`);
+  }
   return {
     webhooks,
+    nodeId,
+    leaseSeconds: integer(values["lease-seconds"] ?? env.BATCHSPOOL_LEASE_SECONDS, "--lease-seconds", 1) ?? 15,
+    sliceLines: integer(values["slice-lines"] ?? env.BATCHSPOOL_SLICE_LINES, "--slice-lines", 1) ?? 256,
     host,
     port: integer(values.port ?? env.BATCHSPOOL_PORT, "--port", 0) ?? 8787,
     dataDir: values.data ?? env.BATCHSPOOL_DATA ?? "./batchspool-data",

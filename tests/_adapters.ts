@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
 import { createPostgresStorage } from "../src/storage/postgres/postgres_storage.ts";
 import type { Storage } from "../src/storage/types.ts";
-import { databaseUrl, dropSchema, flipStoredByte, freshSchemaName } from "./_postgres.ts";
+import { databaseUrl, dropSchema, flipStoredByte, freshSchemaName, resultBlobKey } from "./_postgres.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
 /** Where one test's state lives. */
@@ -20,6 +20,11 @@ export interface StoragePlace {
   serveArgs: string[];
   /** Flips a bit of byte `at` of a stored blob or log, behind batchspool's back. */
   flipByte(area: "blobs" | "logs", key: string, at: number): Promise<void>;
+  /**
+   * Where a server there keeps a finished batch's output file: a log on a
+   * single node (fs), a blob written by the finalizing node on a cluster (postgres).
+   */
+  outputOf(batchId: string): Promise<{ area: "blobs" | "logs"; key: string }>;
 }
 
 /** A storage adapter under test. */
@@ -37,6 +42,7 @@ export const FS: Adapter = {
       return await body({
         open: () => createFsStorage({ dir }),
         serveArgs: ["--data", dir],
+        outputOf: (batchId) => Promise.resolve({ area: "logs", key: `batches/${batchId}/output` }),
         async flipByte(area, key, at) {
           const path = join(dir, area, key);
           const bytes = await readFile(path);
@@ -61,6 +67,7 @@ export const POSTGRES: Adapter = {
         open: () => createPostgresStorage({ url, schema, lockWaitMs: 10_000 }),
         serveArgs: ["--database", url, "--database-schema", schema],
         flipByte: (area, key, at) => flipStoredByte(schema, area, key, at),
+        outputOf: async (batchId) => ({ area: "blobs", key: await resultBlobKey(schema, batchId, "output") }),
       });
     } finally {
       await dropSchema(schema);

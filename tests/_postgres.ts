@@ -54,6 +54,14 @@ export async function flipStoredByte(schema: string, area: "blobs" | "logs", key
     where ctid = ${row.row}::tid`;
 }
 
+/** The blob a cluster's finalizing node wrote a batch's result file to (`results/<batch>/<claim>/<kind>`). */
+export async function resultBlobKey(schema: string, batchId: string, kind: "output" | "error"): Promise<string> {
+  const sql = adminSql();
+  const rows = await sql`select key from ${sql(schema)}.blobs where key like ${`results/${batchId}/%/${kind}`}`;
+  if (rows.length !== 1) throw new Error(`${rows.length} ${kind} blobs of ${batchId}`);
+  return rows[0].key;
+}
+
 /** A PostgreSQL storage in a schema of its own, which closing drops. */
 export async function openTestPostgresStorage(
   options: Partial<PostgresStorageOptions> = {},

@@ -26,6 +26,7 @@ const ALLOWED: Record<string, string[]> = {
   http: ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/files", "batch/engine"],
   client: ["runtime", "shared", "batch/model"],
   webhooks: ["runtime", "shared", "integrity", "storage", "batch/model"],
+  cluster: ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/input", "batch/run", "batch/files", "batch/engine"],
 };
 
 function roomOf(path: string): string {

@@ -68,7 +68,8 @@ for (const adapter of ADAPTERS) {
           return b.status === "completed" && b;
         });
         const before = await (await client.files.content(done.output_file_id!)).text();
-        await place.flipByte("logs", `batches/${done.id}/output`, 100);
+        const output = await place.outputOf(done.id);
+        await place.flipByte(output.area, output.key, 100);
         const changed = await readAsFarAsItGoes(`${base}/files/${done.output_file_id}/content`);
         assert.equal(changed.whole, false);
         assert.equal(changed.bytes.length, 0, "a result under one stretch long arrives not at all");

@@ -24,8 +24,9 @@ test("openapi: the document validates against the OpenAPI 3.1 schema and names e
     delete broken.paths["/health"].get.responses["200"].description;
     assert.equal((await new Validator().validate(broken)).valid, false);
 
-    // Every route of the app (with metrics), in the document, and nothing more.
-    const app = createApp({ engine: t.engine, metrics: createPrometheusMetrics() });
+    // Every route of the app (with metrics, as a cluster's node), in the document, and nothing more.
+    const cluster = { nodeId: "n1", describe: () => Promise.resolve({}) };
+    const app = createApp({ engine: t.engine, metrics: createPrometheusMetrics(), cluster });
     const shape = (path: string) => path.replace(/:[^/]+|\{[^}]+\}/g, "{}");
     const served = new Set(
       app.routes.filter((r) => r.method !== "ALL" && !r.path.endsWith("*")).map((r) => `${r.method} ${shape(r.path)}`),

@@ -41,6 +41,12 @@ export interface AppOptions {
    * it names no tenant's data) and counts uploads (from `createPrometheusMetrics`).
    */
   metrics?: PrometheusMetrics;
+  /**
+   * The cluster this server is a node of: `/health` names the node, and
+   * `GET /cluster` shows every node, its work and last heartbeat (without API
+   * keys, like `/metrics`: keep it private).
+   */
+  cluster?: { nodeId: string; describe(): Promise<unknown> };
 }
 
 /** How long an upload may wait for its next bytes, by default. */
@@ -79,8 +85,11 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
   app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
   addDocsPage(app);
 
+  const node = options.cluster ? { node_id: options.cluster.nodeId } : {};
   app.get("/health", (c) =>
-    engine.ready ? c.json({ status: "ok" }) : c.json({ status: "starting" }, 503));
+    engine.ready ? c.json({ status: "ok", ...node }) : c.json({ status: "starting", ...node }, 503));
+  const { cluster } = options;
+  if (cluster) app.get("/cluster", async (c) => c.json(await cluster.describe()));
 
   const { metrics } = options;
   if (metrics) {

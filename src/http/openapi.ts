@@ -50,8 +50,12 @@ export const OPENAPI_DOCUMENT = {
         summary: "Whether the server has recovered and accepts work",
         security: [],
         responses: {
-          "200": ok("Ready.", { type: "object", properties: { status: { const: "ok" } }, required: ["status"] }),
-          "503": ok("Starting or stopping.", { type: "object", properties: { status: { const: "starting" } } }),
+          "200": ok("Ready.", {
+            type: "object",
+            properties: { status: { const: "ok" }, node_id: { type: "string", description: "On a cluster: the node that answered." } },
+            required: ["status"],
+          }),
+          "503": ok("Starting or stopping.", { type: "object", properties: { status: { const: "starting" }, node_id: { type: "string" } } }),
         },
       },
     },
@@ -71,6 +75,65 @@ export const OPENAPI_DOCUMENT = {
         security: [],
         "x-batchspool-extension": true,
         responses: { "200": ok("The OpenAPI document.", { type: "object" }) },
+      },
+    },
+    "/cluster": {
+      get: {
+        operationId: "cluster",
+        summary: "On a cluster (several nodes on one database): its nodes, their work and heartbeats; keep it private",
+        security: [],
+        "x-batchspool-extension": true,
+        responses: {
+          "200": ok("The cluster as the answering node sees it.", {
+            type: "object",
+            required: ["object", "node_id", "lease_seconds", "nodes", "batches"],
+            properties: {
+              object: { const: "cluster" },
+              node_id: { type: "string" },
+              lease_seconds: { type: "number" },
+              nodes: {
+                type: "array",
+                items: {
+                  type: "object",
+                  properties: {
+                    node_id: { type: "string" },
+                    host: { type: "string" },
+                    pid: { type: "integer" },
+                    started_at: { type: "string", format: "date-time" },
+                    last_heartbeat_at: { type: "string", format: "date-time" },
+                    seconds_since_heartbeat: { type: "number" },
+                    work: {
+                      type: "array",
+                      items: {
+                        type: "object",
+                        properties: {
+                          batch_id: { type: "string" },
+                          kind: { enum: ["validate", "slice", "finalize"] },
+                          item: { type: "integer" },
+                          first_line: { type: "integer" },
+                          lines: { type: "integer" },
+                          lease_seconds_left: { type: "number" },
+                        },
+                      },
+                    },
+                  },
+                },
+              },
+              batches: {
+                type: "array",
+                items: {
+                  type: "object",
+                  properties: {
+                    batch_id: { type: "string" },
+                    stop: nullable("string"),
+                    slices: { type: "integer" },
+                    slices_left: nullable("integer"),
+                  },
+                },
+              },
+            },
+          }),
+        },
       },
     },
     "/docs": {

@@ -5,7 +5,8 @@
  * the same `webhook-id`. An event is sent only once its batch's record shows
  * the status that caused it (see the engine's `webhook_outbox.ts`), and is
  * removed from the outbox only after a 2xx: delivery is at least once, across
- * crashes. Deliveries run beside the engine, a few at a time, each with a
+ * crashes. Each attempt is claimed in the outbox first, so that of several
+ * nodes sharing one outbox a single one makes it. Deliveries run beside the engine, a few at a time, each with a
  * timeout: a slow or dead endpoint delays only its own events.
  *
  * @module
@@ -15,6 +16,7 @@ import { batchDocKey, WEBHOOK_OUTBOX_PREFIX } from "../batch/model/storage_keys.
 import type { OutboxEntry } from "../batch/model/webhook_event.ts";
 import { type Clock, type ClockTimer, systemClock } from "../shared/clock.ts";
 import { type Logger, silentLogger } from "../shared/logger.ts";
+import { StorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { signatureHeaders } from "./signature.ts";
 
@@ -56,6 +58,8 @@ export interface WebhookDeliverer {
 
 /** Deliveries in flight at once. */
 const CONCURRENCY = 8;
+/** How much longer than an attempt's timeout its claim lasts (a deliverer that dies mid-attempt frees it then). */
+const CLAIM_MARGIN_MS = 5_000;
 
 /**
  * Creates a deliverer of the outbox in `storage`.
@@ -87,17 +91,29 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     const stored = await storage.documents.get<OutboxEntry>(key);
     if (!stored) return;
     const entry = stored.value;
+    if (entry.next_attempt_at > clock.now() || (entry.claimed_until ?? 0) > clock.now()) return;
+    // The attempt is claimed first (compare-and-swap): of several deliverers on one outbox, one sends it.
+    let version: number;
+    try {
+      version = await storage.documents.put<OutboxEntry>(key, { ...entry, claimed_until: clock.now() + timeoutMs + CLAIM_MARGIN_MS }, {
+        ifVersion: stored.version,
+      });
+    } catch (error) {
+      if (error instanceof StorageError && (error.code === "conflict" || error.code === "not_found")) return;
+      throw error;
+    }
     const settle = (removeReason: string | null) =>
-      removeReason === null ? Promise.resolve() : storage.documents.delete(key, { ifVersion: stored.version }).then(() => {
+      removeReason === null ? Promise.resolve() : storage.documents.delete(key, { ifVersion: version }).then(() => {
         if (removeReason) logger.info(`webhook ${entry.event.id}: ${removeReason}`);
       });
-    if (entry.next_attempt_at > clock.now()) return;
     const record = (await storage.documents.get<BatchRecord>(batchDocKey(entry.owner, entry.event.data.id)))?.value;
     if (!record) return await settle(`batch ${entry.event.data.id} is gone; event dropped`);
     if (record.batch.status !== entry.status) {
-      // Recorded just before its status, which a crash kept from being written: wait for it.
+      // Recorded just before its status, which a crash kept from being written (or another node is writing): wait for it.
       const ended = ["completed", "failed", "expired", "cancelled"].includes(record.batch.status);
-      return ended ? await settle(`batch ended ${record.batch.status} instead; event dropped`) : undefined;
+      if (ended) return await settle(`batch ended ${record.batch.status} instead; event dropped`);
+      await storage.documents.put<OutboxEntry>(key, { ...entry, claimed_until: 0 }, { ifVersion: version });
+      return;
     }
     const endpoint = endpointFor(entry.owner);
     if (!endpoint) return await settle("no endpoint for its owner any more; event dropped");
@@ -118,7 +134,11 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       await response.body?.cancel();
       if (response.status < 200 || response.status >= 300) failure = `${endpoint.url} answered ${response.status}`;
     } catch (error) {
-      if (closing.signal.aborted) return;
+      if (closing.signal.aborted) {
+        // Shutting down: the attempt is handed back for the next deliverer (here after a restart, or another node).
+        await storage.documents.put<OutboxEntry>(key, { ...entry, claimed_until: 0 }, { ifVersion: version }).catch(() => {});
+        return;
+      }
       failure = `${endpoint.url} unreachable: ${(error as Error).message}`;
     }
     if (failure === null) return await settle("");
@@ -129,8 +149,8 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     }
     const waitMs = Math.min(maxRetryMs, firstRetryMs * 2 ** (attempts - 1));
     if (attempts === 1) logger.warn(`webhook ${entry.event.id}: ${failure}; retrying with backoff (up to ${Math.round(giveUpAfterMs / 3_600_000)} h)`);
-    await storage.documents.put<OutboxEntry>(key, { ...entry, attempts, next_attempt_at: clock.now() + waitMs }, {
-      ifVersion: stored.version,
+    await storage.documents.put<OutboxEntry>(key, { ...entry, attempts, next_attempt_at: clock.now() + waitMs, claimed_until: 0 }, {
+      ifVersion: version,
     });
   };
 

@@ -24,10 +24,10 @@ import { consoleLogger } from "../../shared/logger.ts";
 import { createFileService, DEFAULT_FILE_LIMITS } from "../files/file_service.ts";
 import { OffThreadScanner } from "../input/off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS } from "../input/validation.ts";
-import { type BatchParams, DEFAULT_ENDPOINTS, parseBatchParams } from "../model/batch_params.ts";
+import { DEFAULT_ENDPOINTS } from "../model/batch_params.ts";
 import { BatchError } from "../model/errors.ts";
-import { isBatchId, newBatchId } from "../model/ids.ts";
-import { type BatchObject, type BatchRecord, type BatchStatus, copyBatch, emptyUsage } from "../model/objects.ts";
+import { isBatchId } from "../model/ids.ts";
+import { type BatchStatus, copyBatch } from "../model/objects.ts";
 import { batchDocPrefix } from "../model/storage_keys.ts";
 import { type ActiveBatch, liveBatchObject } from "../run/active_batch.ts";
 import { type BackoffPolicy, DEFAULT_BACKOFF } from "../run/backoff.ts";
@@ -35,9 +35,10 @@ import { Dispatcher } from "../run/dispatcher.ts";
 import { NO_OBSERVER } from "../run/engine_observer.ts";
 import { readBatch, storeNewBatch } from "./batch_store.ts";
 import { CheckpointStore, snapshotOf } from "./checkpoints.ts";
-import { type EngineContext, isInputOfActiveBatch, nowSeconds } from "./context.ts";
+import { type EngineContext, isInputOfActiveBatch } from "./context.ts";
 import { Housekeeping } from "./housekeeping.ts";
 import { cancel } from "./lifecycle.ts";
+import { newBatchRecord } from "./batch_intake.ts";
 import { recoverBatches } from "./recovery.ts";
 import { superviseBatch } from "./supervisor.ts";
 import { scheduleExpiry } from "./timers.ts";
@@ -153,59 +154,9 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
 
     async createBatch(owner, body) {
       if (!ready || closing.signal.aborted) throw new BatchError("unavailable", "The server is not ready; try again.");
-      const params: BatchParams = parseBatchParams(body, endpoints);
-      let input;
-      try {
-        input = await context.files.get(owner, params.inputFileId);
-      } catch (error) {
-        if (error instanceof BatchError && error.code === "not_found") {
-          throw new BatchError("invalid_request", `No such File object: ${params.inputFileId}`, { param: "input_file_id" });
-        }
-        throw error;
-      }
-      if (input.file.purpose !== "batch") {
-        throw new BatchError(
-          "invalid_request",
-          `The input file ${params.inputFileId} has purpose '${input.file.purpose}', not 'batch'.`,
-          { param: "input_file_id" },
-        );
-      }
-      const createdAt = nowSeconds(context);
-      const batch: BatchObject = {
-        id: newBatchId(clock.now()),
-        object: "batch",
-        endpoint: params.endpoint,
-        model: null,
-        input_file_id: params.inputFileId,
-        completion_window: params.completionWindow,
-        status: "validating",
-        output_file_id: null,
-        error_file_id: null,
-        metadata: params.metadata,
-        errors: null,
-        created_at: createdAt,
-        in_progress_at: null,
-        expires_at: createdAt + params.windowSeconds,
-        finalizing_at: null,
-        completed_at: null,
-        failed_at: null,
-        expired_at: null,
-        cancelling_at: null,
-        cancelled_at: null,
-        request_counts: { total: 0, completed: 0, failed: 0 },
-        usage: emptyUsage(),
-      };
-      const record: BatchRecord = {
-        batch,
-        owner,
-        input_digest: { sha256: input.sha256, bytes: input.file.bytes, marks: input.marks },
-        input_lines: 0,
-        output_expires_after_seconds: params.outputExpiresAfterSeconds,
-        planned_output_file_id: null,
-        planned_error_file_id: null,
-      };
+      const record = await newBatchRecord(context, endpoints, owner, body);
       run(await storeNewBatch(context, record));
-      return copyBatch(batch);
+      return copyBatch(record.batch);
     },
 
     async getBatch(owner, batchId) {

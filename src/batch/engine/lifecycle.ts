@@ -12,12 +12,12 @@ import { type BatchErrorEntry, copyUsage, FINAL_STATUSES } from "../model/object
 import { attachProgress, type ActiveBatch, liveBatchObject } from "../run/active_batch.ts";
 import { BatchProgress } from "../run/batch_progress.ts";
 import { dispatchLines, expireRemaining } from "../run/line_runner.ts";
-import { resolveScan, validateInput } from "../input/validation.ts";
 import type { BatchObject } from "../model/objects.ts";
 import { persist, refreshVersion, retire } from "./batch_store.ts";
 import { type EngineContext, nowSeconds } from "./context.ts";
 import { recordResultFiles } from "./result_files.ts";
 import { setStatus } from "./status.ts";
+import { checkInput } from "./batch_intake.ts";
 import { recordEndEvent } from "./webhook_outbox.ts";
 import { addTimer } from "./timers.ts";
 
@@ -68,56 +68,15 @@ export async function cancel(context: EngineContext, batch: ActiveBatch): Promis
   return liveBatchObject(batch);
 }
 
-/**
- * Checks the batch's input: with the scan made while it was uploaded when
- * there is one (its bytes are then proven stretch by stretch as the batch
- * reads them), else by reading it whole. Errors fail the batch.
- */
+/** Checks the batch's input (`input_check.ts`); errors fail the batch. */
 async function validate(context: EngineContext, batch: ActiveBatch): Promise<void> {
-  const { files, storage, validationLimits } = context;
   const b = batch.record.batch;
-  let fileRecord;
-  try {
-    fileRecord = await files.get(batch.record.owner, b.input_file_id);
-  } catch (error) {
-    if (error instanceof BatchError && error.code === "not_found") {
-      return failValidation(context, batch, [{
-        code: "invalid_request",
-        message: "The input file no longer exists.",
-        param: "input_file_id",
-        line: null,
-      }]);
-    }
-    throw error;
-  }
-  let result = fileRecord.scan && resolveScan(fileRecord.scan, b.endpoint, validationLimits);
-  if (!result) {
-    const validated = await validateInput(await storage.blobs.get(fileRecord.content.key), b.endpoint, validationLimits);
-    if (validated.sha256 !== fileRecord.sha256) {
-      return failValidation(context, batch, [{
-        code: "input_file_corrupted",
-        message: `The input file's SHA-256 is ${validated.sha256}, not ${fileRecord.sha256} as uploaded: it was changed on disk.`,
-        param: "input_file_id",
-        line: null,
-      }]);
-    }
-    result = validated;
-  }
-  if (result.errors.length) {
-    if (result.unlistedErrors) {
-      result.errors.push({
-        code: "too_many_errors",
-        message: `${result.unlistedErrors} more error(s) were found and not listed.`,
-        param: null,
-        line: null,
-      });
-    }
-    return failValidation(context, batch, result.errors);
-  }
-  batch.record.input_lines = result.lines;
-  b.model = result.model;
-  b.request_counts = { total: result.requests, completed: 0, failed: 0 };
-  attachProgress(batch, new BatchProgress(result.lines), storage, context.clock, context.run.observer);
+  const checked = await checkInput(context, batch.record.owner, b);
+  if (!checked.ok) return failValidation(context, batch, checked.errors);
+  batch.record.input_lines = checked.lines;
+  b.model = checked.model;
+  b.request_counts = { total: checked.requests, completed: 0, failed: 0 };
+  attachProgress(batch, new BatchProgress(checked.lines), context.storage, context.clock, context.run.observer);
   // A cancel that arrived during validation has already moved the batch to cancelling.
   if (batch.stop !== "cancel") setStatus(b, "in_progress", nowSeconds(context));
   await persist(context, batch);

@@ -10,17 +10,20 @@
 import { EVENT_TYPES, eventIdOf, type OutboxEntry } from "../model/webhook_event.ts";
 import { webhookOutboxKey } from "../model/storage_keys.ts";
 import type { ActiveBatch } from "../run/active_batch.ts";
-import { type EngineContext, nowSeconds } from "./context.ts";
+import type { EngineContext } from "./context.ts";
 
 /** Writes the outbox entry of the batch's (final) status, when its owner has an endpoint. */
-export async function recordEndEvent(context: EngineContext, batch: ActiveBatch): Promise<void> {
+export async function recordEndEvent(
+  context: Pick<EngineContext, "webhooks" | "clock" | "storage">,
+  batch: Pick<ActiveBatch, "record">,
+): Promise<void> {
   const webhooks = context.webhooks;
   const { owner, batch: b } = batch.record;
   const type = EVENT_TYPES[b.status];
   if (!webhooks || !type || !webhooks.wants(owner)) return;
   const id = eventIdOf(b.id, type);
   const entry: OutboxEntry = {
-    event: { id, object: "event", type, created_at: nowSeconds(context), data: { id: b.id } },
+    event: { id, object: "event", type, created_at: Math.floor(context.clock.now() / 1000), data: { id: b.id } },
     owner,
     status: b.status,
     attempts: 0,

@@ -35,6 +35,11 @@ export interface OutboxEntry {
   attempts: number;
   /** When to try next (ms since the epoch). */
   next_attempt_at: number;
+  /**
+   * Until when (ms since the epoch) the attempt in progress belongs to the
+   * deliverer that claimed it: with several nodes, one node makes each attempt.
+   */
+  claimed_until?: number;
 }
 
 /**

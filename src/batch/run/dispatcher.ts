@@ -36,9 +36,15 @@ interface Waiter {
 class TokenBucket {
   #level: number;
   #updatedAt: number;
-  constructor(readonly perMinute: number, private readonly clock: Clock) {
+  constructor(public perMinute: number, private readonly clock: Clock) {
     this.#level = perMinute;
     this.#updatedAt = clock.monotonic();
+  }
+  /** Changes the rate; what is saved up stays, up to a minute's worth at the new rate. */
+  setRate(perMinute: number) {
+    this.#refill();
+    this.perMinute = perMinute;
+    this.#level = Math.min(this.#level, perMinute);
   }
   #refill() {
     const now = this.clock.monotonic();
@@ -84,6 +90,7 @@ export class Dispatcher {
   #timerAt = Infinity;
   #requests: TokenBucket | undefined;
   #tokens: TokenBucket | undefined;
+  #budgets: { requestsPerMinute?: number; tokensPerMinute?: number };
   #clock: Clock;
   /** Signals with the one listener that fails their waiters (a batch run passes the same signal every time). */
   #watched = new WeakSet<AbortSignal>();
@@ -95,6 +102,7 @@ export class Dispatcher {
     this.concurrency = options.concurrency;
     this.#limit = options.concurrency;
     this.#clock = options.clock ?? systemClock;
+    this.#budgets = { requestsPerMinute: options.requestsPerMinute, tokensPerMinute: options.tokensPerMinute };
     if (options.requestsPerMinute) this.#requests = new TokenBucket(options.requestsPerMinute, this.#clock);
     if (options.tokensPerMinute) this.#tokens = new TokenBucket(options.tokensPerMinute, this.#clock);
   }
@@ -132,6 +140,18 @@ export class Dispatcher {
       waiters.push({ tokens: estimatedTokens, signal, grant: resolve, fail: reject });
       this.#pump();
     });
+  }
+
+  /**
+   * Spends only `share` (0 < share ≤ 1) of the budgets from now on: a
+   * cluster's nodes each take their part of budgets set for the cluster.
+   */
+  shareBudgets(share: number): void {
+    if (!(share > 0 && share <= 1)) throw new RangeError(`a budget share is in (0, 1], got ${share}`);
+    const { requestsPerMinute, tokensPerMinute } = this.#budgets;
+    if (requestsPerMinute) this.#requests!.setRate(requestsPerMinute * share);
+    if (tokensPerMinute) this.#tokens!.setRate(tokensPerMinute * share);
+    this.#pump();
   }
 
   /** The target said 429: pause every grant for `delayMs` and halve the concurrency. */

@@ -60,11 +60,18 @@ const SLICE_MS = 1;
 /** Lines dispatched between two looks at the clock. */
 const LINES_PER_CLOCK_CHECK = 32;
 
+/** An input line to run: its number, its text, and the request it holds. */
+export interface LineToRun {
+  line: number;
+  text: string;
+  request: RequestLine;
+}
+
 /** Streams the input's unfinished request lines (number, text, parsed), a chunk's worth at a time. */
 async function* unfinishedLines(
   storage: Storage,
   active: ActiveBatch,
-): AsyncGenerator<{ line: number; text: string; request: RequestLine }[]> {
+): AsyncGenerator<LineToRun[]> {
   const progress = active.progress!;
   // Every read checks the bytes against the upload's digest marks before any line of them is used.
   const input = verifiedStream(
@@ -72,7 +79,7 @@ async function* unfinishedLines(
     active.record.input_digest,
   );
   for await (const group of readLines(input)) {
-    const lines: { line: number; text: string; request: RequestLine }[] = [];
+    const lines: LineToRun[] = [];
     for (const { line, text } of group) {
       if (text === null || progress.isDone(line) || isBlankLine(text)) continue;
       lines.push({ line, text, request: JSON.parse(text) as RequestLine });
@@ -89,11 +96,16 @@ const NO_RESPONSE_CODES = {
 } as const;
 
 /**
- * Dispatches every unfinished line of `active` until all are done, the batch is
- * told to stop (cancel, expiry) or the engine closes. Resolves when no request
- * of the batch is in flight any more.
+ * Dispatches every unfinished line of `active` (or the given lines: a
+ * cluster's slice) until all are done, the batch is told to stop (cancel,
+ * expiry) or the engine closes. Resolves when no request of the batch is in
+ * flight any more.
  */
-export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promise<void> {
+export async function dispatchLines(
+  ctx: RunContext,
+  active: ActiveBatch,
+  lines: AsyncIterable<LineToRun[]> = unfinishedLines(ctx.storage, active),
+): Promise<void> {
   const batchId = active.record.batch.id;
   const results = active.results!;
   const stopSignal = AbortSignal.any([active.stopDispatch.signal, ctx.stopping]);
@@ -111,7 +123,7 @@ export async function dispatchLines(ctx: RunContext, active: ActiveBatch): Promi
   const eventLoop = createEventLoopShare(SLICE_MS);
   let sinceCheck = 0;
   try {
-    dispatch: for await (const group of unfinishedLines(ctx.storage, active)) {
+    dispatch: for await (const group of lines) {
       for (const { line, text, request } of group) {
         if (++sinceCheck === LINES_PER_CLOCK_CHECK) {
           sinceCheck = 0;

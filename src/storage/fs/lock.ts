@@ -22,10 +22,9 @@
  *
  * @module
  */
-import { open, readdir, readFile, readlink, rename, stat, unlink, utimes } from "node:fs/promises";
-import { hostname } from "node:os";
+import { open, readdir, readFile, rename, stat, unlink, utimes } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import process from "node:process";
+import { type ProcessIdentity, provablyGone, thisProcess } from "../../runtime/process_identity.ts";
 import { unrefTimer } from "../../runtime/unref_timer.ts";
 import { type Logger, silentLogger } from "../../shared/logger.ts";
 import { StorageError } from "../errors.ts";
@@ -37,14 +36,9 @@ export const DEFAULT_LOCK_HEARTBEAT_MS = 2_000;
 export const DEFAULT_LOCK_STALE_AFTER_MS = 10_000;
 
 /** What a lock file says about its holder. */
-interface LockHolder {
+interface LockHolder extends ProcessIdentity {
   /** Random per acquisition: what the holder checks at each heartbeat. */
   token: string;
-  pid: number;
-  host: string;
-  /** Linux's boot id and pid namespace, when readable: with them a dead holder can be proven dead. */
-  bootId?: string;
-  pidNamespace?: string;
   acquiredAt: string;
 }
 
@@ -81,43 +75,6 @@ export interface DirectoryLock {
 const heldHere = new Set<string>();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-
-async function readTrimmed(read: () => Promise<string>): Promise<string | undefined> {
-  try {
-    return (await read()).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** This process, as a lock file records it. */
-async function thisProcess(): Promise<Omit<LockHolder, "token" | "acquiredAt">> {
-  return {
-    pid: process.pid,
-    host: hostname(),
-    bootId: await readTrimmed(() => readFile("/proc/sys/kernel/random/boot_id", "utf8")),
-    pidNamespace: await readTrimmed(() => readlink("/proc/self/ns/pid")),
-  };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errnoCode(error) === "EPERM";
-  }
-}
-
-/** Whether the holder is certainly gone: same boot, host and pid namespace, and its pid is dead or is this process's. */
-function provablyGone(holder: Partial<LockHolder> | null, me: Omit<LockHolder, "token" | "acquiredAt">): boolean {
-  if (!holder || typeof holder.pid !== "number" || holder.host !== me.host) return false;
-  if (!me.bootId || holder.bootId !== me.bootId || !me.pidNamespace || holder.pidNamespace !== me.pidNamespace) {
-    return false;
-  }
-  // This process holds no lock on the path (checked first), so a lock naming its pid is a former life's.
-  return holder.pid === me.pid || !isAlive(holder.pid);
-}
 
 async function look(path: string): Promise<SeenLock | null> {
   try {

@@ -71,6 +71,65 @@ const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    name: "cluster: nodes, work items with leases, fenced results",
+    statements: [
+      // Each node's heartbeat; `host`, `boot_id`, `pid_namespace` and `pid` let a node on the same
+      // machine prove a dead one gone without waiting for its leases to lapse.
+      `create table cluster_nodes (
+        node_id text primary key,
+        host text not null,
+        boot_id text,
+        pid_namespace text,
+        pid integer not null,
+        started_at timestamptz not null default now(),
+        heartbeat_at timestamptz not null default now()
+      )`,
+      // A batch the cluster works on until it ends: who owns it, whether it must stop, and how many
+      // slices are not yet done (the commit that brings it to 0 creates the finalize item).
+      `create table cluster_batches (
+        batch_id text collate "C" primary key,
+        owner text not null,
+        input_file_id text not null,
+        expires_at bigint not null,
+        stop text,
+        failure text,
+        slices_left integer,
+        created_at timestamptz not null default now()
+      )`,
+      // Work items: a batch's validation (item -1), its slices of lines (0, 1, …) and its finalizing
+      // (item -2). A claim sets node and lease and raises the token; every write of the holder
+      // names the token it claimed with, so a holder whose lease was taken writes nothing.
+      `create table cluster_work (
+        batch_id text collate "C" not null,
+        item integer not null,
+        kind text not null,
+        first_line integer not null default 0,
+        line_count integer not null default 0,
+        byte_start bigint not null default 0,
+        byte_end bigint not null default 0,
+        sha256 text,
+        done boolean not null default false,
+        node_id text,
+        token integer not null default 0,
+        lease_until timestamptz,
+        completed integer not null default 0,
+        failed integer not null default 0,
+        usage jsonb,
+        primary key (batch_id, item)
+      )`,
+      `create index cluster_work_claimable on cluster_work (lease_until) where not done`,
+      // One result per input line, whoever ran it: the primary key is the last guard of exactly once.
+      `create table cluster_results (
+        batch_id text collate "C" not null,
+        line integer not null,
+        is_error boolean not null,
+        record text not null,
+        primary key (batch_id, line)
+      )`,
+    ],
+  },
 ];
 
 /** The newest schema version this build knows. */

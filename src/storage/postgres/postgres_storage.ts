@@ -4,7 +4,8 @@
  *
  * Tables live in their own schema (default `batchspool`), created and
  * migrated at start (`migrations.ts`), so one database can hold several
- * deployments. One server at a time uses a schema (`exclusive_lock.ts`).
+ * deployments. One server at a time uses a schema (`exclusive_lock.ts`),
+ * unless the servers are a cluster's nodes (`src/cluster/`).
  *
  * @module
  */
@@ -27,6 +28,17 @@ export interface PostgresStorageOptions {
   schema?: string;
   /** Most connections to the database (default 10). */
   maxConnections?: number;
+  /**
+   * Whether this server takes the schema's lock (default true): false for a
+   * cluster's nodes, which share the schema and coordinate through its tables.
+   */
+  exclusive?: boolean;
+  /**
+   * The database ends a session of this server that stays idle inside a
+   * transaction this long (none by default): on a cluster, a node paused
+   * mid-transaction must not keep its row locks from the others.
+   */
+  idleInTransactionTimeoutMs?: number;
   /** How long to wait at start for the schema's lock, held by a server that just died (default 10 s). */
   lockWaitMs?: number;
   /** Called once if this server loses its lock on the schema (its session to the database ended). */
@@ -57,13 +69,19 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
     max: options.maxConnections ?? 10,
     onnotice: () => {},
     // Every statement runs in the schema; nothing falls back to `public`.
-    connection: { search_path: `"${schema}"`, application_name: "batchspool" },
+    connection: {
+      search_path: `"${schema}"`,
+      application_name: "batchspool",
+      ...(options.idleInTransactionTimeoutMs ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
+    },
     types: { bytea: BYTEA },
   });
-  let lock;
+  let lock: Awaited<ReturnType<typeof takeSchemaLock>> | undefined;
   try {
     await migrate(sql, schema);
-    lock = await takeSchemaLock(sql, schema, { waitMs: options.lockWaitMs, logger: options.logger, onLost: options.onLockLost });
+    if (options.exclusive ?? true) {
+      lock = await takeSchemaLock(sql, schema, { waitMs: options.lockWaitMs, logger: options.logger, onLost: options.onLockLost });
+    }
     await removeAbandonedUploads(sql);
   } catch (error) {
     await sql.end({ timeout: 1 }).catch(() => {});
@@ -73,7 +91,7 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
   let closed = false;
   const ensureOpen = () => {
     if (closed) throw new StorageError("closed", `storage in schema ${schema} is closed`);
-    if (lock.lost) throw lock.lost;
+    if (lock?.lost) throw lock.lost;
   };
   return {
     kind: "postgres",
@@ -83,7 +101,7 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
     async close() {
       if (closed) return;
       closed = true;
-      await lock.release();
+      await lock?.release();
       await sql.end({ timeout: 5 });
     },
   };

@@ -1,0 +1,134 @@
+/**
+ * Writes a slice's results to the cluster's results table in groups, each in
+ * one statement that first checks this node still holds the slice (fencing,
+ * see `cluster_store.ts`). Once a write finds the slice claimed by another
+ * node, nothing more is written and every wait fails with `lease_lost`.
+ *
+ * It answers the single-node result writer's interface, so the line runner
+ * drives both alike.
+ *
+ * @module
+ */
+import { type BatchUsage, copyUsage } from "../batch/model/objects.ts";
+import { addUsage } from "../batch/model/usage.ts";
+import type { LogKind } from "../batch/run/batch_progress.ts";
+import type { EngineObserver } from "../batch/run/engine_observer.ts";
+import type { PendingResult, ResultWriter } from "../batch/run/result_writer.ts";
+import type { Clock, ClockTimer } from "../shared/clock.ts";
+import { ClusterError } from "./cluster_error.ts";
+import type { ClusterStore, HeldItem, ResultRow } from "./cluster_store.ts";
+
+/** Least time between two writes, and how long a first result waits for company (as the single-node writer). */
+const LINGER_MS = 10;
+/** A group this large is written without waiting. */
+const FULL_GROUP = 512;
+
+/** A slice's counts so far, as recorded with its results. */
+export interface SliceCounts {
+  completed: number;
+  failed: number;
+  usage: BatchUsage;
+}
+
+/** Creates the writer of one claimed slice, starting from the counts recorded when it was claimed. */
+export function createSliceWriter(
+  store: ClusterStore,
+  held: HeldItem,
+  counts: SliceCounts,
+  clock: Clock,
+  observer: EngineObserver,
+): ResultWriter & { readonly counts: SliceCounts } {
+  let queue: { kind: LogKind; result: PendingResult }[] = [];
+  let pending = 0;
+  let failure: unknown = null;
+  let flushing = false;
+  let lingering: ClockTimer | null = null;
+  const waiters: { limit: number; resolve(): void; reject(error: unknown): void }[] = [];
+  const draining = () => waiters.some((waiter) => waiter.limit <= 1);
+
+  const notify = () => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const waiter = waiters[i];
+      if (failure !== null) waiter.reject(failure);
+      else if (pending < waiter.limit || pending === 0) waiter.resolve();
+      else continue;
+      waiters.splice(i, 1);
+    }
+  };
+
+  const flush = async () => {
+    flushing = true;
+    while (queue.length && failure === null) {
+      const started = clock.monotonic();
+      const group = queue;
+      queue = [];
+      try {
+        const next: SliceCounts = { completed: counts.completed, failed: counts.failed, usage: copyUsage(counts.usage) };
+        const rows: ResultRow[] = group.map(({ kind, result }) => {
+          if (kind === "output") next.completed++;
+          else next.failed++;
+          addUsage(next.usage, result.usage);
+          return { line: result.line, isError: kind === "errors", record: result.record };
+        });
+        if (await store.recordResults(held, rows, next)) {
+          counts = next;
+          const completed = group.filter((g) => g.kind === "output").length;
+          if (completed) observer.linesFinished?.("completed", completed);
+          if (group.length > completed) observer.linesFinished?.("failed", group.length - completed);
+        } else {
+          failure = new ClusterError("lease_lost", `slice ${held.item} of ${held.batchId} was claimed by another node`);
+        }
+      } catch (error) {
+        failure ??= error;
+      }
+      pending -= group.length;
+      notify();
+      const rest = started + LINGER_MS - clock.monotonic();
+      if (rest > 0 && queue.length > 0 && queue.length < FULL_GROUP && !draining()) {
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, Math.ceil(rest)));
+      }
+    }
+    if (failure !== null) {
+      pending -= queue.length;
+      queue = [];
+      notify();
+    }
+    flushing = false;
+  };
+
+  const flushNow = () => {
+    clock.clearTimeout(lingering ?? undefined);
+    lingering = null;
+    if (!flushing && queue.length > 0) void flush();
+  };
+
+  return {
+    add(kind, result) {
+      if (failure !== null) return;
+      queue.push({ kind, result });
+      pending++;
+      if (queue.length >= FULL_GROUP || draining()) flushNow();
+      else if (!flushing) {
+        lingering ??= clock.setTimeout(() => {
+          lingering = null;
+          if (!flushing) void flush();
+        }, LINGER_MS);
+      }
+    },
+    get pending() {
+      return pending;
+    },
+    get counts() {
+      return counts;
+    },
+    below(limit) {
+      if (failure !== null) return Promise.reject(failure);
+      if (pending < limit || pending === 0) return Promise.resolve();
+      const waiting = new Promise<void>((resolve, reject) => waiters.push({ limit, resolve, reject }));
+      if (draining()) flushNow();
+      return waiting;
+    },
+    // The cluster's result files are written from the results table, not from logs.
+    digest: () => null,
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * A batch's input cut into slices of whole lines, the unit of work nodes
+ * claim: at most `maxLines` lines or about `maxBytes` bytes each, with each
+ * slice's byte range and SHA-256, so a node reads only its slice and checks
+ * it before sending any of its lines.
+ *
+ * @module
+ */
+import { createSha256, type Sha256 } from "../integrity/sha256.ts";
+import { readLines } from "../batch/input/line_splitter.ts";
+import type { SliceSpec } from "./cluster_store.ts";
+import { ClusterError } from "./cluster_error.ts";
+
+/** How large slices are. */
+export interface SliceLimits {
+  /** Most physical lines in a slice. */
+  maxLines: number;
+  /** A slice ends at the first line end at or past this many bytes (a slice is read whole into memory). */
+  maxBytes: number;
+}
+
+/** A few hundred lines: several slices even in a modest batch, so every node gets work, and few rows per batch. */
+export const DEFAULT_SLICE_LIMITS: SliceLimits = { maxLines: 256, maxBytes: 4 * 1024 * 1024 };
+
+/** Cuts an input (already checked against its digest) into slices. */
+export async function cutSlices(input: ReadableStream<Uint8Array>, limits: SliceLimits = DEFAULT_SLICE_LIMITS): Promise<SliceSpec[]> {
+  const slices: SliceSpec[] = [];
+  let hash: Sha256 = createSha256();
+  let offset = 0;
+  let sliceStart = 0;
+  let firstLine = 1;
+  let lines = 0;
+  /** Whether bytes follow the last line end (a last line without a newline). */
+  let open = false;
+  const cut = (end: number) => {
+    slices.push({ firstLine, lineCount: lines, byteStart: sliceStart, byteEnd: end, sha256: hash.hexDigest() });
+    hash = createSha256();
+    sliceStart = end;
+    firstLine += lines;
+    lines = 0;
+  };
+  for await (const chunk of input) {
+    let from = 0;
+    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) {
+      lines++;
+      const end = offset + at + 1;
+      if (lines >= limits.maxLines || end - sliceStart >= limits.maxBytes) {
+        hash.update(chunk.subarray(from, at + 1));
+        from = at + 1;
+        cut(end);
+      }
+    }
+    if (from < chunk.length) hash.update(chunk.subarray(from));
+    offset += chunk.length;
+    open = offset > sliceStart && chunk.length > 0 && chunk[chunk.length - 1] !== 10;
+  }
+  if (open) lines++;
+  if (offset > sliceStart) cut(offset);
+  return slices;
+}
+
+/**
+ * A slice's lines, numbered as in the whole input, from its bytes (checked
+ * against the slice's SHA-256 before any line is given out).
+ *
+ * @throws {ClusterError} `input_changed` when the bytes are not the slice's
+ */
+export async function sliceLines(
+  bytes: Uint8Array,
+  slice: Pick<SliceSpec, "firstLine" | "sha256">,
+): Promise<{ line: number; text: string | null }[]> {
+  const actual = createSha256().update(bytes).hexDigest();
+  if (actual !== slice.sha256) {
+    throw new ClusterError("input_changed", `a slice of the input has SHA-256 ${actual}, not ${slice.sha256} as cut`);
+  }
+  const out: { line: number; text: string | null }[] = [];
+  const source = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+  for await (const group of readLines(source)) {
+    for (const { line, text } of group) out.push({ line: line + slice.firstLine - 1, text });
+  }
+  return out;
+}
