@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { startDatabase } from "./embedded_postgres.mjs";
 
-const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history", "postgres"];
+const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history", "postgres", "cluster"];
 const args = process.argv.slice(2);
 const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const runtimes = (option("--runtimes") ?? "node,bun,deno").split(",");
@@ -41,7 +41,7 @@ const build = await run(process.execPath, ["scripts/build.mjs"]);
 if (build.code !== 0) process.exit(1);
 const machine = { cores: (await import("node:os")).cpus().length, memory_gib: Math.round((await import("node:os")).totalmem() / 2 ** 30) };
 let failed = 0;
-if (benches.includes("postgres")) {
+if (benches.includes("postgres") || benches.includes("cluster")) {
   database = await startDatabase("BATCHSPOOL_BENCH_DATABASE_URL");
   console.log(`=== ${database.label}`);
 }

@@ -83,7 +83,7 @@ async function expectExactlyOnce(node: () => Node, batchId: string, ids: string[
   const errors = await read(done.error_file_id);
   const seen = [...output, ...errors].map((text) => JSON.parse(text).custom_id as string);
   assert.equal(new Set(seen).size, seen.length, "no custom_id twice");
-  if (status === "completed") assert.deepEqual([...seen].sort(), [...ids].sort(), "every custom_id once");
+  if (status !== "cancelled") assert.deepEqual([...seen].sort(), [...ids].sort(), "every custom_id once");
   assert.deepEqual(done.request_counts, { total: ids.length, completed: output.length, failed: errors.length });
   return { done, seen, output, errors };
 }
@@ -130,6 +130,26 @@ test("cluster: cancel on one node stops the batch on all nodes", () =>
     assert.ok(seen.length < ids.length, "lines were left unsent");
     // No node sent a line once the cancel reached it (a notification: well under a second, give or take a busy machine).
     const late = upstream.requests.filter((r) => r.at > cancelledAt + 1_500);
+    assert.deepEqual(late.map((r) => r.prompt), []);
+  }));
+
+test("cluster: a batch whose window ends is expired on every node: its undone lines go to the error file once", () =>
+  withCluster(3, ["--concurrency", "2", "--slice-lines", "10"], async ({ nodes, upstream }) => {
+    const ids = Array.from({ length: 300 }, (_, i) => `expire-${i}`);
+    const content = new TextEncoder().encode(ids.map((id) => line(id, "slow:200")).join("\n"));
+    const file = await nodes[0].client.files.create({ file: await toFile(content, "expire.jsonl"), purpose: "batch" });
+    // Six requests in flight at a time, of 200 ms each: 300 lines need ten seconds, the window is three.
+    const batch = await nodes[0].client.batches.create({
+      input_file_id: file.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "3s" as "24h",
+    });
+    const { done, errors } = await expectExactlyOnce(() => nodes[1], batch.id, ids, "expired");
+    const expired = errors.map((text) => JSON.parse(text)).filter((r) => r.error?.code === "batch_expired");
+    assert.ok(expired.length > 0 && expired.length === errors.length, `${expired.length} of ${errors.length} errors expired`);
+    assert.equal(done.request_counts!.completed + done.request_counts!.failed, ids.length, "every line has a result");
+    // No node sent a line once the expiry reached it.
+    const late = upstream.requests.filter((r) => r.at > done.expires_at! * 1000 + 1_500);
     assert.deepEqual(late.map((r) => r.prompt), []);
   }));
 

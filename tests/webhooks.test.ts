@@ -11,7 +11,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import OpenAI, { toFile } from "openai";
 import { Webhook } from "standardwebhooks";
+import postgres from "postgres";
 import { ADAPTERS } from "./_adapters.ts";
+import { databaseUrl, dropSchema, freshSchemaName } from "./_postgres.ts";
 import { line } from "./_engine.ts";
 import { eventually, startServer } from "./_server.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
@@ -181,4 +183,43 @@ test("webhooks: a single endpoint with API keys, or a malformed secret, is refus
   const badSecret = await startServer(["--upstream", "mock", "--webhook-url", "http://127.0.0.1:9/h", "--webhook-secret", "hunter2"])
     .then(() => null, (error: Error) => error.message);
   assert.match(badSecret ?? "", /secret must be whsec_/);
+});
+
+test("webhooks: with several nodes on one database, one node delivers each event", async () => {
+  const schema = freshSchemaName();
+  const receiver = await startReceiver();
+  const secret = newSecret();
+  const args = ["--upstream", "mock", "--database", databaseUrl(), "--database-schema", schema, "--webhook-url", receiver.url,
+    "--webhook-secret", secret];
+  const first = await startServer(args);
+  const servers = [first];
+  try {
+    await first.waitFor(/ready/);
+    servers.push(await startServer(args));
+    await servers[1].waitFor(/ready/);
+    const batches = [];
+    for (let i = 0; i < 6; i++) {
+      const client = new OpenAI({ baseURL: servers[i % 2].baseURL, apiKey: "unused", maxRetries: 0 });
+      const file = await client.files.create({ file: await toFile(bytes(line(`r${i}`, "m")), "in.jsonl"), purpose: "batch" });
+      batches.push(await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }));
+    }
+    // Once the outbox is empty, every event was delivered and no node can send one again.
+    const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    try {
+      await eventually(async () => {
+        const [{ n }] = await sql`select count(*)::int as n from ${sql(schema)}.documents where key like 'webhooks/outbox/%'`;
+        return receiver.deliveries.length >= batches.length && n === 0;
+      }, 60_000);
+    } finally {
+      await sql.end();
+    }
+    const ids = receiver.deliveries.map((d) => String(d.headers["webhook-id"]));
+    assert.equal(new Set(ids).size, ids.length, "no event delivered twice");
+    const delivered = await Promise.all(receiver.deliveries.map(async (d) => (await verified(d, secret)).data.id));
+    assert.deepEqual(delivered.sort(), batches.map((b) => b.id).sort());
+  } finally {
+    for (const server of servers) await server.stop();
+    await receiver.close();
+    await dropSchema(schema);
+  }
 });

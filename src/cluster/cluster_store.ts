@@ -88,6 +88,15 @@ export interface ClusterOverview {
   linesWaiting: number;
 }
 
+/**
+ * Records (JSONL lines: no newline inside) joined into one text parameter that
+ * the database splits again: sent as a text array, every quote of every
+ * record would be escaped on the way, and unescaped by the database.
+ */
+function joinRecords(rows: readonly ResultRow[]): string {
+  return rows.map((row) => row.record).join("\n");
+}
+
 /** The channel cluster notifications travel on (one per schema). */
 export const channelOf = (schema: string): string => `batchspool_${schema}`;
 
@@ -258,7 +267,7 @@ export class ClusterStore extends ClusterReads {
         ), written as (
           insert into cluster_results (batch_id, line, is_error, record)
           select ${held.batchId}, r.line, r.is_error = 1, r.record
-          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[], ${rows.map((r) => r.record)}::text[])
+          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[], string_to_array(${joinRecords(rows)}, E'\n'))
             as r(line, is_error, record)
           where exists (select 1 from fence)
           on conflict do nothing
@@ -339,7 +348,7 @@ export class ClusterStore extends ClusterReads {
         ), written as (
           insert into cluster_results (batch_id, line, is_error, record)
           select ${held.batchId}, r.line, r.is_error = 1, r.record
-          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[], ${rows.map((r) => r.record)}::text[])
+          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[], string_to_array(${joinRecords(rows)}, E'\n'))
             as r(line, is_error, record)
           where exists (select 1 from fence)
           on conflict do nothing

@@ -18,8 +18,12 @@ import type { Clock, ClockTimer } from "../shared/clock.ts";
 import { ClusterError } from "./cluster_error.ts";
 import type { ClusterStore, HeldItem, ResultRow } from "./cluster_store.ts";
 
-/** Least time between two writes, and how long a first result waits for company (as the single-node writer). */
-const LINGER_MS = 10;
+/**
+ * Least time between two writes of a slice, and how long a first result waits
+ * for company: longer than a single node's 10 ms, as every node's slices write
+ * to one database, and each write is a transaction of its own.
+ */
+const LINGER_MS = 50;
 /** A group this large is written without waiting. */
 const FULL_GROUP = 512;
 
