@@ -113,13 +113,13 @@ export class ClusterReads {
     return { completed, failed };
   }
 
-  /** Streams a batch's output or error records in line order, a few hundred rows a query. */
+  /** Streams a batch's output or error records in line order, a thousand rows a query. */
   async *results(batchId: string, isError: boolean): AsyncGenerator<string[]> {
     let after = 0;
     for (;;) {
       const rows = await query("read results", batchId, () =>
         this.sql`select line, record from cluster_results where batch_id = ${batchId} and is_error = ${isError} and line > ${after}
-          order by line limit 500`);
+          order by line limit 1000`);
       if (!rows.length) return;
       after = rows[rows.length - 1].line;
       yield rows.map((row) => row.record as string);

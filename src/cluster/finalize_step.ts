@@ -204,14 +204,18 @@ async function recordResultFiles(
   return ids;
 }
 
-/** Records as JSONL bytes, a group of rows at a time. */
+/** Records as JSONL bytes, a group of rows at a time; the next group is read while the last one is written. */
 function recordsStream(groups: AsyncGenerator<string[]>): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
+  let ahead: Promise<IteratorResult<string[]>> | null = null;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const { done, value } = await groups.next();
-      if (done) controller.close();
-      else controller.enqueue(encoder.encode(value.join("\n") + "\n"));
+      const { done, value } = await (ahead ?? groups.next());
+      if (done) return controller.close();
+      ahead = groups.next();
+      // A failure reading ahead is raised by the next pull.
+      ahead.catch(() => {});
+      controller.enqueue(encoder.encode(value.join("\n") + "\n"));
     },
     async cancel() {
       await groups.return(undefined);
