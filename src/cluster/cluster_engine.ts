@@ -26,9 +26,8 @@ import { isBatchId } from "../batch/model/ids.ts";
 import { type BatchObject, type BatchRecord, copyBatch, emptyUsage, FINAL_STATUSES } from "../batch/model/objects.ts";
 import { batchDocKey, batchDocPrefix } from "../batch/model/storage_keys.ts";
 import { addUsage } from "../batch/model/usage.ts";
-import { DEFAULT_BACKOFF } from "../batch/run/backoff.ts";
 import { Dispatcher } from "../batch/run/dispatcher.ts";
-import { NO_OBSERVER } from "../batch/run/engine_observer.ts";
+import { runContextOf } from "../batch/run/line_runner.ts";
 import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../runtime/threads.ts";
 import { systemClock } from "../shared/clock.ts";
 import { consoleLogger } from "../shared/logger.ts";
@@ -50,7 +49,7 @@ export interface ClusterEngineOptions extends Omit<BatchEngineOptions, "checkpoi
   nodeId?: string;
   /** How long a claim lasts without a heartbeat (default 15 s); heartbeats come every third of it. */
   leaseSeconds?: number;
-  /** How large slices are (default 256 lines or 4 MiB). */
+  /** How large slices are (default 256 lines or 512 KiB). */
   sliceLimits?: Partial<SliceLimits>;
   /** Most slices this node runs at once (default 2). */
   maxSlices?: number;
@@ -113,7 +112,6 @@ export function createClusterEngine(options: ClusterEngineOptions): ClusterEngin
   const logger = options.logger ?? consoleLogger;
   const clock = options.clock ?? systemClock;
   const endpoints = options.endpoints ?? DEFAULT_ENDPOINTS;
-  const observer = options.observer ?? NO_OBSERVER;
   const nodeId = options.nodeId ?? defaultNodeId();
   const leaseSeconds = options.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
   const schema = options.database.schema ?? DEFAULT_SCHEMA;
@@ -156,18 +154,7 @@ export function createClusterEngine(options: ClusterEngineOptions): ClusterEngin
     files,
     clock,
     logger,
-    run: {
-      storage,
-      target,
-      dispatcher,
-      maxRetries: options.maxRetries ?? 5,
-      backoff: options.backoff ?? DEFAULT_BACKOFF,
-      stopping: closing.signal,
-      abandon: abandoning.signal,
-      logger,
-      clock,
-      observer,
-    },
+    run: runContextOf(options, { storage, target, dispatcher, stopping: closing.signal, abandon: abandoning.signal, logger, clock }),
     validationLimits,
     sliceLimits: { ...DEFAULT_SLICE_LIMITS, ...options.sliceLimits },
     cancelGraceMs: options.cancelGraceMs ?? 30_000,

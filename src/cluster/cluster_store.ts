@@ -250,30 +250,34 @@ export class ClusterStore extends ClusterReads {
   }
 
   /**
-   * Records results of a held slice with its new counts, in one statement
-   * that first checks the claim (fencing). False, recording nothing, when the
-   * slice was claimed by another node.
+   * Records results of a held item in one statement that first checks the
+   * claim (fencing): a slice's with its new counts, the finalizer's (expired
+   * lines) without. False, recording nothing, when another node claimed the
+   * item. A line that has a result keeps it.
    */
   recordResults(
     held: HeldItem,
     rows: readonly ResultRow[],
-    counts: { completed: number; failed: number; usage: unknown },
+    counts?: { completed: number; failed: number; usage: unknown },
   ): Promise<boolean> {
+    const claimed = this.sql`batch_id = ${held.batchId} and item = ${held.item} and token = ${held.token}
+      and node_id = ${this.nodeId} and not done`;
+    const fence = counts
+      ? this.sql`update cluster_work set completed = ${counts.completed}, failed = ${counts.failed},
+          usage = ${this.sql.json(counts.usage as postgres.JSONValue)} where ${claimed} returning 1`
+      : this.sql`select 1 from cluster_work where ${claimed} for update`;
     return query("record results", held.batchId, async () => {
-      const [result] = await this.sql`with fence as (
-          update cluster_work set completed = ${counts.completed}, failed = ${counts.failed}, usage = ${this.sql.json(counts.usage as postgres.JSONValue)}
-          where batch_id = ${held.batchId} and item = ${held.item} and token = ${held.token} and node_id = ${this.nodeId} and not done
-          returning 1
-        ), written as (
+      const [result] = await this.sql`with fence as (${fence}), written as (
           insert into cluster_results (batch_id, line, is_error, record)
           select ${held.batchId}, r.line, r.is_error = 1, r.record
-          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[], string_to_array(${joinRecords(rows)}, E'\n'))
+          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[],
+                      string_to_array(${joinRecords(rows)}, E'\n'))
             as r(line, is_error, record)
           where exists (select 1 from fence)
           on conflict do nothing
           returning 1
         )
-        select (select count(*) from fence)::int as fenced, (select count(*) from written)::int as written`;
+        select (select count(*) from fence)::int as fenced`;
       return result.fenced === 1;
     });
   }
@@ -333,30 +337,6 @@ export class ClusterStore extends ClusterReads {
     const ids = rows.map((row) => row.batch_id as string);
     for (const id of ids) await query("notify the cluster", id, () => this.sql`select pg_notify(${this.channel}, ${`stop:${id}`})`);
     return ids;
-  }
-
-  /**
-   * Records results the finalizer adds (expired lines), fenced by its claim;
-   * lines that have a result keep it. False when the claim was lost.
-   */
-  addFinalResults(held: HeldItem, rows: readonly ResultRow[]): Promise<boolean> {
-    return query("record expired lines", held.batchId, async () => {
-      const [result] = await this.sql`with fence as (
-          select 1 from cluster_work
-          where batch_id = ${held.batchId} and item = ${held.item} and token = ${held.token} and node_id = ${this.nodeId} and not done
-          for update
-        ), written as (
-          insert into cluster_results (batch_id, line, is_error, record)
-          select ${held.batchId}, r.line, r.is_error = 1, r.record
-          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[], string_to_array(${joinRecords(rows)}, E'\n'))
-            as r(line, is_error, record)
-          where exists (select 1 from fence)
-          on conflict do nothing
-          returning 1
-        )
-        select (select count(*) from fence)::int as fenced, (select count(*) from written)::int as written`;
-      return result.fenced === 1;
-    });
   }
 
   /** Takes an ended batch out of the cluster: its items, its results and its row. */

@@ -147,7 +147,7 @@ async function recordExpiredLines(context: ClusterContext, held: HeldItem, recor
       const customId = (JSON.parse(text!) as { custom_id: string }).custom_id;
       rows.push({ line, isError: true, record: failureRecord(line, customId, { code: "batch_expired", message: EXPIRED_MESSAGE }) });
     }
-    if (rows.length && !(await context.store.addFinalResults(held, rows))) {
+    if (rows.length && !(await context.store.recordResults(held, rows))) {
       throw new ClusterError("lease_lost", `the finalizing of ${held.batchId} was claimed by another node`);
     }
   }

@@ -83,10 +83,10 @@ export class ClusterNode {
     const { store } = this.#context;
     this.#me = await thisProcess();
     await store.registerNode(this.#me);
-    await this.#poll();
     const listener = await store.sql.listen(store.channel, (payload) => this.#notified(payload));
     this.#unlisten = () => listener.unlisten();
-    this.#every(this.#options.pollMs, () => this.#poll());
+    // The first poll (which frees the work of a former life of this process, among others) runs at once, beside the API.
+    void this.#poll().then(() => this.#every(this.#options.pollMs, () => this.#poll()));
     this.#every(Math.max(250, (store.leaseSeconds * 1000) / 3), () => this.#heartbeat());
     this.pump();
   }

@@ -37,17 +37,14 @@ export async function runSlice(
   const held: HeldItem = { batchId: item.batchId, item: item.item, token: item.token };
   if (item.stop === null) {
     const finished = new Set(await store.finishedLines(item.batchId, item.firstLine, item.lineCount));
-    const lines = finished.size >= item.lineCount ? [] : await unfinishedLines(context, item, record, finished);
-    if (lines.length) {
+    if (finished.size < item.lineCount) {
       const active = activate(record, 0);
       const usage = (item.usage ?? emptyUsage()) as BatchUsage;
       active.results = createSliceWriter(store, held, { completed: item.completed, failed: item.failed, usage }, context.clock, context.run.observer);
       const key = `${item.batchId}/${item.item}`;
       running.set(key, { held, active });
       try {
-        await dispatchLines(context.run, active, (async function* () {
-          yield lines;
-        })());
+        await dispatchLines(context.run, active, unfinishedLines(context, item, record, finished));
       } finally {
         running.delete(key);
       }
@@ -58,13 +55,13 @@ export async function runSlice(
   await store.finishSlice(held);
 }
 
-/** The slice's request lines without a result, parsed. */
-async function unfinishedLines(
+/** The slice's request lines without a result, parsed a group at a time. */
+async function* unfinishedLines(
   context: ClusterContext,
   item: WorkItem,
   record: BatchRecord,
   finished: Set<number>,
-): Promise<LineToRun[]> {
+): AsyncGenerator<LineToRun[]> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const stream = await context.storage.blobs.get(fileBlobKey(record.batch.input_file_id), { start: item.byteStart, end: item.byteEnd });
@@ -72,10 +69,12 @@ async function unfinishedLines(
     chunks.push(chunk);
     total += chunk.length;
   }
-  const lines: LineToRun[] = [];
-  for (const { line, text } of await sliceLines(concatBytes(chunks, total), { firstLine: item.firstLine, sha256: item.sha256! })) {
-    if (text === null || finished.has(line) || isBlankLine(text)) continue;
-    lines.push({ line, text, request: JSON.parse(text) as RequestLine });
+  for await (const group of sliceLines(concatBytes(chunks, total), { firstLine: item.firstLine, sha256: item.sha256! })) {
+    const lines: LineToRun[] = [];
+    for (const { line, text } of group) {
+      if (text === null || finished.has(line) || isBlankLine(text)) continue;
+      lines.push({ line, text, request: JSON.parse(text) as RequestLine });
+    }
+    if (lines.length) yield lines;
   }
-  return lines;
 }

@@ -13,6 +13,7 @@ import { type BatchUsage, copyUsage } from "../batch/model/objects.ts";
 import { addUsage } from "../batch/model/usage.ts";
 import type { LogKind } from "../batch/run/batch_progress.ts";
 import type { EngineObserver } from "../batch/run/engine_observer.ts";
+import { PendingWaiters } from "../batch/run/pending_waiters.ts";
 import type { PendingResult, ResultWriter } from "../batch/run/result_writer.ts";
 import type { Clock, ClockTimer } from "../shared/clock.ts";
 import { ClusterError } from "./cluster_error.ts";
@@ -47,18 +48,10 @@ export function createSliceWriter(
   let failure: unknown = null;
   let flushing = false;
   let lingering: ClockTimer | null = null;
-  const waiters: { limit: number; resolve(): void; reject(error: unknown): void }[] = [];
-  const draining = () => waiters.some((waiter) => waiter.limit <= 1);
+  const waiters = new PendingWaiters();
+  const draining = () => waiters.draining;
 
-  const notify = () => {
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      const waiter = waiters[i];
-      if (failure !== null) waiter.reject(failure);
-      else if (pending < waiter.limit || pending === 0) waiter.resolve();
-      else continue;
-      waiters.splice(i, 1);
-    }
-  };
+  const notify = () => waiters.update(pending, failure);
 
   const flush = async () => {
     flushing = true;
@@ -128,7 +121,7 @@ export function createSliceWriter(
     below(limit) {
       if (failure !== null) return Promise.reject(failure);
       if (pending < limit || pending === 0) return Promise.resolve();
-      const waiting = new Promise<void>((resolve, reject) => waiters.push({ limit, resolve, reject }));
+      const waiting = waiters.wait(limit);
       if (draining()) flushNow();
       return waiting;
     },

@@ -19,8 +19,12 @@ export interface SliceLimits {
   maxBytes: number;
 }
 
-/** A few hundred lines: several slices even in a modest batch, so every node gets work, and few rows per batch. */
-export const DEFAULT_SLICE_LIMITS: SliceLimits = { maxLines: 256, maxBytes: 4 * 1024 * 1024 };
+/**
+ * A few hundred lines: several slices even in a modest batch, so every node
+ * gets work, and few rows per batch. Half a MiB at most: a node reads each of
+ * its slices whole.
+ */
+export const DEFAULT_SLICE_LIMITS: SliceLimits = { maxLines: 256, maxBytes: 512 * 1024 };
 
 /** Cuts an input (already checked against its digest) into slices. */
 export async function cutSlices(input: ReadableStream<Uint8Array>, limits: SliceLimits = DEFAULT_SLICE_LIMITS): Promise<SliceSpec[]> {
@@ -59,29 +63,32 @@ export async function cutSlices(input: ReadableStream<Uint8Array>, limits: Slice
   return slices;
 }
 
+/** How much of a slice's bytes is split into lines at a time: its lines are parsed as they are sent, not all at once. */
+const SPLIT_BYTES = 64 * 1024;
+
 /**
- * A slice's lines, numbered as in the whole input, from its bytes (checked
- * against the slice's SHA-256 before any line is given out).
+ * A slice's lines, numbered as in the whole input, a group at a time, from
+ * its bytes (checked against the slice's SHA-256 before any line is given out).
  *
  * @throws {ClusterError} `input_changed` when the bytes are not the slice's
  */
-export async function sliceLines(
+export async function* sliceLines(
   bytes: Uint8Array,
   slice: Pick<SliceSpec, "firstLine" | "sha256">,
-): Promise<{ line: number; text: string | null }[]> {
+): AsyncGenerator<{ line: number; text: string | null }[]> {
   const actual = createSha256().update(bytes).hexDigest();
   if (actual !== slice.sha256) {
     throw new ClusterError("input_changed", `a slice of the input has SHA-256 ${actual}, not ${slice.sha256} as cut`);
   }
-  const out: { line: number; text: string | null }[] = [];
+  let at = 0;
   const source = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(bytes);
-      controller.close();
+    pull(controller) {
+      if (at >= bytes.length) return controller.close();
+      controller.enqueue(bytes.subarray(at, at + SPLIT_BYTES));
+      at += SPLIT_BYTES;
     },
-  });
+  }, { highWaterMark: 0 });
   for await (const group of readLines(source)) {
-    for (const { line, text } of group) out.push({ line: line + slice.firstLine - 1, text });
+    yield group.map(({ line, text }) => ({ line: line + slice.firstLine - 1, text }));
   }
-  return out;
 }

@@ -30,9 +30,9 @@ import { isBatchId } from "../model/ids.ts";
 import { type BatchStatus, copyBatch } from "../model/objects.ts";
 import { batchDocPrefix } from "../model/storage_keys.ts";
 import { type ActiveBatch, liveBatchObject } from "../run/active_batch.ts";
-import { type BackoffPolicy, DEFAULT_BACKOFF } from "../run/backoff.ts";
+import type { BackoffPolicy } from "../run/backoff.ts";
 import { Dispatcher } from "../run/dispatcher.ts";
-import { NO_OBSERVER } from "../run/engine_observer.ts";
+import { runContextOf } from "../run/line_runner.ts";
 import { readBatch, storeNewBatch } from "./batch_store.ts";
 import { CheckpointStore, snapshotOf } from "./checkpoints.ts";
 import { type EngineContext, isInputOfActiveBatch } from "./context.ts";
@@ -100,18 +100,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     }),
     clock,
     logger,
-    run: {
-      storage,
-      target,
-      dispatcher,
-      maxRetries: options.maxRetries ?? 5,
-      backoff: options.backoff ?? DEFAULT_BACKOFF,
-      stopping: closing.signal,
-      abandon: abandoning.signal,
-      logger,
-      clock,
-      observer: options.observer ?? NO_OBSERVER,
-    },
+    run: runContextOf(options, { storage, target, dispatcher, stopping: closing.signal, abandon: abandoning.signal, logger, clock }),
     active,
     closing: closing.signal,
     validationLimits,

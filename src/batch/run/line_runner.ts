@@ -15,10 +15,10 @@ import { isBlankLine, readLines } from "../input/line_splitter.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type Clock, sleep } from "../../shared/clock.ts";
 import type { LogKind } from "./batch_progress.ts";
-import type { EngineObserver } from "./engine_observer.ts";
+import { type EngineObserver, NO_OBSERVER } from "./engine_observer.ts";
 import { rawMemberValue } from "../input/raw_json.ts";
 import { EXPIRED_MESSAGE, failureRecord, responseRecord } from "./result_records.ts";
-import { backoffDelay, type BackoffPolicy, RETRYABLE_STATUSES } from "./backoff.ts";
+import { backoffDelay, type BackoffPolicy, DEFAULT_BACKOFF, RETRYABLE_STATUSES } from "./backoff.ts";
 import { fileBlobKey } from "../model/storage_keys.ts";
 import { type Target, TargetError, type TargetResponse } from "../../targets/types.ts";
 import { estimateRequestTokens, totalTokensOf } from "../model/usage.ts";
@@ -40,6 +40,14 @@ export interface RunContext {
   clock: Clock;
   /** Told of answers and retries. */
   observer: EngineObserver;
+}
+
+/** An engine's run context: its parts, with the retry policy and observer its options name (or the defaults). */
+export function runContextOf(
+  options: { maxRetries?: number; backoff?: BackoffPolicy; observer?: EngineObserver },
+  parts: Omit<RunContext, "maxRetries" | "backoff" | "observer">,
+): RunContext {
+  return { ...parts, maxRetries: options.maxRetries ?? 5, backoff: options.backoff ?? DEFAULT_BACKOFF, observer: options.observer ?? NO_OBSERVER };
 }
 
 /** Most lines of one batch in flight or waiting to retry, as a multiple of the concurrency. */

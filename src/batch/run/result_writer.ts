@@ -18,6 +18,7 @@ import type { Storage } from "../../storage/types.ts";
 import type { BatchProgress, LogKind } from "./batch_progress.ts";
 import { RunningLogDigest } from "./running_log_digest.ts";
 import { type EngineObserver, NO_OBSERVER } from "./engine_observer.ts";
+import { PendingWaiters } from "./pending_waiters.ts";
 import { errorLogKey, outputLogKey } from "../model/storage_keys.ts";
 
 /**
@@ -87,7 +88,7 @@ export function createResultWriter(
   const wake: Record<LogKind, (() => void) | null> = { output: null, errors: null };
   const keys: Record<LogKind, string> = { output: outputLogKey(batchId), errors: errorLogKey(batchId) };
   const digests: Record<LogKind, RunningLogDigest> = { output: new RunningLogDigest(), errors: new RunningLogDigest() };
-  const waiters: { limit: number; resolve(): void; reject(error: unknown): void }[] = [];
+  const waiters = new PendingWaiters();
   let pending = 0;
   let failure: unknown = null;
 
@@ -96,17 +97,9 @@ export function createResultWriter(
    * run): then the pause that gathers company only delays them. A wait for
    * room (`below` with a larger limit) keeps the pause: results keep coming.
    */
-  const draining = () => waiters.some((waiter) => waiter.limit <= 1);
+  const draining = () => waiters.draining;
 
-  const notify = () => {
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      const waiter = waiters[i];
-      if (failure !== null) waiter.reject(failure);
-      else if (pending < waiter.limit || pending === 0) waiter.resolve();
-      else continue;
-      waiters.splice(i, 1);
-    }
-  };
+  const notify = () => waiters.update(pending, failure);
 
   /** Waits `ms`, or less if {@link wake} is called. */
   const pause = (kind: LogKind, ms: number) =>
@@ -181,7 +174,7 @@ export function createResultWriter(
     below(limit) {
       if (failure !== null) return Promise.reject(failure);
       if (pending < limit || pending === 0) return Promise.resolve();
-      const waiting = new Promise<void>((resolve, reject) => waiters.push({ limit, resolve, reject }));
+      const waiting = waiters.wait(limit);
       if (!draining()) return waiting;
       // Someone waits for everything: no more company is coming, so what is queued goes now.
       for (const kind of LOG_KINDS) flushNow(kind);
