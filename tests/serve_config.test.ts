@@ -31,3 +31,15 @@ test("serve config: an upstream no request could reach, or a key no header could
   assert.equal(readServeConfig(base, {}).lockStaleAfterMs, 10_000);
   assert.equal(readServeConfig(base, { BATCHSPOOL_LOCK_STALE_AFTER: "30" }).lockStaleAfterMs, 30_000);
 });
+
+test("serve config: a cluster node's name, lease and slice size, from flags or the environment, checked", () => {
+  const defaults = readServeConfig(base, {});
+  assert.deepEqual([defaults.nodeId, defaults.leaseSeconds, defaults.sliceLines], [undefined, 15, 256]);
+  const set = readServeConfig([...base, "--node-id", "node-a.eu:1", "--lease-seconds", "5", "--slice-lines", "100"], {});
+  assert.deepEqual([set.nodeId, set.leaseSeconds, set.sliceLines], ["node-a.eu:1", 5, 100]);
+  const fromEnv = readServeConfig(base, { BATCHSPOOL_NODE_ID: "b", BATCHSPOOL_LEASE_SECONDS: "30", BATCHSPOOL_SLICE_LINES: "64" });
+  assert.deepEqual([fromEnv.nodeId, fromEnv.leaseSeconds, fromEnv.sliceLines], ["b", 30, 64]);
+  for (const args of [["--node-id", "a b"], ["--node-id", ""], ["--lease-seconds", "0"], ["--slice-lines", "x"]]) {
+    assert.throws(() => readServeConfig([...base, ...args], {}), ConfigError, args.join(" "));
+  }
+});

@@ -27,6 +27,13 @@ import type { ClusterStore, HeldItem, ResultRow } from "./cluster_store.ts";
 const LINGER_MS = 50;
 /** A group this large is written without waiting. */
 const FULL_GROUP = 512;
+/**
+ * Most record text in one statement (128 K characters of JSON, about as many
+ * bytes, as the PostgreSQL blob store's writes): the client builds each
+ * statement in a buffer it grows step by step, and larger ones left more
+ * garbage than the collector frees promptly.
+ */
+const GROUP_BYTES = 128 * 1024;
 
 /** A slice's counts so far, as recorded with its results. */
 export interface SliceCounts {
@@ -44,6 +51,7 @@ export function createSliceWriter(
   observer: EngineObserver,
 ): ResultWriter & { readonly counts: SliceCounts } {
   let queue: { kind: LogKind; result: PendingResult }[] = [];
+  let queuedBytes = 0;
   let pending = 0;
   let failure: unknown = null;
   let flushing = false;
@@ -57,8 +65,7 @@ export function createSliceWriter(
     flushing = true;
     while (queue.length && failure === null) {
       const started = clock.monotonic();
-      const group = queue;
-      queue = [];
+      const group = takeGroup();
       try {
         const next: SliceCounts = { completed: counts.completed, failed: counts.failed, usage: copyUsage(counts.usage) };
         const rows: ResultRow[] = group.map(({ kind, result }) => {
@@ -81,16 +88,32 @@ export function createSliceWriter(
       pending -= group.length;
       notify();
       const rest = started + LINGER_MS - clock.monotonic();
-      if (rest > 0 && queue.length > 0 && queue.length < FULL_GROUP && !draining()) {
+      if (rest > 0 && queue.length > 0 && !isFull() && !draining()) {
         await new Promise<void>((resolve) => clock.setTimeout(resolve, Math.ceil(rest)));
       }
     }
     if (failure !== null) {
       pending -= queue.length;
       queue = [];
+      queuedBytes = 0;
       notify();
     }
     flushing = false;
+  };
+
+  const isFull = () => queue.length >= FULL_GROUP || queuedBytes >= GROUP_BYTES;
+
+  /** The next group to write: the queue's head, up to a full group's count or bytes. */
+  const takeGroup = () => {
+    let count = 0;
+    let bytes = 0;
+    while (count < queue.length && count < FULL_GROUP && (count === 0 || bytes < GROUP_BYTES)) {
+      bytes += queue[count++].result.record.length;
+    }
+    const group = queue.slice(0, count);
+    queue = queue.slice(count);
+    queuedBytes -= bytes;
+    return group;
   };
 
   const flushNow = () => {
@@ -103,8 +126,9 @@ export function createSliceWriter(
     add(kind, result) {
       if (failure !== null) return;
       queue.push({ kind, result });
+      queuedBytes += result.record.length;
       pending++;
-      if (queue.length >= FULL_GROUP || draining()) flushNow();
+      if (isFull() || draining()) flushNow();
       else if (!flushing) {
         lingering ??= clock.setTimeout(() => {
           lingering = null;
