@@ -175,15 +175,21 @@ async function takeoverMs(observer: Node, nodeId: string, items: string[], since
 
 const nodeIdOf = async (node: Node) => (await (await fetch(`${node.origin}/health`)).json()).node_id as string;
 
+/** Waits until `node` holds slices, as `observer` sees them; returns its id and those slices. */
+async function slicesOf(observer: Node, node: Node): Promise<{ nodeId: string; items: string[] }> {
+  const nodeId = await nodeIdOf(node);
+  const items = await eventually(async () => {
+    const held = await heldBy(observer, nodeId);
+    return held.length > 0 && held;
+  }, 60_000);
+  return { nodeId, items };
+}
+
 test("cluster: a killed node's slices are claimed by others within the lease time plus a second", () =>
   withCluster(3, ["--concurrency", "2", "--slice-lines", "10", "--lease-seconds", "2"], async ({ nodes }) => {
     const { batch, ids } = await submit(nodes[0], "takeover", 300, "slow:50");
     const victim = nodes[2];
-    const victimId = await nodeIdOf(victim);
-    const items = await eventually(async () => {
-      const held = await heldBy(nodes[0], victimId);
-      return held.length > 0 && held;
-    }, 60_000);
+    const { nodeId: victimId, items } = await slicesOf(nodes[0], victim);
     const killedAt = Date.now();
     await victim.server.kill();
     const ms = await takeoverMs(nodes[0], victimId, items, killedAt);
@@ -196,11 +202,7 @@ test("cluster: a node stopped past its lease loses its slices, and nothing it se
     // Each request takes a second: the slices it holds when it is stopped still have requests in flight.
     const { batch, ids } = await submit(nodes[0], "stalled", 150, "slow:1000");
     const sleeper = nodes[1];
-    const sleeperId = await nodeIdOf(sleeper);
-    const items = await eventually(async () => {
-      const held = await heldBy(nodes[0], sleeperId);
-      return held.length > 0 && held;
-    }, 60_000);
+    const { nodeId: sleeperId, items } = await slicesOf(nodes[0], sleeper);
     // Stopped with requests in flight: their answers arrive while it sleeps, and it reads them when it wakes.
     const stoppedAt = Date.now();
     process.kill(sleeper.server.child.pid!, "SIGSTOP");
@@ -216,11 +218,7 @@ test("cluster: SIGTERM hands a node's slices back at once (no lease timeout)", (
   withCluster(2, ["--concurrency", "2", "--slice-lines", "10", "--lease-seconds", "60"], async ({ nodes }) => {
     const { batch, ids } = await submit(nodes[0], "handback", 200, "slow:50");
     const leaving = nodes[1];
-    const leavingId = await nodeIdOf(leaving);
-    const items = await eventually(async () => {
-      const held = await heldBy(nodes[0], leavingId);
-      return held.length > 0 && held;
-    }, 60_000);
+    const { nodeId: leavingId, items } = await slicesOf(nodes[0], leaving);
     const stoppedAt = Date.now();
     const code = await leaving.server.stop();
     assert.match(leaving.server.output(), /SIGTERM: shutting down\n(.*\n)*stopped\n$/, "a graceful shutdown");
