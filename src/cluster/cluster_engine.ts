@@ -18,7 +18,7 @@ import type { BatchEngine, BatchEngineOptions, BatchPage } from "../batch/engine
 import { setStatus } from "../batch/engine/status.ts";
 import { newBatchRecord } from "../batch/engine/batch_intake.ts";
 import { createFileService, DEFAULT_FILE_LIMITS } from "../batch/files/file_service.ts";
-import { OffThreadScanner } from "../batch/input/off_thread_scan.ts";
+import { offThreadScannerFor } from "../batch/input/off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS } from "../batch/input/validation.ts";
 import { DEFAULT_ENDPOINTS } from "../batch/model/batch_params.ts";
 import { BatchError } from "../batch/model/errors.ts";
@@ -26,9 +26,8 @@ import { isBatchId } from "../batch/model/ids.ts";
 import { type BatchObject, type BatchRecord, copyBatch, emptyUsage, FINAL_STATUSES } from "../batch/model/objects.ts";
 import { batchDocKey, batchDocPrefix } from "../batch/model/storage_keys.ts";
 import { addUsage } from "../batch/model/usage.ts";
-import { Dispatcher } from "../batch/run/dispatcher.ts";
+import { dispatcherFor } from "../batch/run/dispatcher.ts";
 import { runContextOf } from "../batch/run/line_runner.ts";
-import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../runtime/threads.ts";
 import { systemClock } from "../shared/clock.ts";
 import { consoleLogger } from "../shared/logger.ts";
 import { DEFAULT_SCHEMA } from "../storage/postgres/postgres_storage.ts";
@@ -129,15 +128,8 @@ export function createClusterEngine(options: ClusterEngineOptions): ClusterEngin
     },
   });
   const store = new ClusterStore(sql, nodeId, leaseSeconds, channelOf(schema));
-  const dispatcher = new Dispatcher({
-    concurrency: options.concurrency ?? 32,
-    requestsPerMinute: options.requestsPerMinute,
-    tokensPerMinute: options.tokensPerMinute,
-    clock,
-  });
-  const offThreadScanner = (options.scanUploadsOffThread ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT)
-    ? new OffThreadScanner({ logger })
-    : undefined;
+  const dispatcher = dispatcherFor(options, clock);
+  const offThreadScanner = offThreadScannerFor(options.scanUploadsOffThread, logger);
   const validationLimits = { ...DEFAULT_VALIDATION_LIMITS, ...options.validation };
   const files = createFileService(storage, {
     limits: { ...DEFAULT_FILE_LIMITS, ...options.fileLimits },

@@ -4,7 +4,7 @@
  *
  * The page is Hono's own `@hono/swagger-ui` middleware; its assets come from
  * `swagger-ui-dist` (Swagger UI's prebuilt bundle, one dependency), chosen over
- * Scalar's bundle, whose package installs some 300 MB of dependencies.
+ * Scalar's bundle, whose package brings a large tree of dependencies with it.
  *
  * @module
  */

@@ -18,11 +18,10 @@
  *
  * @module
  */
-import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT } from "../../runtime/threads.ts";
 import { systemClock } from "../../shared/clock.ts";
 import { consoleLogger } from "../../shared/logger.ts";
 import { createFileService, DEFAULT_FILE_LIMITS } from "../files/file_service.ts";
-import { OffThreadScanner } from "../input/off_thread_scan.ts";
+import { offThreadScannerFor } from "../input/off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS } from "../input/validation.ts";
 import { DEFAULT_ENDPOINTS } from "../model/batch_params.ts";
 import { BatchError } from "../model/errors.ts";
@@ -31,7 +30,7 @@ import { type BatchStatus, copyBatch } from "../model/objects.ts";
 import { batchDocPrefix } from "../model/storage_keys.ts";
 import { type ActiveBatch, liveBatchObject } from "../run/active_batch.ts";
 import type { BackoffPolicy } from "../run/backoff.ts";
-import { Dispatcher } from "../run/dispatcher.ts";
+import { dispatcherFor } from "../run/dispatcher.ts";
 import { runContextOf } from "../run/line_runner.ts";
 import { readBatch, storeNewBatch } from "./batch_store.ts";
 import { CheckpointStore, snapshotOf } from "./checkpoints.ts";
@@ -78,15 +77,8 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   let lastCheckpointState = "";
   let ready = false;
 
-  const dispatcher = new Dispatcher({
-    concurrency: options.concurrency ?? 32,
-    requestsPerMinute: options.requestsPerMinute,
-    tokensPerMinute: options.tokensPerMinute,
-    clock,
-  });
-  const offThreadScanner = (options.scanUploadsOffThread ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT)
-    ? new OffThreadScanner({ logger })
-    : undefined;
+  const dispatcher = dispatcherFor(options, clock);
+  const offThreadScanner = offThreadScannerFor(options.scanUploadsOffThread, logger);
   const active = new Map<string, ActiveBatch>();
   const context: EngineContext = {
     storage,

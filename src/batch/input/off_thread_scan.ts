@@ -11,7 +11,7 @@
  * @module
  */
 import type { MarkedDigest } from "../../integrity/digest_marks.ts";
-import { startWorkerThread, type WorkerThread } from "../../runtime/threads.ts";
+import { SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT, startWorkerThread, type WorkerThread } from "../../runtime/threads.ts";
 import type { InputScan, ValidationLimits } from "./validation.ts";
 import { type Logger, silentLogger } from "../../shared/logger.ts";
 import { type Clock, type ClockTimer, systemClock } from "../../shared/clock.ts";
@@ -251,4 +251,9 @@ export class OffThreadScanner {
     for (const state of this.#sessions.values()) this.#release(state, NO_RESULT);
     this.#sessions.clear();
   }
+}
+
+/** The scanner an engine uses for uploads: off thread when asked, else as the runtime's default; none otherwise. */
+export function offThreadScannerFor(choice: boolean | undefined, logger: Logger): OffThreadScanner | undefined {
+  return (choice ?? SCAN_UPLOADS_OFF_THREAD_BY_DEFAULT) ? new OffThreadScanner({ logger }) : undefined;
 }

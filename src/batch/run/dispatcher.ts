@@ -246,3 +246,16 @@ export class Dispatcher {
     }, Math.max(0, at - this.#clock.monotonic()));
   }
 }
+
+/** An engine's dispatcher, from the engine's options (32 requests in flight by default). */
+export function dispatcherFor(
+  options: { concurrency?: number; requestsPerMinute?: number; tokensPerMinute?: number },
+  clock: Clock,
+): Dispatcher {
+  return new Dispatcher({
+    concurrency: options.concurrency ?? 32,
+    requestsPerMinute: options.requestsPerMinute,
+    tokensPerMinute: options.tokensPerMinute,
+    clock,
+  });
+}
