@@ -82,16 +82,16 @@ test("RequestDeadlines: onAbort callbacks fire once, for timeouts and the caller
 test("createEventLoopShare: a loop of promise continuations lets a timer run within its slice", async () => {
   const share = createEventLoopShare(4);
   let timerRan = false;
-  let continuationsBeforeTimer = -1;
   setTimeout(() => (timerRan = true), 0);
+  // Without the share this loop never yields to the event loop, so the timer
+  // cannot run and the loop ends at its bound; a busy machine only delays it.
+  const bound = performance.now() + 30_000;
   let continuations = 0;
-  const started = performance.now();
-  while (performance.now() - started < 100) {
+  while (!timerRan && performance.now() < bound) {
     await Promise.resolve();
     continuations++;
     await share.share();
-    if (timerRan && continuationsBeforeTimer < 0) continuationsBeforeTimer = continuations;
   }
   assert.equal(timerRan, true, "the timer ran while the loop was still going");
-  assert.ok(continuationsBeforeTimer > 0 && continuationsBeforeTimer < continuations);
+  assert.ok(continuations > 0);
 });

@@ -116,7 +116,11 @@ test("lock: a second opener in this process is refused while the first holds it"
     await again.close();
   }));
 
-/** Starts the lock-holding fixture; resolves once it said `ready` (or `locked`). */
+/**
+ * Starts the lock-holding fixture. `said(text)` resolves once its output holds
+ * `text`, and rejects once its output has ended without it: on `close`, not
+ * `exit`, since a child's last line may still be in the pipe when it exits.
+ */
 function startHolder(args: string[]): Promise<{ child: ChildProcess; output: () => string; said: (text: string) => Promise<void> }> {
   const [command, commandArgs] = typeScriptCommand(fileURLToPath(new URL("./_fixtures/hold_lock.ts", import.meta.url)), args);
   const child = spawn(command, commandArgs, { stdio: ["pipe", "pipe", "inherit"] });
@@ -130,7 +134,7 @@ function startHolder(args: string[]): Promise<{ child: ChildProcess; output: () 
     new Promise<void>((resolve, reject) => {
       const check = () => output.includes(text) && (waiters.delete(check), resolve());
       waiters.add(check);
-      child.once("exit", (code) => reject(new Error(`exited (${code}) before saying ${text}: ${output}`)));
+      child.once("close", (code) => reject(new Error(`exited (${code}) without saying ${text}: ${output}`)));
       check();
     });
   return Promise.resolve({ child, output: () => output, said });
