@@ -17,15 +17,20 @@ import { emptyUsage } from "../src/batch/model/objects.ts";
 import { batchDocKey, errorLogKey, fileBlobKey, fileDocKey, outputLogKey } from "../src/batch/model/storage_keys.ts";
 import { MarkingSha256 } from "../src/integrity/digest_marks.ts";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
+import { concatBytes } from "../src/shared/concat_bytes.ts";
 import { median, percentile, report, runsArg } from "./_lib.ts";
 
 const BATCHES = Number(process.env.HISTORY_BATCHES ?? 10_000);
 const OWNER = "default";
 const encoder = new TextEncoder();
+const SEGMENT_HEADER = encoder.encode('{"sealed":[]}\n');
+
+/** The data folder of a fresh data directory, as the fs store lays it out (`src/storage/fs/fs_storage.ts`). */
+const folderOf = (data: string) => join(data, "data-1");
 
 /** Writes a document file as the fs store lays it out (a bench fixture: no fsync). */
 async function writeDocument(data: string, key: string, value: unknown): Promise<void> {
-  const path = join(data, "docs", `${key}.json`);
+  const path = join(folderOf(data), "docs", `${key}.json`);
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, sealEnvelope({ version: 3, value }));
 }
@@ -37,8 +42,8 @@ async function writeBytes(path: string, bytes: Uint8Array): Promise<void> {
 
 /** A data directory holding `count` finished batches of 20 lines each, written straight to disk, as this version lays it out. */
 async function writeHistory(data: string, count: number): Promise<void> {
-  await mkdir(data, { recursive: true });
-  await writeFile(join(data, "layout.json"), JSON.stringify({ tempFolders: true }));
+  await mkdir(folderOf(data), { recursive: true });
+  await writeFile(join(folderOf(data), "layout.json"), JSON.stringify({ tempFolders: true }));
   const start = Date.now() - count * 60_000;
   const input = encoder.encode(
     Array.from({ length: 20 }, (_, i) =>
@@ -74,9 +79,10 @@ async function writeHistory(data: string, count: number): Promise<void> {
       marks: digest.marks,
       content,
     });
-    await writeBytes(join(data, "blobs", fileBlobKey(inputId)), input);
+    await writeBytes(join(folderOf(data), "blobs", fileBlobKey(inputId)), input);
     await writeDocument(data, fileDocKey(OWNER, inputId), fileRecord(inputId, "batch", inputDigest, { store: "blobs", key: fileBlobKey(inputId) }));
-    await writeBytes(join(data, "logs", outputLogKey(batchId)), output);
+    // A log is a segment of epoch 1 whose header seals nothing before it (`src/storage/fs/logs.ts`).
+    await writeBytes(join(folderOf(data), "logs", `${outputLogKey(batchId)}~1`), concatBytes([SEGMENT_HEADER, output], SEGMENT_HEADER.length + output.length));
     await writeDocument(data, fileDocKey(OWNER, outputId), fileRecord(outputId, "batch_output", outputDigest, { store: "logs", key: outputLogKey(batchId) }));
     void errorLogKey;
     const record: BatchRecord = {

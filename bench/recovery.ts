@@ -8,6 +8,7 @@ import { readdir, rm } from "node:fs/promises";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dataFolderOf } from "../src/storage/fs/fs_storage.ts";
 import { killHalfWay, median, report, runsArg, timeToHealthy, writeJsonl } from "./_lib.ts";
 
 const LINES = 50_000;
@@ -26,9 +27,8 @@ for (let i = 0; i < runs; i++) {
   const warm = await timeToHealthy(args);
   withCheckpoint.push(warm.ms);
   await warm.stop();
-  for (const name of await readdir(join(data, "docs", "checkpoints"))) {
-    await rm(join(data, "docs", "checkpoints", name), { force: true });
-  }
+  const checkpoints = join(await dataFolderOf(data), "docs", "checkpoints");
+  for (const name of await readdir(checkpoints)) await rm(join(checkpoints, name), { force: true });
   const cold = await timeToHealthy(args);
   withoutCheckpoint.push(cold.ms);
   await cold.stop();

@@ -5,11 +5,11 @@
  * afterwards.
  */
 import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { createFsStorage } from "../src/storage/fs/fs_storage.ts";
 import { createPostgresStorage } from "../src/storage/postgres/postgres_storage.ts";
 import type { Storage } from "../src/storage/types.ts";
 import { databaseUrl, dropSchema, flipStoredByte, freshSchemaName, resultBlobKey } from "./_postgres.ts";
+import { fsArea, logSegmentFile } from "./_fs_layout.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
 /** Where one test's state lives. */
@@ -44,9 +44,9 @@ export const FS: Adapter = {
         serveArgs: ["--data", dir],
         outputOf: (batchId) => Promise.resolve({ area: "logs", key: `batches/${batchId}/output` }),
         async flipByte(area, key, at) {
-          const path = join(dir, area, key);
+          const { path, recordsStart } = area === "logs" ? await logSegmentFile(dir, key) : { path: await fsArea(dir, area, key), recordsStart: 0 };
           const bytes = await readFile(path);
-          bytes[at] ^= 0x20;
+          bytes[recordsStart + at] ^= 0x20;
           await writeFile(path, bytes);
         },
       });

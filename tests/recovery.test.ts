@@ -15,6 +15,7 @@ import type { Storage } from "../src/storage/types.ts";
 import { ADAPTERS, withStorage } from "./_adapters.ts";
 import { writeCrashedBatch } from "./_crashed_state.ts";
 import { allCustomIds, ended, OWNER, records, waitUntil } from "./_engine.ts";
+import { fsArea, logSegmentFile } from "./_fs_layout.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
 function recordingLogger(): Logger & { lines: string[] } {
@@ -54,7 +55,7 @@ test("recovery: a torn last record is cut away and that line is done again, once
     const crashed = await writeCrashedBatch(storage, { count: 10, done: [1, 2, 3] });
     await storage.close();
     const torn = '{"id":"batch_req_00000000_4","custom_id":"line-4","response":{"status_co';
-    await appendFile(join(dir, "logs", outputLogKey(crashed.id)), torn);
+    await appendFile((await logSegmentFile(dir, outputLogKey(crashed.id))).path, torn);
     const reopened = await createFsStorage({ dir });
     const engine = await startEngine(reopened, recordingLogger());
     try {
@@ -74,7 +75,7 @@ test("recovery: a status document half-written by a crash (temp file, no rename)
   withFsStorage(async (storage, dir) => {
     const crashed = await writeCrashedBatch(storage, { count: 5, done: [1] });
     await storage.close();
-    const temps = join(dir, "docs", ".tmp");
+    const temps = await fsArea(dir, "docs", ".tmp");
     await writeFile(join(temps, "crashed"), '{"sha256":"00","payload":{"version":2,"value":{"batch":{"status":"comp');
     const reopened = await createFsStorage({ dir });
     assert.deepEqual(await readdir(temps), [], "the leftover temp file is removed");
@@ -93,7 +94,7 @@ test("recovery: a status document that fails its hash is reported and not truste
   withFsStorage(async (storage, dir) => {
     const crashed = await writeCrashedBatch(storage, { count: 5, done: [] });
     await storage.close();
-    const path = join(dir, "docs", batchDocKey(OWNER, crashed.id) + ".json");
+    const path = await fsArea(dir, "docs", batchDocKey(OWNER, crashed.id) + ".json");
     await writeFile(path, (await readFile(path, "utf8")).replace('"total":5', '"total":9'));
     const reopened = await createFsStorage({ dir });
     const logger = recordingLogger();
@@ -111,7 +112,7 @@ test("recovery: an input file changed on disk fails its batch with a clear error
   withFsStorage(async (storage, dir) => {
     const crashed = await writeCrashedBatch(storage, { count: 5, done: [1, 2] });
     await storage.close();
-    const path = join(dir, "blobs", fileBlobKey(crashed.record.batch.input_file_id));
+    const path = await fsArea(dir, "blobs", fileBlobKey(crashed.record.batch.input_file_id));
     await writeFile(path, (await readFile(path, "utf8")).replace("line-5", "line-X"));
     const reopened = await createFsStorage({ dir });
     const engine = await startEngine(reopened, recordingLogger());
@@ -132,7 +133,7 @@ test("recovery: an input changed in a later stretch runs the lines before it, no
     const markEvery = 1024;
     const crashed = await writeCrashedBatch(storage, { count: 60, done: [1, 2], markEvery });
     await storage.close();
-    const path = join(dir, "blobs", fileBlobKey(crashed.record.batch.input_file_id));
+    const path = await fsArea(dir, "blobs", fileBlobKey(crashed.record.batch.input_file_id));
     const original = await readFile(path, "utf8");
     await writeFile(path, original.replace('"line-45"', '"line-X5"'));
     // Lines wholly inside the stretches before the changed one may run; the rest may not.
@@ -239,8 +240,8 @@ async function checkpointedState(storage: Storage) {
 test("recovery: with every checkpoint corrupted it falls back to a full scan of the logs", () =>
   withFsStorage(async (storage, dir) => {
     const crashed = await checkpointedState(storage);
-    for (const name of await readdir(join(dir, "docs", "checkpoints"))) {
-      await writeFile(join(dir, "docs", "checkpoints", name), "garbage");
+    for (const name of await readdir(await fsArea(dir, "docs", "checkpoints"))) {
+      await writeFile(await fsArea(dir, "docs", "checkpoints", name), "garbage");
     }
     const logger = recordingLogger();
     const engine = await startEngine(storage, logger);

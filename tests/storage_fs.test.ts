@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { appendFile, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { appendFile, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { sealEnvelope } from "../src/integrity/envelope.ts";
 import { sha256Hex } from "../src/integrity/sha256.ts";
+import { dataFolderOf } from "../src/storage/fs/fs_storage.ts";
 import { writevFully } from "../src/storage/fs/paths.ts";
 import { createFsStorage, createMemoryStorage, isStorageError, type Storage } from "../src/storage/mod.ts";
+import { fsArea, logSegmentFile } from "./_fs_layout.ts";
 import { readText, testStorageContract } from "./_storage_contract.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
@@ -52,7 +54,7 @@ test("fs: a large blob put from chunks of every size lands byte for byte (severa
       });
       const info = await storage.blobs.put("files/large", source);
       assert.deepEqual(info, { key: "files/large", bytes: total, sha256: sha256Hex(bytes) });
-      assert.deepEqual(new Uint8Array(await readFile(join(dir, "blobs", "files", "large"))), bytes);
+      assert.deepEqual(new Uint8Array(await readFile(await fsArea(dir, "blobs", "files", "large"))), bytes);
     } finally {
       await storage.close();
     }
@@ -120,15 +122,15 @@ test("fs: temp files are never listed and are removed on open", () =>
     await storage.documents.put("t/a", 1);
     await storage.blobs.put("f/a", new Uint8Array([1]));
     await storage.close();
-    await writeFile(join(dir, "docs", ".tmp", "crashed"), "partial");
-    await writeFile(join(dir, "blobs", ".tmp", "crashed"), "partial");
+    await writeFile(await fsArea(dir, "docs", ".tmp", "crashed"), "partial");
+    await writeFile(await fsArea(dir, "blobs", ".tmp", "crashed"), "partial");
     storage = await createFsStorage({ dir });
-    assert.deepEqual(await readdir(join(dir, "docs", ".tmp")), []);
-    assert.deepEqual(await readdir(join(dir, "blobs", ".tmp")), []);
+    assert.deepEqual(await readdir(await fsArea(dir, "docs", ".tmp")), []);
+    assert.deepEqual(await readdir(await fsArea(dir, "blobs", ".tmp")), []);
     assert.deepEqual((await storage.documents.list("t/")).keys, ["t/a"]);
     assert.deepEqual((await storage.blobs.list("")).keys, ["f/a"]);
-    assert.deepEqual(await readdir(join(dir, "docs", "t")), ["a.json"]);
-    assert.deepEqual(await readdir(join(dir, "blobs", "f")), ["a"]);
+    assert.deepEqual(await readdir(await fsArea(dir, "docs", "t")), ["a.json"]);
+    assert.deepEqual(await readdir(await fsArea(dir, "blobs", "f")), ["a"]);
     await storage.close();
   }));
 
@@ -147,12 +149,13 @@ test("fs: a torn log tail is cut away on open and appends continue cleanly", () 
     let storage = await createFsStorage({ dir });
     await storage.logs.append("b/out", ['{"n":1}', '{"n":2}']);
     await storage.close();
-    await appendFile(join(dir, "logs", "b", "out"), '{"n":3,"tor');
+    const segment = await logSegmentFile(dir, "b/out");
+    await appendFile(segment.path, '{"n":3,"tor');
     storage = await createFsStorage({ dir });
     assert.equal(await storage.logs.length("b/out"), 16);
     await storage.logs.append("b/out", ['{"n":3}']);
     assert.equal(await readText(await storage.logs.read("b/out")), '{"n":1}\n{"n":2}\n{"n":3}\n');
-    assert.equal((await stat(join(dir, "logs", "b", "out"))).size, 24);
+    assert.equal((await stat(segment.path)).size, segment.recordsStart + 24);
     await storage.close();
   }));
 
@@ -161,7 +164,8 @@ test("fs: a log torn inside its only record becomes empty", () =>
     await writeFile(join(dir, "placeholder"), "");
     let storage = await createFsStorage({ dir });
     await storage.close();
-    await writeFile(join(dir, "logs", "only"), "x".repeat(100_000));
+    // A log of an earlier version (one file, no segments), torn.
+    await writeFile(await fsArea(dir, "logs", "only"), "x".repeat(100_000));
     storage = await createFsStorage({ dir });
     assert.equal(await storage.logs.length("only"), 0);
     await storage.close();
@@ -173,11 +177,11 @@ test("fs: a crash between temp write and rename leaves the old document intact",
     await storage.documents.put("batches/b1", { status: "in_progress" });
     await storage.close();
     // The crashed state: the new version was written to a temp file, never renamed.
-    await writeFile(join(dir, "docs", ".tmp", "0001"), sealEnvelope({ version: 2, value: { status: "completed" } }));
+    await writeFile(await fsArea(dir, "docs", ".tmp", "0001"), sealEnvelope({ version: 2, value: { status: "completed" } }));
     storage = await createFsStorage({ dir });
     assert.deepEqual(await storage.documents.get("batches/b1"), { value: { status: "in_progress" }, version: 1 });
-    assert.deepEqual(await readdir(join(dir, "docs", "batches")), ["b1.json"]);
-    assert.deepEqual(await readdir(join(dir, "docs", ".tmp")), []);
+    assert.deepEqual(await readdir(await fsArea(dir, "docs", "batches")), ["b1.json"]);
+    assert.deepEqual(await readdir(await fsArea(dir, "docs", ".tmp")), []);
     await storage.close();
   }));
 
@@ -185,7 +189,7 @@ test("fs: a document that fails its hash is reported as corrupt, not returned", 
   withDir(async (dir) => {
     const storage = await createFsStorage({ dir });
     await storage.documents.put("d/x", { amount: 10 });
-    const path = join(dir, "docs", "d", "x.json");
+    const path = await fsArea(dir, "docs", "d", "x.json");
     await writeFile(path, (await readFile(path, "utf8")).replace('"amount":10', '"amount":99'));
     await assert.rejects(storage.documents.get("d/x"), (e) => isStorageError(e, "corrupt"));
     await writeFile(path, (await readFile(path, "utf8")).slice(0, 40));
@@ -235,19 +239,33 @@ test("fs: document listings kept in memory agree with a fresh walk of the folder
     await reopened.close();
   }));
 
-test("fs: a data directory of an earlier version, with temp files beside their targets, is cleaned once on open", () =>
+test("fs: a data directory of an earlier version (areas at its top, plain log files) is moved into its data folder and cleaned once", () =>
   withDir(async (dir) => {
     let storage = await createFsStorage({ dir });
     await storage.documents.put("t/a", 1);
     await storage.blobs.put("f/a", new Uint8Array([1]));
+    await storage.logs.append("b/out", ['{"n":1}', '{"n":2}']);
     await storage.close();
-    // As an earlier version left a crash: temp files beside their targets, and no layout file.
-    await rm(join(dir, "layout.json"));
+    // As an earlier version left it after a crash: its areas at the top, each log one plain file, temp
+    // files beside their targets, and no layout file.
+    const folder = await dataFolderOf(dir);
+    const segment = await logSegmentFile(dir, "b/out");
+    await writeFile(join(folder, "logs", "b", "out"), (await readFile(segment.path)).subarray(segment.recordsStart));
+    await rm(segment.path);
+    await rm(join(folder, "layout.json"));
+    for (const area of ["blobs", "logs", "docs"]) await rename(join(folder, area), join(dir, area));
+    await rm(folder, { recursive: true });
     await writeFile(join(dir, "docs", "t", ".tmp-crashed"), "partial");
     await writeFile(join(dir, "blobs", "f", ".tmp-crashed"), "partial");
     storage = await createFsStorage({ dir });
-    assert.deepEqual(await readdir(join(dir, "docs", "t")), ["a.json"]);
-    assert.deepEqual(await readdir(join(dir, "blobs", "f")), ["a"]);
-    assert.deepEqual(JSON.parse(await readFile(join(dir, "layout.json"), "utf8")), { tempFolders: true });
+    assert.deepEqual((await readdir(dir)).sort(), ["batchspool.lock", "data-1"]);
+    assert.deepEqual(await readdir(await fsArea(dir, "docs", "t")), ["a.json"]);
+    assert.deepEqual(await readdir(await fsArea(dir, "blobs", "f")), ["a"]);
+    assert.deepEqual(JSON.parse(await readFile(join(dir, "data-1", "layout.json"), "utf8")), { tempFolders: true });
+    assert.deepEqual((await storage.documents.get("t/a"))?.value, 1);
+    // The earlier version's log is read as it was, and appended to in a segment of this epoch.
+    assert.equal(await readText(await storage.logs.read("b/out")), '{"n":1}\n{"n":2}\n');
+    await storage.logs.append("b/out", ['{"n":3}']);
+    assert.equal(await readText(await storage.logs.read("b/out", 8)), '{"n":2}\n{"n":3}\n');
     await storage.close();
   }));

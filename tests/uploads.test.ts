@@ -4,6 +4,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { currentRuntime } from "../src/runtime/detect.ts";
+import { fsArea } from "./_fs_layout.ts";
 import { eventually, startServer } from "./_server.ts";
 import { removeDir, tempDir } from "./_tmp.ts";
 
@@ -178,8 +179,8 @@ test("uploads: a client that disconnects mid-upload leaves no file and no partia
     connection.socket.destroy();
     const listed = async () => (await (await fetch(`http://127.0.0.1:${port}/v1/files`)).json()) as { data: unknown[] };
     // The server notices the disconnect on its own time: wait for it to clean up.
-    await eventually(async () => (await filesIn(join(dataDir, "blobs"))).length === 0, 20_000).catch(() => {});
-    assert.deepEqual(await filesIn(join(dataDir, "blobs")), [], "no temp file or blob left behind");
+    await eventually(async () => (await filesIn(await fsArea(dataDir, "blobs"))).length === 0, 20_000).catch(() => {});
+    assert.deepEqual(await filesIn(await fsArea(dataDir, "blobs")), [], "no temp file or blob left behind");
     assert.deepEqual((await listed()).data, []);
   }));
 
@@ -283,8 +284,8 @@ test("timeouts: an upload whose client stops sending is dropped after the idle t
     // The server answers 408 (or, where the runtime's own idle timeout comes first, just closes).
     const answer = await connection.response().catch(() => null);
     if (answer) assert.equal(answer.status, 408, new TextDecoder().decode(answer.body));
-    await eventually(async () => (await filesIn(join(dataDir, "blobs"))).length === 0, 20_000).catch(() => {});
-    assert.deepEqual(await filesIn(join(dataDir, "blobs")), []);
+    await eventually(async () => (await filesIn(await fsArea(dataDir, "blobs"))).length === 0, 20_000).catch(() => {});
+    assert.deepEqual(await filesIn(await fsArea(dataDir, "blobs")), []);
     connection.socket.destroy();
   }));
 

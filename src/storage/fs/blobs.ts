@@ -7,14 +7,24 @@
  *
  * @module
  */
-import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { VECTORED_WRITES, WRITES_IN_FLIGHT_PER_FILE } from "../../runtime/file_writes.ts";
 import { BlobHash, startMarkingHash } from "../blob_hash.ts";
 import { BlobSourceError, pumpBlobSource } from "../blob_source.ts";
 import { concatBytes } from "../../shared/concat_bytes.ts";
 import { StorageError } from "../errors.ts";
-import { deleteFile, errnoCode, fileStream, ioError, listKeysUnder, syncDirectory, tempPathIn, writevFully } from "./paths.ts";
+import {
+  deleteFile,
+  errnoCode,
+  fileStream,
+  ioError,
+  listKeysUnder,
+  makeDirectoryBelow,
+  syncDirectory,
+  tempPathIn,
+  writevFully,
+} from "./paths.ts";
 import { assertValidKey, assertValidPrefix } from "../keys.ts";
 import { pageKeys } from "../page_keys.ts";
 import type { MarkedDigest } from "../../integrity/digest_marks.ts";
@@ -45,10 +55,15 @@ export function createFsBlobStore(root: string, ensureOpen: () => void): BlobSto
     async put(key: string, source: ReadableStream<Uint8Array> | Uint8Array, options: PutBlobOptions = {}): Promise<BlobInfo> {
       const path = pathOf(key);
       const dir = dirname(path);
-      await mkdir(dir, { recursive: true });
       const temp = tempPathIn(root);
       const hash = new BlobHash(options);
-      const handle = await open(temp, "w");
+      let handle;
+      try {
+        await makeDirectoryBelow(root, dir);
+        handle = await open(temp, "w");
+      } catch (error) {
+        throw ioError(`cannot write blob ${key}`, error, key);
+      }
       // Write-behind: chunks are gathered into writes of about WRITE_SIZE (one vectored
       // write each, no copy), and up to WRITES_IN_FLIGHT_PER_FILE of them run while the next
       // chunks are read and hashed, so the source (often a network upload) is not

@@ -3,29 +3,36 @@
  * directory.
  *
  * Liveness is a heartbeat, not a pid: the holder sets the lock file's
- * modification time every `heartbeatMs`, and a lock not refreshed for
- * `staleAfterMs` is stale, whoever wrote it. Pids and host names prove nothing
- * in containers (a restarted entrypoint is pid 1 again, on the same host name;
- * a pod rescheduled elsewhere has another host name). A starter that finds a
- * fresh lock watches it: refreshed or replaced meanwhile, its holder is alive
- * and opening fails with `locked`; unchanged for `staleAfterMs`, it is taken
- * over. One shortcut: a lock written in this boot of this host and in this pid
- * namespace by a process that is gone is stale at once, so a restart outside a
- * container does not wait.
+ * modification time every `heartbeatMs`. A starter that finds the lock watches
+ * it for `staleAfterMs` on its own monotonic clock: changed or replaced
+ * meanwhile, its holder is alive and opening fails with `locked`; unchanged
+ * for the whole interval, it is stale and taken over. The starter never
+ * compares the file's time with its own clock, so a holder whose clock runs
+ * behind is not mistaken for a dead one. Pids and host names prove nothing in
+ * containers (a restarted entrypoint is pid 1 again, on the same host name; a
+ * pod rescheduled elsewhere has another host name). One shortcut: a lock
+ * written in this boot of this host and in this pid namespace by a process
+ * that is gone is stale at once, so a restart outside a container does not
+ * wait.
  *
  * Taking over has one winner among racing starters: a starter first creates
  * `<lock>.takeover-<the stale lock's identity>-<n>` exclusively, then checks
  * that the lock is still the stale one before it replaces it atomically.
- * The holder checks its token at each heartbeat: if another process took over
- * (this one was paused past `staleAfterMs`), the lock is lost, every further
- * storage call fails with `locked`, and `onLost` is called.
+ *
+ * A holder that is only stale (not provably gone) may be frozen rather than
+ * dead (SIGSTOP, a paused VM or container) and write again when it wakes. So
+ * before the lock names the new holder, the winner calls `fence`, which must
+ * make every later write of the old holder fail (the fs storage moves its
+ * data folder, see `fs_storage.ts`); the old holder also finds the lock taken
+ * over at its next heartbeat, after which every storage call fails with
+ * `locked` and `onLost` is called.
  *
  * @module
  */
 import { open, readdir, readFile, rename, stat, unlink, utimes } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { type ProcessIdentity, provablyGone, thisProcess } from "../../runtime/process_identity.ts";
-import { unrefTimer } from "../../runtime/unref_timer.ts";
+import { type Clock, type ClockTimer, sleep, systemClock } from "../../shared/clock.ts";
 import { type Logger, silentLogger } from "../../shared/logger.ts";
 import { StorageError } from "../errors.ts";
 import { errnoCode, ioError, syncDirectory } from "./paths.ts";
@@ -46,6 +53,7 @@ interface LockHolder extends ProcessIdentity {
 interface SeenLock {
   /** The holder's token, or the file's inode when it has none (a torn or older lock). */
   identity: string;
+  /** The file's modification time: only compared with itself, never with a clock. */
   mtimeMs: number;
   holder: Partial<LockHolder> | null;
 }
@@ -60,6 +68,15 @@ export interface DirectoryLockOptions {
   logger?: Logger;
   /** Called once if another process takes the lock over. */
   onLost?(error: StorageError): void;
+  /** Where the watch and the heartbeat take their time (default: the system clock). */
+  clock?: Clock;
+  /**
+   * Called by the starter that won a takeover from a holder that may still be
+   * alive (stale, not provably gone), before the lock names the starter: it
+   * must make every later write of that holder fail. A failure leaves the
+   * old lock in place and fails the acquisition.
+   */
+  fence?(): Promise<void>;
 }
 
 /** A held lock. */
@@ -67,14 +84,14 @@ export interface DirectoryLock {
   readonly path: string;
   /** Set once another process has taken the lock over: nothing may be written any more. */
   readonly lost: StorageError | null;
+  /** Checks the lock now rather than at the next heartbeat; resolves with `lost`. */
+  check(): Promise<StorageError | null>;
   /** Stops the heartbeat and deletes the lock file (unless it was lost). */
   release(): Promise<void>;
 }
 
 /** Lock paths held (or being acquired) by this process. */
 const heldHere = new Set<string>();
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 async function look(path: string): Promise<SeenLock | null> {
   try {
@@ -116,22 +133,35 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
   return true;
 }
 
-function inUse(path: string, seen: SeenLock): StorageError {
+/** Names a lock's holder for messages. */
+function holderName(seen: SeenLock): string {
   const { pid, host } = seen.holder ?? {};
-  const who = typeof pid === "number" ? `process ${pid} on ${host ?? "an unknown host"}` : "another process";
-  const age = Math.max(0, Math.round((Date.now() - seen.mtimeMs) / 1000));
+  return typeof pid === "number" ? `process ${pid} on ${host ?? "an unknown host"}` : "another process";
+}
+
+function inUse(path: string, seen: SeenLock): StorageError {
   return new StorageError(
     "locked",
-    `data directory is in use by ${who}: its lock ${path} was refreshed ${age} s ago and is kept fresh; ` +
+    `data directory is in use by ${holderName(seen)}: its lock ${path} was refreshed while this process watched it; ` +
       `stop that process or use another data directory`,
   );
 }
 
+/** How a takeover attempt ended. */
+type TakeoverOutcome = "won" | "changed" | "claimed";
+
 /**
  * Takes over the stale lock `seen`, unless another starter does first or the
- * lock changes meanwhile. True when this process now holds it.
+ * lock changes meanwhile. `claims` remembers when (on `clock`) this starter
+ * first saw each other starter's claim: one that stays longer than the stale
+ * interval belongs to a starter that died in the middle, and is passed over.
  */
-async function takeOver(path: string, seen: SeenLock, content: string, staleAfterMs: number): Promise<boolean> {
+async function takeOver(
+  path: string,
+  seen: SeenLock,
+  content: string,
+  options: { staleAfterMs: number; clock: Clock; claims: Map<string, number>; fence?: () => Promise<void> },
+): Promise<TakeoverOutcome> {
   const base = `${path}.takeover-${seen.identity}-`;
   let claim: string | null = null;
   for (let attempt = 1; claim === null; attempt++) {
@@ -139,13 +169,14 @@ async function takeOver(path: string, seen: SeenLock, content: string, staleAfte
       claim = base + attempt;
       break;
     }
-    // Another starter is taking over, unless its claim is stale: it died in the middle.
-    const other = await stat(base + attempt).catch(() => null);
-    if (other && Date.now() - other.mtimeMs < staleAfterMs) return false;
+    const firstSeen = options.claims.get(base + attempt) ?? options.clock.monotonic();
+    options.claims.set(base + attempt, firstSeen);
+    if (options.clock.monotonic() - firstSeen < options.staleAfterMs) return "claimed";
   }
   try {
     const now = await look(path);
-    if (!now || now.identity !== seen.identity || now.mtimeMs !== seen.mtimeMs) return false;
+    if (!now || now.identity !== seen.identity || now.mtimeMs !== seen.mtimeMs) return "changed";
+    await options.fence?.();
     const temp = `${path}.new-${crypto.randomUUID()}`;
     try {
       await createExclusive(temp, content);
@@ -155,18 +186,22 @@ async function takeOver(path: string, seen: SeenLock, content: string, staleAfte
       throw ioError(`cannot take over lock ${path}`, error);
     }
     await syncDirectory(dirname(path));
-    return true;
+    return "won";
   } finally {
     await unlink(claim).catch(() => {});
   }
 }
 
-/** Removes claims left by starters that died while taking over (called by the holder). */
-async function removeTakeoverClaims(path: string): Promise<void> {
-  const prefix = `${basename(path)}.takeover-`;
+/**
+ * Removes what starters that died while taking over left beside the lock
+ * (called by the holder): their claims and the new locks they did not rename
+ * into place.
+ */
+async function removeTakeoverLeftovers(path: string): Promise<void> {
+  const prefixes = [`${basename(path)}.takeover-`, `${basename(path)}.new-`];
   const entries = await readdir(dirname(path)).catch(() => [] as string[]);
   for (const name of entries) {
-    if (name.startsWith(prefix)) await unlink(join(dirname(path), name)).catch(() => {});
+    if (prefixes.some((prefix) => name.startsWith(prefix))) await unlink(join(dirname(path), name)).catch(() => {});
   }
 }
 
@@ -194,6 +229,7 @@ export async function acquireDirectoryLock(path: string, options: DirectoryLockO
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_LOCK_HEARTBEAT_MS;
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_LOCK_STALE_AFTER_MS;
   const logger = options.logger ?? silentLogger;
+  const clock = options.clock ?? systemClock;
   if (!(heartbeatMs > 0 && staleAfterMs > heartbeatMs)) {
     throw new RangeError(`the lock's stale interval (${staleAfterMs} ms) must exceed its heartbeat (${heartbeatMs} ms)`);
   }
@@ -205,9 +241,9 @@ export async function acquireDirectoryLock(path: string, options: DirectoryLockO
     const me = await thisProcess();
     const token = crypto.randomUUID();
     const content = JSON.stringify({ token, ...me, acquiredAt: new Date().toISOString() } satisfies LockHolder);
-    await takeLock(path, content, me, { staleAfterMs, heartbeatMs, logger });
-    await removeTakeoverClaims(path);
-    return holdLock(path, token, heartbeatMs, logger, options.onLost);
+    await takeLock(path, content, me, { staleAfterMs, heartbeatMs, logger, clock, fence: options.fence });
+    await removeTakeoverLeftovers(path);
+    return holdLock(path, token, heartbeatMs, logger, clock, options.onLost);
   } catch (error) {
     heldHere.delete(path);
     throw error;
@@ -218,10 +254,12 @@ async function takeLock(
   path: string,
   content: string,
   me: Omit<LockHolder, "token" | "acquiredAt">,
-  { staleAfterMs, heartbeatMs, logger }: { staleAfterMs: number; heartbeatMs: number; logger: Logger },
+  options: { staleAfterMs: number; heartbeatMs: number; logger: Logger; clock: Clock; fence?: () => Promise<void> },
 ): Promise<void> {
-  /** The lock being watched, and when (on this process's monotonic clock) it counts as stale. */
+  const { staleAfterMs, heartbeatMs, logger, clock } = options;
+  /** The lock being watched, and when (on the injected monotonic clock) it counts as stale. */
   let watched: { seen: SeenLock; staleAt: number } | null = null;
+  const claims = new Map<string, number>();
   for (;;) {
     if (await createExclusive(path, content)) return;
     const seen = await look(path);
@@ -230,23 +268,26 @@ async function takeLock(
       // Refreshed or replaced while watched: its holder is alive.
       throw inUse(path, seen);
     }
+    const gone = provablyGone(seen.holder, me);
     if (!watched) {
-      const age = Math.max(0, Date.now() - seen.mtimeMs);
-      watched = { seen, staleAt: performance.now() + Math.max(0, staleAfterMs - age) };
-      if (!provablyGone(seen.holder, me) && age < staleAfterMs) {
-        const { pid, host } = seen.holder ?? {};
+      watched = { seen, staleAt: clock.monotonic() + staleAfterMs };
+      if (!gone) {
         logger.warn(
-          `the data directory's lock ${path} names ${typeof pid === "number" ? `process ${pid} on ${host}` : "another process"}, ` +
-            `refreshed ${Math.round(age / 1000)} s ago; waiting up to ${Math.ceil((staleAfterMs - age) / 1000)} s ` +
-            `for it to be refreshed (then it is in use) or to go stale (then it is taken over)`,
+          `the data directory's lock ${path} names ${holderName(seen)}; waiting up to ${Math.ceil(staleAfterMs / 1000)} s ` +
+            `for it to be refreshed (then it is in use) or to stay unchanged (then it is taken over)`,
         );
       }
     }
-    if (provablyGone(seen.holder, me) || performance.now() >= watched.staleAt) {
-      if (await takeOver(path, seen, content, staleAfterMs)) return;
-      continue; // another starter won, or the lock changed: the next look decides
+    if (gone || clock.monotonic() >= watched.staleAt) {
+      // A holder that is gone writes nothing more; one that is only silent may be frozen, and is fenced off.
+      const fence = gone ? undefined : options.fence;
+      const outcome = await takeOver(path, seen, content, { staleAfterMs, clock, claims, fence });
+      if (outcome === "won") return;
+      // Another starter is taking over (the next look finds its lock), or the lock changed: the next look decides.
+      if (outcome === "claimed") await sleep(clock, Math.min(heartbeatMs / 2, 100));
+      continue;
     }
-    await sleep(Math.min(heartbeatMs / 2, watched.staleAt - performance.now()));
+    await sleep(clock, Math.min(heartbeatMs / 2, watched.staleAt - clock.monotonic()));
   }
 }
 
@@ -255,48 +296,68 @@ function holdLock(
   token: string,
   heartbeatMs: number,
   logger: Logger,
+  clock: Clock,
   onLost: ((error: StorageError) => void) | undefined,
 ): DirectoryLock {
   let lost: StorageError | null = null;
   let released = false;
   let beating: Promise<void> | null = null;
   let failing = false;
+  let timer: ClockTimer | undefined;
   const lose = (reason: string) => {
+    if (lost) return;
     lost = new StorageError("locked", `this process lost the data directory's lock ${path}: ${reason}`);
-    clearInterval(timer);
+    clock.clearTimeout(timer);
     heldHere.delete(path);
     logger.error(lost.message);
     onLost?.(lost);
   };
+  /** Whether the lock still names this holder; loses it when it does not. */
+  const stillMine = async (): Promise<boolean> => {
+    try {
+      if (tokenOf(await readFile(path, "utf8")) === token) return true;
+      lose("another process took it over (this one was stopped or stalled for longer than the lock's stale interval)");
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") throw error;
+      lose("its lock file was removed");
+    }
+    return false;
+  };
   const beat = async () => {
     try {
-      if (tokenOf(await readFile(path, "utf8")) !== token) {
-        return lose("another process took it over (this one was stopped or stalled for longer than the lock's stale interval)");
-      }
-      const now = new Date();
+      if (!(await stillMine())) return;
+      const now = new Date(clock.now());
       await utimes(path, now, now);
       if (failing) logger.info(`the data directory's lock ${path} is refreshed again`);
       failing = false;
     } catch (error) {
-      if (errnoCode(error) === "ENOENT") return lose("its lock file was removed");
       if (!failing) logger.warn(`cannot refresh the data directory's lock ${path}: ${(error as Error).message}`);
       failing = true;
     }
   };
-  const timer = setInterval(() => {
-    if (beating || lost || released) return;
-    beating = beat().finally(() => (beating = null));
-  }, heartbeatMs);
-  unrefTimer(timer);
+  const schedule = () => {
+    timer = clock.setTimeout(() => {
+      if (lost || released) return;
+      beating = beat().finally(() => {
+        beating = null;
+        if (!lost && !released) schedule();
+      });
+    }, heartbeatMs, true);
+  };
+  schedule();
   return {
     path,
     get lost() {
       return lost;
     },
+    async check() {
+      if (!lost && !released) await stillMine().catch(() => {});
+      return lost;
+    },
     async release() {
       if (released) return;
       released = true;
-      clearInterval(timer);
+      clock.clearTimeout(timer);
       await beating;
       if (lost) return;
       heldHere.delete(path);

@@ -12,7 +12,7 @@
  * @module
  */
 import { mkdir, open, readdir, rename, rm, unlink } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { StorageError } from "../errors.ts";
 
 /** Name of an area's temp folder. */
@@ -81,6 +81,30 @@ export async function syncDirectory(dir: string): Promise<void> {
 }
 
 /**
+ * Creates the folder `dir` and the folders between it and `root`, each made
+ * durable in its parent (fsync), but never `root` itself: a storage whose
+ * data folder was moved away by a takeover (`fs_storage.ts`) must not
+ * create it again, so this fails with `ENOENT` then.
+ */
+export async function makeDirectoryBelow(root: string, dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (error) {
+    if (errnoCode(error) === "EEXIST") return;
+    const rel = relative(root, dir);
+    if (errnoCode(error) !== "ENOENT" || rel === "" || rel.startsWith("..")) throw error;
+    await makeDirectoryBelow(root, dirname(dir));
+    try {
+      await mkdir(dir);
+    } catch (again) {
+      if (errnoCode(again) === "EEXIST") return;
+      throw again;
+    }
+  }
+  await syncDirectory(dirname(dir));
+}
+
+/**
  * Atomically replaces `path` with `data`: a temp file in the area's temp
  * folder (`root` is the area), write, fsync, rename over the target, fsync of
  * its directory. A crash at any point leaves either the old content or the
@@ -88,7 +112,7 @@ export async function syncDirectory(dir: string): Promise<void> {
  */
 export async function replaceFileAtomically(path: string, root: string, data: Uint8Array): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
+  await makeDirectoryBelow(root, dir);
   const temp = tempPathIn(root);
   try {
     const handle = await open(temp, "w");
@@ -231,7 +255,7 @@ export async function listKeysUnder(root: string, prefix: string, suffix = ""): 
  */
 export async function prepareArea(root: string): Promise<number> {
   const temps = join(root, TEMP_FOLDER);
-  await mkdir(temps, { recursive: true });
+  await makeDirectoryBelow(dirname(root), temps);
   const leftovers = await readdir(temps);
   for (const name of leftovers) await rm(join(temps, name), { force: true, recursive: true });
   return leftovers.length;
