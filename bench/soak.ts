@@ -5,7 +5,14 @@
  * once across its output and error files, no torn line, counts equal to the
  * files' line counts.
  *
- * Usage: <runtime> bench/soak.ts [--kills 200] [--lines 2000] [--database postgres://…]
+ * Of every ten interruptions, one is a freeze instead of a kill (`--freezes`
+ * sets how many in all): the server gets SIGSTOP, a second server starts on
+ * the same state (taking the data directory over once the frozen one's lock
+ * is stale, or the frozen node's slices once their leases lapse), and once the
+ * second has made progress the first gets SIGCONT. A woken fs server must stop
+ * writing nothing; a woken cluster node goes on as a node until it is killed.
+ *
+ * Usage: <runtime> bench/soak.ts [--kills 200] [--freezes 20] [--lines 2000] [--database postgres://…]
  * (npm run soak -- --kills 200 runs it on Node, from the npm build). With
  * `--database` the server keeps its state in PostgreSQL, in a schema of its
  * own that is dropped at the end.
@@ -23,6 +30,7 @@ import { report, startBenchUpstream } from "./_lib.ts";
 const arg = (name: string, fallback: number) =>
   process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback;
 const KILLS = arg("--kills", 200);
+const FREEZES = arg("--freezes", Math.floor(KILLS / 10));
 const LINES = arg("--lines", 2000);
 const database = process.argv.includes("--database") ? process.argv[process.argv.indexOf("--database") + 1] : undefined;
 const schema = `soak_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
@@ -30,7 +38,9 @@ const schema = `soak_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 const upstream = await startBenchUpstream(5);
 const dir = await mkdtemp(join(tmpdir(), "bench-soak-"));
 const place = database ? ["--database", database, "--database-schema", schema] : ["--data", join(dir, "data")];
-const args = ["--upstream", upstream.baseUrl, ...place, "--concurrency", "8", "--checkpoint-interval", "1"];
+// Short lock and lease intervals, so that a freeze's takeover comes within seconds.
+const takeover = database ? ["--lease-seconds", "2"] : ["--lock-stale-after", "2"];
+const args = ["--upstream", upstream.baseUrl, ...place, "--concurrency", "8", "--checkpoint-interval", "1", ...takeover];
 const start = async (): Promise<ServerProcess> => {
   const server = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
   await server.waitFor(/ready/);
@@ -39,6 +49,8 @@ const start = async (): Promise<ServerProcess> => {
 
 const stats = {
   kills: 0,
+  freezes: 0,
+  woken_servers_that_stopped: 0,
   batches_verified: 0,
   results_verified: 0,
   lost: 0,
@@ -105,11 +117,42 @@ while (stats.kills < KILLS) {
   if (!state.current) await submitNext(api);
   await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 600));
   const status = (await api.retrieveBatch(state.current!.id)).status;
-  await server.kill();
-  stats.kills++;
+  const interruption = stats.kills + stats.freezes + 1;
+  if (FREEZES > 0 && interruption % Math.max(1, Math.floor((KILLS + FREEZES) / FREEZES)) === 0 && stats.freezes < FREEZES) {
+    server = await freezeAndTakeOver(server, state.current!.id);
+    stats.freezes++;
+  } else {
+    await server.kill();
+    stats.kills++;
+    server = await start();
+  }
   stats.kills_by_status[status] = (stats.kills_by_status[status] ?? 0) + 1;
-  if (stats.kills % 25 === 0) console.error(`${stats.kills} kills, ${stats.batches_verified} batches verified`);
-  server = await start();
+  if (interruption % 25 === 0) console.error(`${stats.kills} kills, ${stats.freezes} freezes, ${stats.batches_verified} batches verified`);
+}
+
+/**
+ * SIGSTOP of `frozen`, a second server on the same state, SIGCONT of the
+ * first once the second made progress on `batchId` (or the batch ended):
+ * resolves with the second, the first stopped.
+ */
+async function freezeAndTakeOver(frozen: ServerProcess, batchId: string): Promise<ServerProcess> {
+  process.kill(frozen.child.pid!, "SIGSTOP");
+  const second = await start();
+  const api = createApiClient({ baseUrl: second.baseURL, apiKey: undefined });
+  const before = (await api.retrieveBatch(batchId)).request_counts.completed;
+  for (;;) {
+    const batch = await api.retrieveBatch(batchId);
+    if (batch.request_counts.completed > before || !["validating", "in_progress", "finalizing"].includes(batch.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  process.kill(frozen.child.pid!, "SIGCONT");
+  if (database) {
+    await frozen.kill(); // a woken node is a node like any other
+  } else {
+    const code = await frozen.exited;
+    if (code === 1 && frozen.output().includes("lost the data directory")) stats.woken_servers_that_stopped++;
+  }
+  return second;
 }
 const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
 for (;;) {
@@ -134,5 +177,6 @@ report("soak", {
   ...stats,
   lines_per_batch: LINES,
   minutes: Number(((performance.now() - started) / 60_000).toFixed(1)),
-  pass: stats.lost === 0 && stats.duplicated === 0 && stats.torn_lines === 0 && stats.count_mismatches === 0,
+  pass: stats.lost === 0 && stats.duplicated === 0 && stats.torn_lines === 0 && stats.count_mismatches === 0 &&
+    (database !== undefined || stats.woken_servers_that_stopped === stats.freezes),
 });
