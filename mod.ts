@@ -24,7 +24,7 @@ export { createPrometheusMetrics, type PrometheusMetrics } from "./src/http/metr
 export { createWebhookDeliverer, type WebhookDeliverer, type WebhookDelivererOptions, type WebhookEndpoint } from "./src/webhooks/deliverer.ts";
 export { signatureHeaders } from "./src/webhooks/signature.ts";
 export { DEFAULT_OWNER, ownerOfKey } from "./src/http/auth.ts";
-export { type BatchEngine, type BatchEngineOptions, type BatchPage, createBatchEngine } from "./src/batch/engine/engine.ts";
+export { type BatchEngine, type BatchEngineOptions, type BatchPage, type ClusterView, createBatchEngine } from "./src/engine/engine.ts";
 export { BatchError, type BatchErrorCode } from "./src/batch/model/errors.ts";
 export { DEFAULT_ENDPOINTS, parseCompletionWindow } from "./src/batch/model/batch_params.ts";
 export { DEFAULT_FILE_LIMITS, type FileLimits, type FileService } from "./src/batch/files/file_service.ts";

@@ -94,8 +94,8 @@ export async function startBenchUpstream(latencyMs: number): Promise<{ baseUrl: 
 }
 
 /** Starts the real server for a benchmark: from the source on Deno and Bun, from the npm build on Node. */
-export async function startBenchServer(args: string[]): Promise<import("../tests/_server.ts").ServerProcess> {
-  const { startServer } = await import("../tests/_server.ts");
+export async function startBenchServer(args: string[]): Promise<import("../tests/support/server.ts").ServerProcess> {
+  const { startServer } = await import("../tests/support/server.ts");
   const server = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
   await server.waitFor(/ready/);
   return server;
@@ -136,7 +136,7 @@ export async function timeBatchInProcess(
   const { mkdtemp, rm } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
-  const { createBatchEngine } = await import("../src/batch/engine/engine.ts");
+  const { createBatchEngine } = await import("../src/engine/engine.ts");
   const { silentLogger } = await import("../src/shared/logger.ts");
   const { createFsStorage } = await import("../src/storage/fs/fs_storage.ts");
   const dir = await mkdtemp(join(tmpdir(), "bench-batch-"));
@@ -187,7 +187,7 @@ export async function curlUpload(baseUrl: string, path: string, purpose: string)
 /** Starts the server with `args` and times process start to `/health` ok; `stop` kills it. */
 export async function timeToHealthy(args: string[]): Promise<{ ms: number; stop: () => Promise<void> }> {
   const started = performance.now();
-  const { startServer } = await import("../tests/_server.ts");
+  const { startServer } = await import("../tests/support/server.ts");
   const { currentRuntime } = await import("../src/runtime/detect.ts");
   const server = await startServer(args, {}, { fromBuild: currentRuntime() === "node" });
   for (;;) {

@@ -19,7 +19,7 @@ import { join } from "node:path";
 import process from "node:process";
 import postgres from "postgres";
 import { createApiClient } from "../src/client/api_client.ts";
-import type { ServerProcess } from "../tests/_server.ts";
+import type { ServerProcess } from "../tests/support/server.ts";
 import { median, pollBatch, report, runsArg, startBenchServer, startBenchUpstream, writeJsonl } from "./_lib.ts";
 
 const url = process.env.BATCHSPOOL_BENCH_DATABASE_URL;

@@ -16,7 +16,7 @@
  */
 import { join } from "node:path";
 import { readLines } from "../src/batch/input/line_splitter.ts";
-import { responseRecord } from "../src/batch/run/result_records.ts";
+import { responseRecord } from "../src/engine/lines/result_records.ts";
 import { createInProcessTarget } from "../src/targets/in_process.ts";
 import type { Target } from "../src/targets/types.ts";
 import { createFsStorage } from "../src/storage/fs/fs_storage.ts";

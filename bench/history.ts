@@ -123,7 +123,7 @@ async function writeHistory(data: string, count: number): Promise<void> {
 
 /** Process start to `/health` ok, then the server (left running for the caller, or stopped). */
 async function timeToReady(data: string) {
-  const { startServer } = await import("../tests/_server.ts");
+  const { startServer } = await import("../tests/support/server.ts");
   const { currentRuntime } = await import("../src/runtime/detect.ts");
   const started = performance.now();
   const server = await startServer(["--upstream", "mock", "--data", data], {}, { fromBuild: currentRuntime() === "node" });

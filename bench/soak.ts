@@ -24,7 +24,7 @@ import { join } from "node:path";
 import type { BatchObject } from "../src/batch/model/objects.ts";
 import { createApiClient } from "../src/client/api_client.ts";
 import { currentRuntime } from "../src/runtime/detect.ts";
-import { type ServerProcess, startServer } from "../tests/_server.ts";
+import { type ServerProcess, startServer } from "../tests/support/server.ts";
 import { report, startBenchUpstream } from "./_lib.ts";
 
 const arg = (name: string, fallback: number) =>

@@ -3,18 +3,39 @@
 // Node that package.json's engines allows and the current LTS, both installed
 // from npm as devDependencies), then prints one summary line
 // `N passed, N failed` summed over the runs.
-// Usage: node scripts/test.mjs [--only deno|bun|node|node-22|node-24] [--skip-checks]
+//
+// Tests live in folders by level: tests/unit (one module, in process),
+// tests/contract (the storage and engine contracts on every adapter and
+// ledger, in process), tests/process (real servers and child processes);
+// tests/support holds their helpers.
+//
+// Usage: node scripts/test.mjs [--only deno|bun|node|node-22|node-24] [--skip-checks] [file or folder ...]
+// With files or folders (npm test -- tests/unit/ids.test.ts), only those run (after the build, which
+// some tests use), on every runtime unless --only says otherwise.
 import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { readdirSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { startDatabase } from "./embedded_postgres.mjs";
 
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+const chosen = args.filter((arg, i) => !arg.startsWith("--") && args[i - 1] !== "--only");
 const skipChecks = args.includes("--skip-checks");
 const bin = (name) => `node_modules/.bin/${name}`;
-const testFiles = readdirSync("tests").filter((f) => f.endsWith(".test.ts")).sort()
-  .map((f) => `tests/${f}`);
+
+/** The test files under a file or folder, sorted. */
+function testFilesUnder(path) {
+  if (statSync(path).isFile()) return [path];
+  return readdirSync(path, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() || entry.name.endsWith(".test.ts"))
+    .flatMap((entry) => testFilesUnder(join(path, entry.name)))
+    .sort();
+}
+const testFiles = (chosen.length ? chosen : ["tests"]).flatMap(testFilesUnder).map((file) => file.replace(/^\.\//, ""));
+if (!testFiles.length) {
+  console.log(`no test files under ${chosen.join(", ")}`);
+  process.exit(1);
+}
 
 /** A runner that has not finished after this long is killed (with its process group) and counts as failed. */
 const RUN_TIMEOUT_MS = 12 * 60 * 1000;
@@ -74,21 +95,22 @@ const runtimes = {
   "node-24": nodeRun(24),
   deno: {
     command: bin("deno"),
-    args: ["test", "-A", "--no-check", "tests/"],
+    args: ["test", "-A", "--no-check", ...testFiles],
     passed: /(\d+) passed/g,
     failed: /(\d+) failed/g,
   },
   bun: {
     command: bin("bun"),
-    args: ["test", "--timeout", "120000", "./tests/"],
+    // Bun takes a path (rather than a name filter) when it starts with ./
+    args: ["test", "--timeout", "120000", ...testFiles.map((file) => `./${file}`)],
     passed: /^\s*(\d+) pass$/gm,
     failed: /^\s*(\d+) fail$/gm,
   },
 };
 
 let failures = 0;
-if (!skipChecks && !only) {
-  const checks = [
+if (!skipChecks && (!only || chosen.length)) {
+  const checks = chosen.length ? [["build", process.execPath, ["scripts/build.mjs"]]] : [
     ["build", process.execPath, ["scripts/build.mjs"]],
     ["tsc", bin("tsc"), ["--noEmit", "-p", "tsconfig.json"]],
     ["deno check", bin("deno"), ["check", "mod.ts", "src/", "tests/", "bench/", "scripts/"]],

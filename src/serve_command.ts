@@ -5,7 +5,7 @@
  * @module
  */
 import process from "node:process";
-import { type BatchEngine, createBatchEngine } from "./batch/engine/engine.ts";
+import { type BatchEngine, createBatchEngine } from "./engine/engine.ts";
 import { createPrometheusMetrics, type PrometheusMetrics } from "./http/metrics.ts";
 import { DEFAULT_FILE_LIMITS } from "./batch/files/file_service.ts";
 import { consoleLogger } from "./shared/logger.ts";
@@ -16,7 +16,6 @@ import { createApp } from "./http/app.ts";
 import { serve } from "./runtime/serve.ts";
 import { createFsStorage } from "./storage/fs/fs_storage.ts";
 import { createPostgresStorage } from "./storage/postgres/postgres_storage.ts";
-import { type ClusterEngine, createClusterEngine } from "./cluster/cluster_engine.ts";
 import type { Storage } from "./storage/types.ts";
 import { createWebhookDeliverer, type WebhookDeliverer } from "./webhooks/deliverer.ts";
 import { ConfigError, type ServeConfig } from "./serve_config.ts";
@@ -44,8 +43,9 @@ export function targetFor(config: ServeConfig): Target {
 }
 
 /**
- * Builds the engine a configuration describes, on `storage`: with a database,
- * a cluster's node. Call `start()` on it.
+ * Builds the engine a configuration describes, on `storage`: a node of the
+ * work that storage holds (the only one on a data directory; one of the
+ * schema's on a database). Call `start()` on it.
  */
 export function engineFor(
   config: ServeConfig,
@@ -53,8 +53,8 @@ export function engineFor(
   target: Target = targetFor(config),
   metrics?: PrometheusMetrics,
   deliverer?: WebhookDeliverer,
-): BatchEngine | ClusterEngine {
-  const options = {
+): BatchEngine {
+  const engine = createBatchEngine({
     storage,
     target,
     concurrency: config.concurrency,
@@ -67,16 +67,11 @@ export function engineFor(
     webhooks: config.webhooks
       ? { wants: (owner: string) => config.webhooks!.has(owner), recorded: () => deliverer?.kick() }
       : undefined,
-  };
-  const engine = config.databaseUrl
-    ? createClusterEngine({
-      ...options,
-      database: { url: config.databaseUrl, schema: config.databaseSchema },
-      nodeId: config.nodeId,
-      leaseSeconds: config.leaseSeconds,
-      sliceLimits: { maxLines: config.sliceLines },
-    })
-    : createBatchEngine({ ...options, checkpoints: { intervalMs: config.checkpointIntervalMs } });
+    checkpoints: { intervalMs: config.checkpointIntervalMs },
+    nodeId: config.nodeId,
+    leaseSeconds: config.leaseSeconds,
+    sliceLimits: { maxLines: config.sliceLines },
+  });
   metrics?.attach(engine);
   return engine;
 }
@@ -94,7 +89,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
   const app = createApp({
     engine,
     metrics,
-    cluster: "describeCluster" in engine ? { nodeId: engine.nodeId, describe: () => engine.describeCluster() } : undefined,
+    cluster: { describe: () => engine.describeCluster() },
     apiKeys: config.apiKeys,
     maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,
     idleTimeoutMs: config.idleTimeoutMs,
@@ -165,7 +160,6 @@ export function openStorage(config: ServeConfig, onLost: (error: Error) => void)
     return createPostgresStorage({
       url: config.databaseUrl,
       schema: config.databaseSchema,
-      exclusive: false,
       idleInTransactionTimeoutMs: config.leaseSeconds * 1000,
       logger: consoleLogger,
     });

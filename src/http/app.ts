@@ -6,7 +6,7 @@
  * @module
  */
 import { Hono } from "hono";
-import type { BatchEngine } from "../batch/engine/engine.ts";
+import type { BatchEngine } from "../engine/engine.ts";
 import { DEFAULT_FILE_LIMITS } from "../batch/files/file_service.ts";
 import { consoleLogger, type Logger } from "../shared/logger.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
@@ -42,11 +42,10 @@ export interface AppOptions {
    */
   metrics?: PrometheusMetrics;
   /**
-   * The cluster this server is a node of: `/health` names the node, and
-   * `GET /cluster` shows every node, its work and last heartbeat (without API
-   * keys, like `/metrics`: keep it private).
+   * Serves `GET /cluster`: every node on this storage, its work and last
+   * heartbeat (without API keys, like `/metrics`: keep it private).
    */
-  cluster?: { nodeId: string; describe(): Promise<unknown> };
+  cluster?: { describe(): Promise<unknown> };
 }
 
 /** How long an upload may wait for its next bytes, by default. */
@@ -85,7 +84,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
   app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
   addDocsPage(app);
 
-  const node = options.cluster ? { node_id: options.cluster.nodeId } : {};
+  const node = { node_id: engine.nodeId };
   app.get("/health", (c) =>
     engine.ready ? c.json({ status: "ok", ...node }) : c.json({ status: "starting", ...node }, 503));
   const { cluster } = options;

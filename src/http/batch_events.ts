@@ -11,7 +11,7 @@
  */
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { BatchEngine } from "../batch/engine/engine.ts";
+import type { BatchEngine } from "../engine/engine.ts";
 import type { BatchStatus } from "../batch/model/objects.ts";
 import { type Clock, sleep } from "../shared/clock.ts";
 import type { OwnerVariables } from "./auth.ts";

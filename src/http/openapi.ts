@@ -52,8 +52,8 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           "200": ok("Ready.", {
             type: "object",
-            properties: { status: { const: "ok" }, node_id: { type: "string", description: "On a cluster: the node that answered." } },
-            required: ["status"],
+            properties: { status: { const: "ok" }, node_id: { type: "string", description: "The node that answered." } },
+            required: ["status", "node_id"],
           }),
           "503": ok("Starting or stopping.", { type: "object", properties: { status: { const: "starting" }, node_id: { type: "string" } } }),
         },
@@ -80,7 +80,7 @@ export const OPENAPI_DOCUMENT = {
     "/cluster": {
       get: {
         operationId: "cluster",
-        summary: "On a cluster (several nodes on one database): its nodes, their work and heartbeats; keep it private",
+        summary: "The nodes on this storage (one, or several on one database), their work and heartbeats; keep it private",
         security: [],
         "x-batchspool-extension": true,
         responses: {
@@ -90,7 +90,7 @@ export const OPENAPI_DOCUMENT = {
             properties: {
               object: { const: "cluster" },
               node_id: { type: "string" },
-              lease_seconds: { type: "number" },
+              lease_seconds: { ...nullable("number"), description: "How long a claim outlives its node's last heartbeat; null where claims do not lapse (one node on its own storage)." },
               nodes: {
                 type: "array",
                 items: {

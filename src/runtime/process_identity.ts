@@ -29,11 +29,20 @@ async function readTrimmed(read: () => Promise<string>): Promise<string | undefi
   }
 }
 
+/** The host's name, or `localhost` where the runtime may not read it (Deno without `--allow-sys`). */
+export function hostName(): string {
+  try {
+    return hostname();
+  } catch {
+    return "localhost";
+  }
+}
+
 /** This process. */
 export async function thisProcess(): Promise<ProcessIdentity> {
   return {
     pid: process.pid,
-    host: hostname(),
+    host: hostName(),
     bootId: await readTrimmed(() => readFile("/proc/sys/kernel/random/boot_id", "utf8")),
     pidNamespace: await readTrimmed(() => readlink("/proc/self/ns/pid")),
   };

@@ -12,7 +12,7 @@ import type { OffThreadScanner } from "../input/off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS, type InputScan, type ValidationLimits } from "../input/validation.ts";
 import { BatchError } from "../model/errors.ts";
 import { isFileId, newFileId } from "../model/ids.ts";
-import { type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "../model/objects.ts";
+import { type FileContentRef, type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "../model/objects.ts";
 import { fileBlobKey, fileDocKey, fileDocPrefix } from "../model/storage_keys.ts";
 import { FileExpiryIndex } from "./file_expiry.ts";
 import { NO_SCAN, startUploadScan } from "./upload_scan.ts";
@@ -88,6 +88,12 @@ export interface FileService {
   sweepExpired(): Promise<number>;
 }
 
+/** Result files kept outside storage: their bytes, checked as they are read, and their deletion. */
+export interface ResultFileReader {
+  read(content: FileContentRef, bytes: number): Promise<ReadableStream<Uint8Array>>;
+  delete(content: FileContentRef): Promise<void>;
+}
+
 /** An upload whose bytes are stored but that is not yet a file. */
 export interface ReceivedUpload {
   id: string;
@@ -110,7 +116,9 @@ export interface FileServiceOptions {
    * Whether a file is the input of a batch still running: deleting such a file
    * removes it from the API at once, but its bytes stay until the batch ends.
    */
-  isInUse?: (fileId: string) => boolean;
+  isInUse?: (fileId: string) => boolean | Promise<boolean>;
+  /** Reads and deletes result files kept outside storage (a PostgreSQL ledger's results table). */
+  resultFiles?: ResultFileReader | null;
   /** Limits of the validation scan that runs while a batch input is uploaded. */
   validation?: ValidationLimits;
   /** Runs the scans of streamed uploads on a worker thread (otherwise they run in this one). */
@@ -155,10 +163,16 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
   const removeFile = async (record: FileRecord) => {
     await storage.documents.delete(fileDocKey(record.owner, record.file.id));
     await expiries.remove(record);
-    if (record.content.store === "blobs") {
-      if (!isInUse(record.file.id)) await storage.blobs.delete(record.content.key);
-    }
-    else await storage.logs.delete(record.content.key);
+    const content = record.content;
+    if (content.store === "blobs") {
+      if (!(await isInUse(record.file.id))) await storage.blobs.delete(content.key);
+    } else if (content.store === "logs") await storage.logs.delete(content.key);
+    else await resultFiles().delete(content);
+  };
+
+  const resultFiles = (): ResultFileReader => {
+    if (!options.resultFiles) throw new BatchError("not_found", "This server keeps no results outside its storage.");
+    return options.resultFiles;
   };
 
   const sizeLimitFor = (purpose: string | undefined) =>
@@ -313,14 +327,17 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
 
     async content(owner, fileId) {
       const record = await readRecord(owner, fileId);
-      const stored = record.content.store === "blobs"
-        ? await storage.blobs.get(record.content.key)
-        : await storage.logs.read(record.content.key);
+      const content = record.content;
+      const onChanged = (error: unknown) =>
+        logger.error(`file ${fileId} differs from what was recorded (${(error as Error).message}); its download was cut short`);
+      if (content.store === "results") {
+        // Each record is checked against its own digest as it is read.
+        return { record, stream: reportingErrors(await resultFiles().read(content, record.file.bytes), onChanged) };
+      }
+      const stored = content.store === "blobs" ? await storage.blobs.get(content.key) : await storage.logs.read(content.key);
       // Bytes changed since they were recorded are never served: the stream ends before the stretch that differs.
-      const expected = { sha256: record.sha256, bytes: record.file.bytes, marks: record.marks };
-      const stream = verifiedStream(stored, expected, (error) =>
-        logger.error(`file ${fileId} differs from what was recorded (${(error as Error).message}); its download was cut short`));
-      return { record, stream };
+      const expected = { sha256: record.sha256!, bytes: record.file.bytes, marks: record.marks! };
+      return { record, stream: verifiedStream(stored, expected, onChanged) };
     },
 
     async delete(owner, fileId) {
@@ -337,4 +354,22 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
     },
   };
   return service;
+}
+
+/** Passes a stream through, telling `onError` of the error that ends it early. */
+function reportingErrors(stream: ReadableStream<Uint8Array>, onError: (error: unknown) => void): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        onError(error);
+        controller.error(error);
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }

@@ -35,10 +35,14 @@ export interface FileObject {
   status_details: string | null;
 }
 
-/** Where a file's bytes live: an immutable blob, or a finished batch log. */
+/**
+ * Where a file's bytes live: an immutable blob, a finished batch's log (a
+ * local ledger's results), or a finished batch's rows in a PostgreSQL ledger's
+ * results table (`results`, keyed as the log would be).
+ */
 export interface FileContentRef {
   /** Which store holds the bytes. */
-  store: "blobs" | "logs";
+  store: "blobs" | "logs" | "results";
   /** The key in that store. */
   key: string;
 }
@@ -49,10 +53,10 @@ export interface FileRecord {
   file: FileObject;
   /** The owner (API key) it belongs to. */
   owner: string;
-  /** Hex SHA-256 of the bytes. */
-  sha256: string;
-  /** SHA-256 of the bytes' prefixes every few MiB, so a batch reading them checks each stretch before it uses it. */
-  marks: DigestMarks;
+  /** Hex SHA-256 of the bytes (none for `results`, whose records each carry their own). */
+  sha256?: string;
+  /** SHA-256 of the bytes' prefixes every few MiB, so a reader checks each stretch before it uses it (none for `results`). */
+  marks?: DigestMarks;
   /** Where the bytes are. */
   content: FileContentRef;
   /** For a batch input: what validation found while it was uploaded. */

@@ -130,6 +130,15 @@ const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 3,
+    name: "results kept as result files, each with its digest",
+    statements: [
+      // A batch's results stay after it ends: its output and error files are made of them. Each
+      // record's SHA-256, computed by the node that recorded it, is checked whenever it is read.
+      `alter table cluster_results add column digest bytea`,
+    ],
+  },
 ];
 
 /** The newest schema version this build knows. */

@@ -4,8 +4,9 @@
  *
  * Tables live in their own schema (default `batchspool`), created and
  * migrated at start (`migrations.ts`), so one database can hold several
- * deployments. One server at a time uses a schema (`exclusive_lock.ts`),
- * unless the servers are a cluster's nodes (`src/cluster/`).
+ * deployments. Any number of engines may share a schema, each a node of its
+ * cluster (`src/engine/ledger/postgres/`); a program that wants a schema to
+ * itself asks for `exclusive` (`exclusive_lock.ts`).
  *
  * @module
  */
@@ -29,8 +30,9 @@ export interface PostgresStorageOptions {
   /** Most connections to the database (default 10). */
   maxConnections?: number;
   /**
-   * Whether this server takes the schema's lock (default true): false for a
-   * cluster's nodes, which share the schema and coordinate through its tables.
+   * Whether this process takes the schema's lock, so that no other may use
+   * it (default false: engines on one schema are a cluster's nodes, and
+   * coordinate through its tables).
    */
   exclusive?: boolean;
   /**
@@ -50,17 +52,28 @@ export interface PostgresStorageOptions {
 /** The default schema. */
 export const DEFAULT_SCHEMA = "batchspool";
 
+/** A PostgreSQL storage: where its database is, for the engine's work ledger, which opens connections of its own. */
+export interface PostgresStorage extends Storage {
+  readonly kind: "postgres";
+  readonly database: { url: string; schema: string };
+}
+
+/** Whether a storage is a PostgreSQL one (an engine on it is a node of its schema's cluster). */
+export function isPostgresStorage(storage: Storage): storage is PostgresStorage {
+  return storage.kind === "postgres" && typeof (storage as Partial<PostgresStorage>).database?.url === "string";
+}
+
 /**
  * Connects to PostgreSQL, creates or migrates the schema, and takes its lock.
  *
- * @throws {StorageError} `locked` when another server uses the schema; `io` when the database cannot be reached
+ * @throws {StorageError} `locked` when `exclusive` and another process uses the schema; `io` when the database cannot be reached
  * @example
  * ```ts
  * const storage = await createPostgresStorage({ url: "postgres://batchspool@127.0.0.1/batchspool" });
  * const engine = createBatchEngine({ storage, target: createMockTarget() });
  * ```
  */
-export async function createPostgresStorage(options: PostgresStorageOptions): Promise<Storage> {
+export async function createPostgresStorage(options: PostgresStorageOptions): Promise<PostgresStorage> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
   if (!SCHEMA_NAME.test(schema)) {
     throw new StorageError("invalid_key", `schema name ${JSON.stringify(schema)} is not a plain lower-case identifier`);
@@ -79,7 +92,7 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
   let lock: Awaited<ReturnType<typeof takeSchemaLock>> | undefined;
   try {
     await migrate(sql, schema);
-    if (options.exclusive ?? true) {
+    if (options.exclusive) {
       lock = await takeSchemaLock(sql, schema, { waitMs: options.lockWaitMs, logger: options.logger, onLost: options.onLockLost });
     }
     await removeAbandonedUploads(sql);
@@ -95,6 +108,7 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
   };
   return {
     kind: "postgres",
+    database: { url: options.url, schema },
     blobs: createPostgresBlobStore(sql, ensureOpen),
     logs: createPostgresLogStore(sql, ensureOpen),
     documents: createPostgresDocumentStore(sql, ensureOpen),

@@ -1,0 +1,158 @@
+/**
+ * What a node reads of the ledger's tables (no claim, no lock): the node
+ * table, where work stands, stops, and the results.
+ *
+ * @module
+ */
+import type postgres from "postgres";
+import type { BatchStatus } from "../../../batch/model/objects.ts";
+import { query } from "../../../storage/postgres/shared.ts";
+import type { BatchInWork, HeldItemView, LedgerOverview, NodeRow, StopReason } from "../ledger.ts";
+
+/** The cluster's tables, read. */
+export class ClusterReads {
+  constructor(readonly sql: postgres.Sql) {}
+
+  /** The other nodes. */
+  async nodes(): Promise<NodeRow[]> {
+    const rows = await query("read the node table", undefined, () =>
+      this.sql`select *, extract(epoch from now() - heartbeat_at)::float8 as silent from cluster_nodes order by node_id`);
+    return rows.map((row) => ({
+      nodeId: row.node_id,
+      host: row.host,
+      bootId: row.boot_id ?? undefined,
+      pidNamespace: row.pid_namespace ?? undefined,
+      pid: row.pid,
+      startedAt: new Date(row.started_at).toISOString(),
+      heartbeatAt: new Date(row.heartbeat_at).toISOString(),
+      silentSeconds: row.silent,
+    }));
+  }
+
+  /** When the batch was added (seconds ago, by the database's clock), or null when it is not in the cluster. */
+  async batchAge(batchId: string): Promise<number | null> {
+    const rows = await query("read a batch's age", batchId, () =>
+      this.sql`select extract(epoch from now() - created_at)::float8 as age from cluster_batches where batch_id = ${batchId}`);
+    return rows.length ? rows[0].age : null;
+  }
+
+  /** The lines of [first, first + count) that have a result. */
+  async finishedLines(batchId: string, first: number, count: number): Promise<number[]> {
+    const rows = await query("read finished lines", batchId, () =>
+      this.sql`select line from cluster_results where batch_id = ${batchId} and line >= ${first} and line < ${first + count}`);
+    return rows.map((row) => row.line as number);
+  }
+
+  /** The cluster's batches by status, as their work shows it, and the lines not yet finished. */
+  async overview(): Promise<LedgerOverview> {
+    const [row] = await query("read the cluster's overview", undefined, () =>
+      this.sql`select
+          count(*) filter (where b.slices_left is null and b.stop is null)::int as validating,
+          count(*) filter (where b.slices_left > 0 and b.stop is null)::int as in_progress,
+          count(*) filter (where b.slices_left = 0 and b.stop is null)::int as finalizing,
+          count(*) filter (where b.stop = 'cancel')::int as cancelling,
+          count(*) filter (where b.stop in ('expire', 'fail'))::int as ending,
+          (select coalesce(sum(greatest(0, line_count - completed - failed)), 0)::int from cluster_work
+            where kind = 'slice' and not done) as waiting
+        from cluster_batches b`);
+    const batches: Partial<Record<BatchStatus, number>> = {};
+    for (const status of ["validating", "in_progress", "finalizing", "cancelling"] as const) {
+      if (row[status]) batches[status] = row[status];
+    }
+    // Expiring and failing batches still show `in_progress` until their finalizing ends them.
+    if (row.ending) batches.in_progress = (batches.in_progress ?? 0) + row.ending;
+    return { batches, linesWaiting: row.waiting };
+  }
+
+
+  /** The stop of each of these batches that must stop. */
+  async stopsOf(batchIds: readonly string[]): Promise<Map<string, StopReason>> {
+    if (!batchIds.length) return new Map();
+    const rows = await query("read stops", undefined, () =>
+      this.sql`select batch_id, stop from cluster_batches where batch_id = any(${batchIds as string[]}::text[]) and stop is not null`);
+    return new Map(rows.map((row) => [row.batch_id as string, row.stop as StopReason]));
+  }
+
+  /** A batch's stop and why it failed (null: none); undefined when the batch is not in the cluster. */
+  async stopOf(batchId: string): Promise<{ stop: StopReason | null; failure: string | null } | undefined> {
+    const rows = await query("read a stop", batchId, () =>
+      this.sql`select stop, failure from cluster_batches where batch_id = ${batchId}`);
+    return rows.length ? { stop: rows[0].stop, failure: rows[0].failure } : undefined;
+  }
+
+  /** Whether a file is the input of a batch that has not ended. */
+  async isInputInUse(fileId: string): Promise<boolean> {
+    const rows = await query("read inputs in use", undefined, () =>
+      this.sql`select 1 from cluster_batches where input_file_id = ${fileId} limit 1`);
+    return rows.length > 0;
+  }
+
+  /** A running batch's counts so far, summed over its slices, with each slice's usage. */
+  async liveCounts(batchId: string): Promise<{ completed: number; failed: number; usages: unknown[] } | null> {
+    const rows = await query("read live counts", batchId, () =>
+      this.sql`select completed, failed, usage from cluster_work where batch_id = ${batchId} and kind = 'slice'`);
+    if (!rows.length) return null;
+    let completed = 0;
+    let failed = 0;
+    for (const row of rows) {
+      completed += row.completed;
+      failed += row.failed;
+    }
+    return { completed, failed, usages: rows.map((row) => row.usage).filter((usage) => usage !== null) };
+  }
+
+  /** The count and bytes (records and their newlines) of a batch's recorded results of each kind. */
+  async resultSizes(batchId: string): Promise<{ output: { rows: number; bytes: number }; errors: { rows: number; bytes: number } }> {
+    const rows = await query("count results", batchId, () =>
+      this.sql`select is_error, count(*)::int as n, coalesce(sum(octet_length(record) + 1), 0)::float8 as bytes
+        from cluster_results where batch_id = ${batchId} group by is_error`);
+    const sizes = { output: { rows: 0, bytes: 0 }, errors: { rows: 0, bytes: 0 } };
+    for (const row of rows) sizes[row.is_error ? "errors" : "output"] = { rows: row.n, bytes: Number(row.bytes) };
+    return sizes;
+  }
+
+  /** A batch's records of one kind in line order, with their digests, a thousand rows a query. */
+  async *results(batchId: string, isError: boolean): AsyncGenerator<{ record: string; digest: Uint8Array | null }[]> {
+    let after = 0;
+    for (;;) {
+      const rows = await query("read results", batchId, () =>
+        this.sql`select line, record, digest from cluster_results where batch_id = ${batchId} and is_error = ${isError} and line > ${after}
+          order by line limit 1000`);
+      if (!rows.length) return;
+      after = rows[rows.length - 1].line;
+      yield rows.map((row) => ({ record: row.record as string, digest: row.digest as Uint8Array | null }));
+    }
+  }
+
+  /** Each slice's usage, for a batch's total. */
+  async sliceUsages(batchId: string): Promise<unknown[]> {
+    const rows = await query("read usage", batchId, () =>
+      this.sql`select usage from cluster_work where batch_id = ${batchId} and kind = 'slice' and usage is not null`);
+    return rows.map((row) => row.usage);
+  }
+
+  /** Every item held now, by node: what the cluster route shows. */
+  async heldItems(): Promise<HeldItemView[]> {
+    const rows = await query("read held items", undefined, () =>
+      this.sql`select node_id, batch_id, item, kind, first_line, line_count,
+          extract(epoch from lease_until - now())::float8 as lease_left
+        from cluster_work where node_id is not null and not done order by node_id, batch_id, item`);
+    return rows.map((row) => ({
+      nodeId: row.node_id,
+      batchId: row.batch_id,
+      item: row.item,
+      kind: row.kind,
+      firstLine: row.first_line,
+      lineCount: row.line_count,
+      leaseSeconds: Math.round(row.lease_left * 10) / 10,
+    }));
+  }
+
+  /** Batches not yet ended, by progress of their items. */
+  async batchesInWork(): Promise<BatchInWork[]> {
+    const rows = await query("read batches in work", undefined, () =>
+      this.sql`select b.batch_id, b.stop, b.slices_left, (select count(*)::int from cluster_work w where w.batch_id = b.batch_id and w.kind = 'slice') as slices
+        from cluster_batches b order by b.batch_id`);
+    return rows.map((row) => ({ batchId: row.batch_id, stop: row.stop, slices: row.slices, slicesLeft: row.slices_left }));
+  }
+}

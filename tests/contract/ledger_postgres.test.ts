@@ -1,0 +1,82 @@
+/**
+ * The PostgreSQL ledger's tables as two nodes use them at once: a claim's fencing token
+ * refuses the writes of a node whose item was claimed by another, and the
+ * last slice of a batch makes its finalize item exactly once, even when the
+ * last two slices finish on two nodes at the same moment.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import postgres from "postgres";
+import { sha256Hex } from "../../src/integrity/sha256.ts";
+import { FINALIZE_ITEM, type SliceSpec } from "../../src/engine/ledger/ledger.ts";
+import { ClusterStore } from "../../src/engine/ledger/postgres/cluster_store.ts";
+import { channelOf } from "../../src/engine/ledger/postgres/postgres_ledger.ts";
+import { createPostgresStorage } from "../../src/storage/postgres/postgres_storage.ts";
+import { databaseUrl, dropSchema, freshSchemaName } from "../support/postgres.ts";
+
+async function withTwoNodes(body: (a: ClusterStore, b: ClusterStore, sql: postgres.Sql) => Promise<void>): Promise<void> {
+  const schema = freshSchemaName();
+  // Opening the storage creates and migrates the schema.
+  await (await createPostgresStorage({ url: databaseUrl(), schema })).close();
+  const sql = postgres(databaseUrl(), { max: 4, onnotice: () => {}, connection: { search_path: `"${schema}"` } });
+  try {
+    const a = new ClusterStore(sql, "node-a", 60, channelOf(schema));
+    const b = new ClusterStore(sql, "node-b", 60, channelOf(schema));
+    const me = { pid: 1, host: "test" };
+    await a.registerNode(me);
+    await b.registerNode(me);
+    await body(a, b, sql);
+  } finally {
+    await sql.end();
+    await dropSchema(schema);
+  }
+}
+
+const slices = (n: number): SliceSpec[] =>
+  Array.from({ length: n }, (_, i) => ({ firstLine: i * 10 + 1, lineCount: 10, byteStart: i * 100, byteEnd: (i + 1) * 100, sha256: "x" }));
+
+const usage = { completed: 1, failed: 0, usage: {} };
+
+test("postgres ledger: a node whose slice was claimed by another records nothing, and the new holder's results count", () =>
+  withTwoNodes(async (a, b, sql) => {
+    await a.addBatch("batch_1", "default", "file-1", 2_000_000_000);
+    const validation = await a.claim(["validate"]);
+    assert.ok(validation);
+    assert.equal(await b.claim(["validate"]), null, "a held item is not claimed twice");
+    assert.equal(await a.addSlices(validation, slices(1)), true);
+
+    const first = (await a.claim(["slice"]))!;
+    assert.equal(first.item, 0);
+    // Node A stalls; its lease is given up for it (as it lapses, or its node is proven gone).
+    await b.forgetNode("node-a");
+    const second = (await b.claim(["slice"]))!;
+    assert.equal(second.item, 0);
+    assert.equal(second.token, first.token + 1);
+
+    const line = (n: number) => ({ line: n, isError: false, record: `{"line":${n}}`, digest: sha256Hex(`{"line":${n}}`) });
+    assert.equal(await a.recordResults(first, [line(1), line(2)], usage), false, "the stalled node's write is refused");
+    assert.deepEqual(await b.finishedLines("batch_1", 1, 10), [], "and it left nothing");
+    assert.equal(await b.recordResults(second, [line(1)], usage), true);
+    assert.deepEqual(await a.finishedLines("batch_1", 1, 10), [1]);
+    assert.equal(await a.finishSlice(first), false, "the stalled node cannot finish the slice either");
+    assert.equal(await a.heartbeat([first]).then((kept) => kept.length), 0, "and its heartbeat learns it lost it");
+    assert.equal(await b.finishSlice(second), true);
+    const [finalize] = await sql`select kind from cluster_work where batch_id = 'batch_1' and item = ${FINALIZE_ITEM}`;
+    assert.equal(finalize.kind, "finalize");
+  }));
+
+test("postgres ledger: the last slices finishing at once on two nodes make one finalize item", () =>
+  withTwoNodes(async (a, b, sql) => {
+    for (let round = 0; round < 10; round++) {
+      const batchId = `batch_r${round}`;
+      await a.addBatch(batchId, "default", "file-1", 2_000_000_000);
+      const validation = (await a.claim(["validate"]))!;
+      assert.equal(await a.addSlices(validation, slices(2)), true);
+      const one = (await a.claim(["slice"]))!;
+      const two = (await b.claim(["slice"]))!;
+      assert.notEqual(one.item, two.item);
+      assert.deepEqual(await Promise.all([a.finishSlice(one), b.finishSlice(two)]), [true, true]);
+      const rows = await sql`select count(*)::int as n from cluster_work where batch_id = ${batchId} and kind = 'finalize'`;
+      assert.equal(rows[0].n, 1);
+    }
+  }));

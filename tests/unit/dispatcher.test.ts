@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Dispatcher, type Lease } from "../../src/engine/lines/dispatcher.ts";
+import { backoffDelay } from "../../src/engine/lines/backoff.ts";
+import { retryAfterMs } from "../../src/targets/retry_after.ts";
+import { ManualClock, settle } from "../support/clock.ts";
+
+test("Dispatcher never has more leases out than its concurrency", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 3 });
+  let out = 0;
+  let peak = 0;
+  await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+    const lease = await dispatcher.acquire(`q${i % 2}`);
+    out++;
+    peak = Math.max(peak, out);
+    // Holds the lease while the other acquirers run.
+    await settle();
+    out--;
+    lease.release();
+  }));
+  assert.equal(peak, 3);
+  assert.equal(dispatcher.inFlight, 0);
+});
+
+test("Dispatcher rotates fairly: a small queue is not starved by a big one", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  const blocker = await dispatcher.acquire("setup");
+  const order: string[] = [];
+  const waiters = [
+    ...Array.from({ length: 10 }, () => dispatcher.acquire("big").then((lease) => ({ queue: "big", lease }))),
+    ...Array.from({ length: 3 }, () => dispatcher.acquire("small").then((lease) => ({ queue: "small", lease }))),
+  ];
+  blocker.release();
+  for (const waiter of waiters) {
+    waiter.then(({ queue, lease }) => {
+      order.push(queue);
+      // Released a little later, so the next grant is made by the release, in rotation.
+      settle().then(() => lease.release());
+    });
+  }
+  await Promise.all(waiters);
+  assert.deepEqual(order.slice(0, 6), ["big", "small", "big", "small", "big", "small"]);
+});
+
+/** Starts `acquire` and says whether its lease has been granted yet. */
+function watchGrant(pending: Promise<Lease>): { granted(): boolean; lease: Promise<Lease> } {
+  let granted = false;
+  const lease = pending.then((lease) => {
+    granted = true;
+    return lease;
+  });
+  return { granted: () => granted, lease };
+}
+
+test("Dispatcher holds requests beyond the requests-per-minute budget until it refills", async () => {
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 100, requestsPerMinute: 600, clock }); // 10 a second
+  for (let i = 0; i < 600; i++) (await dispatcher.acquire("q")).release();
+  const next = watchGrant(dispatcher.acquire("q"));
+  await clock.advance(99);
+  assert.equal(next.granted(), false, "the 601st request waits for one request's worth of budget: 100 ms");
+  await clock.advance(1);
+  assert.equal(next.granted(), true);
+  (await next.lease).release();
+});
+
+test("Dispatcher spends the token budget by estimate and corrects it by reported usage", async () => {
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 10, tokensPerMinute: 60_000, clock }); // 1000 a second
+  const first = await dispatcher.acquire("q", 50_000);
+  first.release(59_900); // the response used more than estimated: only 100 tokens are left
+  const second = watchGrant(dispatcher.acquire("q", 1000));
+  await clock.advance(899);
+  assert.equal(second.granted(), false, "the other 900 tokens take 900 ms to come");
+  await clock.advance(1);
+  assert.equal(second.granted(), true);
+  (await second.lease).release(200); // used less than estimated: the rest comes back
+  const third = watchGrant(dispatcher.acquire("q", 800));
+  await settle();
+  assert.equal(third.granted(), true, "800 refunded tokens are there at once");
+  (await third.lease).release();
+});
+
+test("Dispatcher.backOff() pauses every grant and halves the concurrency", async () => {
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 8, clock });
+  dispatcher.backOff(200);
+  assert.equal(dispatcher.limit, 4);
+  const pending = watchGrant(dispatcher.acquire("q"));
+  await clock.advance(199);
+  assert.equal(pending.granted(), false, "no grant during the pause");
+  await clock.advance(1);
+  assert.equal(pending.granted(), true);
+  (await pending.lease).release();
+  for (let i = 0; i < 100; i++) dispatcher.noteSuccess();
+  assert.equal(dispatcher.limit, 8, "successes raise the limit back");
+});
+
+test("Dispatcher.acquire() rejects when its signal aborts while waiting", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  const held = await dispatcher.acquire("a");
+  const controller = new AbortController();
+  const waiting = dispatcher.acquire("b", 0, controller.signal);
+  controller.abort(new Error("stop"));
+  await assert.rejects(waiting, /stop/);
+  held.release();
+  assert.equal(dispatcher.inFlight, 0);
+});
+
+test("Dispatcher: an aborted signal fails only the waiters that passed it, in every queue", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  const held = await dispatcher.acquire("setup");
+  const stopped = new AbortController();
+  const kept = new AbortController();
+  const settled = (promise: Promise<Lease>) => promise.then(() => "granted", (error: Error) => error.message);
+  const doomed = [
+    settled(dispatcher.acquire("a", 0, stopped.signal)),
+    settled(dispatcher.acquire("b", 0, stopped.signal)),
+    settled(dispatcher.acquire("a", 0, stopped.signal)),
+  ];
+  const survivors = [dispatcher.acquire("a", 0, kept.signal), dispatcher.acquire("b", 0, kept.signal), dispatcher.acquire("c")];
+  stopped.abort(new Error("batch stopped"));
+  assert.deepEqual(await Promise.all(doomed), ["batch stopped", "batch stopped", "batch stopped"]);
+  held.release();
+  for (const survivor of survivors) (await survivor).release();
+  assert.equal(dispatcher.inFlight, 0);
+  // A signal already watched still works for a later waiter.
+  const again = await dispatcher.acquire("setup");
+  const late = settled(dispatcher.acquire("a", 0, kept.signal));
+  kept.abort(new Error("later"));
+  assert.equal(await late, "later");
+  again.release();
+});
+
+test("retryAfterMs() reads seconds, HTTP dates and retry-after-ms", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  assert.equal(retryAfterMs(new Headers({ "retry-after": "3" }), now), 3000);
+  assert.equal(retryAfterMs(new Headers({ "retry-after": "Thu, 01 Jan 2026 00:00:05 GMT" }), now), 5000);
+  assert.equal(retryAfterMs(new Headers({ "retry-after-ms": "250" }), now), 250);
+  assert.equal(retryAfterMs(new Headers({ "retry-after": "soon" }), now), null);
+  assert.equal(retryAfterMs(new Headers(), now), null);
+});
+
+test("backoffDelay() grows exponentially with jitter and is capped", () => {
+  const policy = { baseMs: 100, maxMs: 1000 };
+  assert.equal(backoffDelay(0, policy, () => 0), 50);
+  assert.equal(backoffDelay(0, policy, () => 1), 100);
+  assert.equal(backoffDelay(3, policy, () => 1), 800);
+  assert.equal(backoffDelay(10, policy, () => 1), 1000);
+});
+
+test("responseRecord() splices a one-line body as received and serialises a multi-line one", async () => {
+  const { responseRecord } = await import("../../src/engine/lines/result_records.ts");
+  const response = { status_code: 200, request_id: "r", body: { a: [1, 2], s: "x\ny" } };
+  const spliced = responseRecord(7, "c\"7", response, ' {"a":[1, 2],"s":"x\\ny"} ');
+  const parsed = JSON.parse(spliced);
+  assert.match(spliced, /^\{"id":"batch_req_[0-9a-f]+_7","custom_id":"c\\"7","response":\{"status_code":200,"request_id":"r","body":\{"a":\[1, 2\]/);
+  assert.deepEqual(parsed.response.body, response.body);
+  assert.equal(parsed.error, null);
+  // A body that ends with a newline (Go's json.Encoder writes one) is still spliced: `1.0` stays `1.0`.
+  const trailing = responseRecord(9, "c9", { ...response, body: { n: 1 } }, '{"n":1.0}\r\n');
+  assert.match(trailing, /"body":\{"n":1\.0\}\},"error":null\}$/);
+  const multiLine = responseRecord(8, "c8", response, '{\n  "a": [1, 2],\n  "s": "x\\ny"\n}');
+  assert.ok(!multiLine.includes("\n"));
+  assert.deepEqual(JSON.parse(multiLine).response.body, response.body);
+});

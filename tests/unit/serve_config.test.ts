@@ -1,0 +1,45 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError, readServeConfig, targetFor } from "../../src/serve_command.ts";
+
+const base = ["--upstream", "mock"];
+
+test("serve config: the scan worker is the runtime's default unless a flag or the environment chooses", () => {
+  assert.equal(readServeConfig(base, {}).scanWorker, undefined);
+  assert.equal(readServeConfig([...base, "--scan-worker"], {}).scanWorker, true);
+  assert.equal(readServeConfig([...base, "--no-scan-worker"], {}).scanWorker, false);
+  assert.equal(readServeConfig(base, { BATCHSPOOL_SCAN_WORKER: "1" }).scanWorker, true);
+  assert.equal(readServeConfig(base, { BATCHSPOOL_SCAN_WORKER: "0" }).scanWorker, false);
+  assert.equal(readServeConfig(base, { BATCHSPOOL_SCAN_WORKER: "" }).scanWorker, undefined);
+  // A flag wins over the environment.
+  assert.equal(readServeConfig([...base, "--no-scan-worker"], { BATCHSPOOL_SCAN_WORKER: "1" }).scanWorker, false);
+});
+
+test("serve config: contradictory or unreadable scan-worker choices are refused", () => {
+  assert.throws(() => readServeConfig([...base, "--scan-worker", "--no-scan-worker"], {}), ConfigError);
+  assert.throws(
+    () => readServeConfig(base, { BATCHSPOOL_SCAN_WORKER: "maybe" }),
+    (error: unknown) => error instanceof ConfigError && /BATCHSPOOL_SCAN_WORKER/.test(error.message),
+  );
+});
+
+test("serve config: an upstream no request could reach, or a key no header could carry, is refused at start", () => {
+  const config = readServeConfig(["--upstream", "http://127.0.0.1:8000/v1", "--upstream-key", "sk-a\nb"], {});
+  assert.throws(() => targetFor(config), (error: unknown) => error instanceof ConfigError && /--upstream: .*invalid header/.test(error.message));
+  assert.equal(readServeConfig(base, {}).maxResponseBytes, 64 * 1024 * 1024);
+  assert.equal(readServeConfig([...base, "--max-response-mib", "2"], {}).maxResponseBytes, 2 * 1024 * 1024);
+  assert.equal(readServeConfig(base, {}).lockStaleAfterMs, 10_000);
+  assert.equal(readServeConfig(base, { BATCHSPOOL_LOCK_STALE_AFTER: "30" }).lockStaleAfterMs, 30_000);
+});
+
+test("serve config: a cluster node's name, lease and slice size, from flags or the environment, checked", () => {
+  const defaults = readServeConfig(base, {});
+  assert.deepEqual([defaults.nodeId, defaults.leaseSeconds, defaults.sliceLines], [undefined, 15, 256]);
+  const set = readServeConfig([...base, "--node-id", "node-a.eu:1", "--lease-seconds", "5", "--slice-lines", "100"], {});
+  assert.deepEqual([set.nodeId, set.leaseSeconds, set.sliceLines], ["node-a.eu:1", 5, 100]);
+  const fromEnv = readServeConfig(base, { BATCHSPOOL_NODE_ID: "b", BATCHSPOOL_LEASE_SECONDS: "30", BATCHSPOOL_SLICE_LINES: "64" });
+  assert.deepEqual([fromEnv.nodeId, fromEnv.leaseSeconds, fromEnv.sliceLines], ["b", 30, 64]);
+  for (const args of [["--node-id", "a b"], ["--node-id", ""], ["--lease-seconds", "0"], ["--slice-lines", "x"]]) {
+    assert.throws(() => readServeConfig([...base, ...args], {}), ConfigError, args.join(" "));
+  }
+});
