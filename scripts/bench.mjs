@@ -3,7 +3,7 @@
 // bench/results/, and prints one table per benchmark.
 // Usage: npm run bench [-- <benchmark> ...] [--runtimes node,bun,deno] [--runs n]
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { startDatabase } from "./embedded_postgres.mjs";
 
 const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history", "postgres", "cluster"];
@@ -14,8 +14,10 @@ const runs = option("--runs");
 const named = args.filter((a, i) => !a.startsWith("--") && !["--runtimes", "--runs"].includes(args[i - 1]));
 const benches = named.length ? named : ALL;
 
+// Node from npm (the project needs Node >= 22.12; the `node` running this script may be older).
+const nodeFromNpm = ["node-24", "node-22"].map((n) => `node_modules/${n}/bin/node`).find((p) => existsSync(p));
 const commands = {
-  node: [process.execPath, ["--import", "tsx"]],
+  node: [nodeFromNpm ?? process.execPath, ["--import", "tsx"]],
   bun: ["node_modules/.bin/bun", []],
   deno: ["node_modules/.bin/deno", ["run", "-A"]],
 };
