@@ -351,3 +351,13 @@ test("InputScanner gives every line the documented verdict: whole-line values of
   assert.deepEqual(scan.errors.map((e) => [e.code, e.param, e.line]), expected);
   assert.equal(scan.requests, lines.length);
 });
+
+test("InputScanner keeps no ids past the request limit: a file over it is refused, its later repeats not looked for", () => {
+  const scanner = new InputScanner({ ...DEFAULT_VALIDATION_LIMITS, maxRequests: 3 });
+  const line = (id: string) =>
+    JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions", body: { model: "m", messages: [] } });
+  scanner.push(new TextEncoder().encode(["a", "b", "a", "c", "c", "d", "d"].map(line).join("\n")));
+  const scan = scanner.finish();
+  assert.equal(scan.requests, 7);
+  assert.deepEqual(scan.errors.map((e) => [e.code, e.line]), [["duplicate_custom_id", 3], ["invalid_request", 4]]);
+});

@@ -197,7 +197,9 @@ export class InputScanner {
         else if (request.url !== this.endpoint) problems.push(invalidUrl(this.endpoint, line));
       }
       for (const entry of problems) this.#report(entry);
-      if (typeof request.custom_id === "string" && !this.#seen.add(request.custom_id)) {
+      // Past the request limit the file has failed: its ids are no longer kept (nor their cost paid).
+      const counted = this.#requests <= limits.maxRequests;
+      if (counted && typeof request.custom_id === "string" && !this.#seen.add(request.custom_id)) {
         this.#report({
           code: "duplicate_custom_id",
           message: `The custom_id ${JSON.stringify(request.custom_id)} appears more than once in this batch.`,
