@@ -7,10 +7,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import postgres from "postgres";
-import { sha256Hex } from "../../src/integrity/sha256.ts";
 import { FINALIZE_ITEM, type SliceSpec } from "../../src/engine/ledger/ledger.ts";
 import { ClusterStore } from "../../src/engine/ledger/postgres/cluster_store.ts";
 import { channelOf } from "../../src/engine/ledger/postgres/postgres_ledger.ts";
+import { resultFileStore } from "../../src/engine/ledger/postgres/result_files.ts";
+import { MIGRATIONS } from "../../src/storage/postgres/migrations.ts";
 import { createPostgresStorage } from "../../src/storage/postgres/postgres_storage.ts";
 import { databaseUrl, dropSchema, freshSchemaName } from "../support/postgres.ts";
 
@@ -53,7 +54,7 @@ test("postgres ledger: a node whose slice was claimed by another records nothing
     assert.equal(second.item, 0);
     assert.equal(second.token, first.token + 1);
 
-    const line = (n: number) => ({ line: n, isError: false, record: `{"line":${n}}`, digest: sha256Hex(`{"line":${n}}`) });
+    const line = (n: number) => ({ line: n, isError: false, record: `{"line":${n}}` });
     assert.equal(await a.recordResults(first, [line(1), line(2)], usage), false, "the stalled node's write is refused");
     assert.deepEqual(await b.finishedLines("batch_1", 1, 10), [], "and it left nothing");
     assert.equal(await b.recordResults(second, [line(1)], usage), true);
@@ -80,3 +81,54 @@ test("postgres ledger: the last slices finishing at once on two nodes make one f
       assert.equal(rows[0].n, 1);
     }
   }));
+
+test("postgres ledger: a slice's results written in any order, a group a write, make files in line order; a changed byte is refused", () =>
+  withTwoNodes(async (a, _b, sql) => {
+    await a.addBatch("batch_g", "default", "file-1", 2_000_000_000);
+    const validation = (await a.claim(["validate"]))!;
+    assert.equal(await a.addSlices(validation, slices(2)), true);
+    const held = (await a.claim(["slice"]))!;
+    const record = (n: number) => JSON.stringify({ line: n, text: "ü".repeat(n) });
+    const row = (n: number, isError = false) => ({ line: n, isError, record: record(n) });
+    // Three writes, each with lines from all over the slice, outputs and errors mixed.
+    assert.equal(await a.recordResults(held, [row(7), row(2), row(9, true), row(4)], usage), true);
+    assert.equal(await a.recordResults(held, [row(1), row(10), row(3, true)], usage), true);
+    assert.equal(await a.recordResults(held, [row(8), row(5), row(6, true)], usage), true);
+    assert.deepEqual((await a.finishedLines("batch_g", 1, 10)).sort((x, y) => x - y), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.deepEqual((await a.finishedLines("batch_g", 4, 3)).sort((x, y) => x - y), [4, 5, 6]);
+    const sizes = await a.resultSizes("batch_g");
+    const files = resultFileStore(a, sql);
+    const text = async (kind: "output" | "errors", bytes: number) =>
+      await new Response(await files.read({ store: "results", key: `batches/batch_g/${kind}` }, bytes)).text();
+    assert.equal(await text("output", sizes.output.bytes), [1, 2, 4, 5, 7, 8, 10].map((n) => record(n) + "\n").join(""));
+    assert.equal(await text("errors", sizes.errors.bytes), [3, 6, 9].map((n) => record(n) + "\n").join(""));
+    assert.equal(sizes.output.rows, 7);
+    await assert.rejects(text("output", sizes.output.bytes + 1), /holds \d+ bytes/);
+    await sql`update cluster_result_groups set records = replace(records, '"line":5', '"line":6') where batch_id = 'batch_g'`;
+    await assert.rejects(text("output", sizes.output.bytes), /differs from what was recorded/);
+  }));
+
+test("postgres ledger: results a node recorded a row a line (schema version 2) are still served after the upgrade", async () => {
+  const schema = freshSchemaName();
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {}, connection: { search_path: `"${schema}"` } });
+  try {
+    await sql.unsafe(`create schema "${schema}"`);
+    await sql.unsafe(`create table migrations (version integer primary key, name text not null, applied_at timestamptz not null default now())`);
+    for (const migration of MIGRATIONS.filter((m) => m.version <= 2)) {
+      for (const statement of migration.statements) await sql.unsafe(statement);
+      await sql`insert into migrations (version, name) values (${migration.version}, ${migration.name})`;
+    }
+    await sql`insert into cluster_results (batch_id, line, is_error, record)
+      values ('batch_old', 2, false, '{"n":2}'), ('batch_old', 1, false, '{"n":1}'), ('batch_old', 3, true, '{"n":3}')`;
+    await (await createPostgresStorage({ url: databaseUrl(), schema })).close();
+    const reads = new ClusterStore(sql, "node-a", 60, channelOf(schema));
+    assert.deepEqual((await reads.finishedLines("batch_old", 1, 5)).sort(), [1, 2, 3]);
+    const sizes = await reads.resultSizes("batch_old");
+    assert.deepEqual(sizes.output, { rows: 2, bytes: 16 });
+    const output = await resultFileStore(reads, sql).read({ store: "results", key: "batches/batch_old/output" }, sizes.output.bytes);
+    assert.equal(await new Response(output).text(), '{"n":1}\n{"n":2}\n');
+  } finally {
+    await sql.end();
+    await dropSchema(schema);
+  }
+});

@@ -55,21 +55,23 @@ export async function flipStoredByte(schema: string, area: "blobs" | "logs", key
 }
 
 /**
- * Flips one bit of byte `at` of a PostgreSQL ledger's result file (`batches/<id>/output` or `…/errors`: its
- * records in line order, each followed by a newline), in the results table, behind batchspool's back.
+ * Flips one bit of a byte of a PostgreSQL ledger's result file (`batches/<id>/output` or `…/errors`), in
+ * the results table, behind batchspool's back: byte `at` of its groups' records taken by first line
+ * (the file's own order, where no two groups overlap).
  */
 export async function flipResultByte(schema: string, key: string, at: number): Promise<void> {
   const [, batchId, kind] = /^batches\/([^/]+)\/(output|errors)$/.exec(key)!;
   const sql = adminSql();
-  const rows = await sql`select line, record from ${sql(schema)}.cluster_results
-    where batch_id = ${batchId} and is_error = ${kind === "errors"} order by line`;
+  const rows = await sql`select first_line, records from ${sql(schema)}.cluster_result_groups
+    where batch_id = ${batchId} and is_error = ${kind === "errors"} order by first_line`;
   let offset = 0;
   for (const row of rows) {
-    const bytes = new TextEncoder().encode(row.record as string);
+    const bytes = new TextEncoder().encode(row.records as string);
     if (at < offset + bytes.length) {
       bytes[at - offset] ^= 0x20;
-      const record = new TextDecoder().decode(bytes);
-      await sql`update ${sql(schema)}.cluster_results set record = ${record} where batch_id = ${batchId} and line = ${row.line}`;
+      const records = new TextDecoder().decode(bytes);
+      await sql`update ${sql(schema)}.cluster_result_groups set records = ${records}
+        where batch_id = ${batchId} and first_line = ${row.first_line}`;
       return;
     }
     offset += bytes.length + 1;

@@ -11,13 +11,13 @@ import { sha256Hex } from "../../integrity/sha256.ts";
 import { StorageError } from "../errors.ts";
 
 /** One step of the schema. Statements are unqualified: the connection's search path is the schema. */
-interface Migration {
+export interface Migration {
   version: number;
   name: string;
   statements: string[];
 }
 
-const MIGRATIONS: readonly Migration[] = [
+export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: "documents, logs and blobs",
@@ -120,7 +120,8 @@ const MIGRATIONS: readonly Migration[] = [
         primary key (batch_id, item)
       )`,
       `create index cluster_work_claimable on cluster_work (lease_until) where not done`,
-      // One result per input line, whoever ran it: the primary key is the last guard of exactly once.
+      // One result per input line, whoever ran it: the primary key is the last guard of exactly once
+      // (replaced by result groups in version 3).
       `create table cluster_results (
         batch_id text collate "C" not null,
         line integer not null,
@@ -132,11 +133,27 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    name: "results kept as result files, each with its digest",
+    name: "results recorded in groups, kept as result files, each group with its digest",
     statements: [
-      // A batch's results stay after it ends: its output and error files are made of them. Each
-      // record's SHA-256, computed by the node that recorded it, is checked whenever it is read.
-      `alter table cluster_results add column digest bytea`,
+      // A group of one kind's results as one write recorded them, in line order: a row per group
+      // costs the database a fraction of a row per line. A batch's results stay after it ends: its
+      // output and error files are made of them. Each group's SHA-256, computed by the node that
+      // recorded it, is checked whenever it is read. Lines are distinct across a batch's groups
+      // (fenced writes of the lines without a result), so the first line keys a group.
+      `create table cluster_result_groups (
+        batch_id text collate "C" not null,
+        first_line integer not null,
+        last_line integer not null,
+        is_error boolean not null,
+        lines integer[] not null,
+        records text not null,
+        digest bytea,
+        primary key (batch_id, first_line)
+      )`,
+      // Results of batches running when the schema was upgraded: a group each, without a digest.
+      `insert into cluster_result_groups (batch_id, first_line, last_line, is_error, lines, records)
+        select batch_id, line, line, is_error, array[line], record from cluster_results`,
+      `drop table cluster_results`,
     ],
   },
 ];

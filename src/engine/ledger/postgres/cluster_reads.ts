@@ -9,6 +9,15 @@ import type { BatchStatus } from "../../../batch/model/objects.ts";
 import { query } from "../../../storage/postgres/shared.ts";
 import type { BatchInWork, HeldItemView, LedgerOverview, NodeRow, StopReason } from "../ledger.ts";
 
+/** A recorded group of results of one kind: its lines ascending, its records joined by newlines in that order. */
+export interface StoredResultGroup {
+  firstLine: number;
+  lines: number[];
+  records: string;
+  /** SHA-256 of `records` (null for results recorded before schema version 3). */
+  digest: Uint8Array | null;
+}
+
 /** The cluster's tables, read. */
 export class ClusterReads {
   constructor(readonly sql: postgres.Sql) {}
@@ -38,8 +47,11 @@ export class ClusterReads {
 
   /** The lines of [first, first + count) that have a result. */
   async finishedLines(batchId: string, first: number, count: number): Promise<number[]> {
+    const last = first + count - 1;
     const rows = await query("read finished lines", batchId, () =>
-      this.sql`select line from cluster_results where batch_id = ${batchId} and line >= ${first} and line < ${first + count}`);
+      this.sql`select l.line from cluster_result_groups g, unnest(g.lines) as l(line)
+        where g.batch_id = ${batchId} and g.first_line <= ${last} and g.last_line >= ${first}
+          and l.line between ${first} and ${last}`);
     return rows.map((row) => row.line as number);
   }
 
@@ -103,24 +115,31 @@ export class ClusterReads {
 
   /** The count and bytes (records and their newlines) of a batch's recorded results of each kind. */
   async resultSizes(batchId: string): Promise<{ output: { rows: number; bytes: number }; errors: { rows: number; bytes: number } }> {
+    // A group's records are joined by newlines: its bytes in a file are theirs and one newline more.
     const rows = await query("count results", batchId, () =>
-      this.sql`select is_error, count(*)::int as n, coalesce(sum(octet_length(record) + 1), 0)::float8 as bytes
-        from cluster_results where batch_id = ${batchId} group by is_error`);
+      this.sql`select is_error, coalesce(sum(cardinality(lines)), 0)::int as n, coalesce(sum(octet_length(records) + 1), 0)::float8 as bytes
+        from cluster_result_groups where batch_id = ${batchId} group by is_error`);
     const sizes = { output: { rows: 0, bytes: 0 }, errors: { rows: 0, bytes: 0 } };
     for (const row of rows) sizes[row.is_error ? "errors" : "output"] = { rows: row.n, bytes: Number(row.bytes) };
     return sizes;
   }
 
-  /** A batch's records of one kind in line order, with their digests, a thousand rows a query. */
-  async *results(batchId: string, isError: boolean): AsyncGenerator<{ record: string; digest: Uint8Array | null }[]> {
-    let after = 0;
+  /** A batch's result groups of one kind by first line, with their digests, a page at a time. */
+  async *resultGroups(batchId: string, isError: boolean): AsyncGenerator<StoredResultGroup[]> {
+    let after = -1;
     for (;;) {
       const rows = await query("read results", batchId, () =>
-        this.sql`select line, record, digest from cluster_results where batch_id = ${batchId} and is_error = ${isError} and line > ${after}
-          order by line limit 1000`);
+        this.sql`select first_line, lines, records, digest from cluster_result_groups
+          where batch_id = ${batchId} and is_error = ${isError} and first_line > ${after}
+          order by first_line limit 16`);
       if (!rows.length) return;
-      after = rows[rows.length - 1].line;
-      yield rows.map((row) => ({ record: row.record as string, digest: row.digest as Uint8Array | null }));
+      after = rows[rows.length - 1].first_line;
+      yield rows.map((row) => ({
+        firstLine: row.first_line as number,
+        lines: row.lines as number[],
+        records: row.records as string,
+        digest: row.digest as Uint8Array | null,
+      }));
     }
   }
 

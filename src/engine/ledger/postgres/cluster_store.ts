@@ -7,12 +7,14 @@
  * A claim raises the item's token; every write a holder makes names the token
  * it claimed with and changes nothing once another node has claimed the item
  * (fencing): a node paused past its lease may wake with answers arriving, and
- * none of them is recorded. Results are keyed by line as the last guard.
+ * none of them is recorded. Results are recorded a group a write, keyed by
+ * their first line as the last guard.
  *
  * @module
  */
 import type postgres from "postgres";
 import type { ProcessIdentity } from "../../../runtime/process_identity.ts";
+import { sha256Hex } from "../../../integrity/sha256.ts";
 import { query } from "../../../storage/postgres/shared.ts";
 import {
   FINALIZE_ITEM,
@@ -25,21 +27,36 @@ import {
 } from "../ledger.ts";
 import { ClusterReads } from "./cluster_reads.ts";
 
-/** One result to record, with the SHA-256 of its record (hex). */
+/** One result to record. */
 export interface ResultRow {
   line: number;
   isError: boolean;
+  /** A JSONL record (no newline inside). */
   record: string;
+}
+
+/** The results of one kind of a write, as one row: lines ascending, records joined by newlines, their SHA-256. */
+interface ResultGroup {
+  firstLine: number;
+  lastLine: number;
+  lines: string;
+  records: string;
   digest: string;
 }
 
-/**
- * Records (JSONL lines: no newline inside) joined into one text parameter that
- * the database splits again: sent as a text array, every quote of every
- * record would be escaped on the way, and unescaped by the database.
- */
-function joinRecords(rows: readonly ResultRow[]): string {
-  return rows.map((row) => row.record).join("\n");
+/** A write's results of one kind as a group (null: none of that kind). */
+function groupOf(rows: readonly ResultRow[], isError: boolean): ResultGroup | null {
+  const chosen = rows.filter((row) => row.isError === isError).sort((a, b) => a.line - b.line);
+  if (!chosen.length) return null;
+  // Records go as one text parameter: as a text array, every quote of every record would be escaped on the way.
+  const records = chosen.map((row) => row.record).join("\n");
+  return {
+    firstLine: chosen[0].line,
+    lastLine: chosen[chosen.length - 1].line,
+    lines: chosen.map((row) => row.line).join(","),
+    records,
+    digest: sha256Hex(records),
+  };
 }
 
 /** A claimed item with the counts its slice had recorded when it was claimed (a slice taken over goes on from them). */
@@ -203,7 +220,7 @@ export class ClusterStore extends ClusterReads {
    * Records results of a held item in one statement that first checks the
    * claim (fencing): a slice's with its new counts, the finalizer's (expired
    * lines) without. False, recording nothing, when another node claimed the
-   * item. A line that has a result keeps it.
+   * item.
    */
   recordResults(
     held: HeldItem,
@@ -216,15 +233,19 @@ export class ClusterStore extends ClusterReads {
       ? this.sql`update cluster_work set completed = ${counts.completed}, failed = ${counts.failed},
           usage = ${this.sql.json(counts.usage as postgres.JSONValue)} where ${claimed} returning 1`
       : this.sql`select 1 from cluster_work where ${claimed} for update`;
+    const [output, errors] = [groupOf(rows, false), groupOf(rows, true)];
     return query("record results", held.batchId, async () => {
       const [result] = await this.sql`with fence as (${fence}), written as (
-          insert into cluster_results (batch_id, line, is_error, record, digest)
-          select ${held.batchId}, r.line, r.is_error = 1, r.record, decode(r.digest, 'hex')
-          from unnest(${rows.map((r) => r.line)}::int[], ${rows.map((r) => (r.isError ? 1 : 0))}::int[],
-                      string_to_array(${joinRecords(rows)}, E'\n'), string_to_array(${rows.map((r) => r.digest).join(",")}, ','))
-            as r(line, is_error, record, digest)
-          where exists (select 1 from fence)
-          on conflict do nothing
+          insert into cluster_result_groups (batch_id, first_line, last_line, is_error, lines, records, digest)
+          select ${held.batchId}, g.first_line, g.last_line, g.is_error, string_to_array(g.lines, ',')::int[], g.records,
+            decode(g.digest, 'hex')
+          from (values
+              (${output?.firstLine ?? null}::int, ${output?.lastLine ?? null}::int, false, ${output?.lines ?? null}::text,
+               ${output?.records ?? null}::text, ${output?.digest ?? null}::text),
+              (${errors?.firstLine ?? null}::int, ${errors?.lastLine ?? null}::int, true, ${errors?.lines ?? null}::text,
+               ${errors?.records ?? null}::text, ${errors?.digest ?? null}::text)
+            ) as g(first_line, last_line, is_error, lines, records, digest)
+          where g.lines is not null and exists (select 1 from fence)
           returning 1
         )
         select (select count(*) from fence)::int as fenced`;

@@ -2,13 +2,12 @@
  * Writes a claimed item's results (a slice's, or the finalizer's expired
  * lines) to the results table in groups, each in one statement that first
  * checks this node still holds the item (fencing, see `cluster_store.ts`).
- * Each record goes with its SHA-256, checked whenever it is read. Once a write
+ * Each group goes with its SHA-256, checked whenever it is read. Once a write
  * finds the item claimed by another node, nothing more is written and every
  * wait fails with `lease_lost`.
  *
  * @module
  */
-import { sha256Hex } from "../../../integrity/sha256.ts";
 import { type BatchUsage, copyUsage } from "../../../batch/model/objects.ts";
 import { addUsage } from "../../../batch/model/usage.ts";
 import type { EngineObserver } from "../../lines/engine_observer.ts";
@@ -76,7 +75,7 @@ export function createSliceWriter(
             else next.failed++;
             addUsage(next.usage, result.usage);
           }
-          return { line: result.line, isError: kind === "errors", record: result.record, digest: sha256Hex(result.record) };
+          return { line: result.line, isError: kind === "errors", record: result.record };
         });
         if (await store.recordResults(held, rows, next ?? undefined)) {
           counts = next;
