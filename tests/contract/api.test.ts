@@ -383,7 +383,7 @@ for (const adapter of ADAPTERS) {
       await expectError(await t.app.request("/v1/files"), 503);
       await t.engine.start();
       assert.equal((await t.app.request("/health")).status, 200);
-      assert.deepEqual(await (await t.app.request("/health")).json(), { status: "ok" });
+      assert.deepEqual(await (await t.app.request("/health")).json(), { status: "ok", node_id: t.engine.nodeId });
     } finally {
       await t.close();
     }
