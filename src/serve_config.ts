@@ -73,8 +73,8 @@ Options (each also read from the environment variable shown):
                                                      (default: host name and a random suffix)
   --lease-seconds <s>      BATCHSPOOL_LEASE_SECONDS  with --database: how long a node's claim on a slice of
                                                      work outlives its last heartbeat (default 15)
-  --slice-lines <n>        BATCHSPOOL_SLICE_LINES    with --database: most lines of a batch in one slice,
-                                                     the unit the nodes share (default 256)
+  --slice-lines <n>        BATCHSPOOL_SLICE_LINES    with --database: least lines of a batch's largest slices
+                                                     (slices start up to 8 times it, end at it; default 256)
   --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
                                                      the word "mock" selects the built-in mock target
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)

@@ -25,10 +25,25 @@ import { EngineError } from "./engine_error.ts";
 
 /** How large slices are. */
 export interface SliceLimits {
-  /** Most physical lines in a slice. */
+  /** Most physical lines in a slice near the input's end (slices before may grow to {@link GROWTH} times it). */
   maxLines: number;
   /** A slice ends at the first line end at or past this many bytes (a slice is read whole into memory). */
   maxBytes: number;
+}
+
+/**
+ * Slices are guided (as in guided self-scheduling): each is about a quarter
+ * of a node's share of the lines left, at most `GROWTH` times `maxLines` and
+ * twice `maxBytes`, and never less than `maxLines`. Early slices are large,
+ * so a batch costs few claims and commits; the last ones are small, so the
+ * nodes finish together.
+ */
+export const GROWTH = 8;
+
+/** The most lines of the next slice, with `linesLeft` of the input left for `nodes` nodes. */
+export function guidedSliceLines(limits: SliceLimits, linesLeft: number, nodes: number): number {
+  const share = Math.ceil(linesLeft / (4 * Math.max(1, nodes)));
+  return Math.max(limits.maxLines, Math.min(limits.maxLines * GROWTH, share));
 }
 
 /**
@@ -42,9 +57,14 @@ export const DEFAULT_SLICE_LIMITS: SliceLimits = { maxLines: 256, maxBytes: 512 
  * The slices of a batch's input: the whole input when `limits` is null, else
  * the input cut (and checked against its upload's digest as it is read).
  */
-export async function planSlices(storage: Storage, record: BatchRecord, limits: SliceLimits | null): Promise<SliceSpec[]> {
+export async function planSlices(
+  storage: Storage,
+  record: BatchRecord,
+  limits: SliceLimits | null,
+  nodes = 1,
+): Promise<SliceSpec[]> {
   if (!limits) return [{ firstLine: 1, lineCount: record.input_lines, byteStart: 0, byteEnd: record.input_digest.bytes, sha256: null }];
-  return cutSlices(await inputOf(storage, record), limits);
+  return cutSlices(await inputOf(storage, record), limits, { lines: record.input_lines, nodes });
 }
 
 /** A batch's input, each stretch checked against its upload's digest marks before it is given out. */
@@ -52,9 +72,19 @@ export async function inputOf(storage: Storage, record: BatchRecord): Promise<Re
   return verifiedStream(await storage.blobs.get(fileBlobKey(record.batch.input_file_id)), record.input_digest);
 }
 
-/** Cuts an input (already checked against its digest) into slices. */
-export async function cutSlices(input: ReadableStream<Uint8Array>, limits: SliceLimits = DEFAULT_SLICE_LIMITS): Promise<SliceSpec[]> {
+/**
+ * Cuts an input (already checked against its digest) into slices: of
+ * `limits` each, or guided by its number of lines and the nodes that will
+ * share it when `guide` says them.
+ */
+export async function cutSlices(
+  input: ReadableStream<Uint8Array>,
+  limits: SliceLimits = DEFAULT_SLICE_LIMITS,
+  guide?: { lines: number; nodes: number },
+): Promise<SliceSpec[]> {
   const slices: SliceSpec[] = [];
+  const maxBytes = guide ? limits.maxBytes * 2 : limits.maxBytes;
+  const nextMaxLines = () => guide ? guidedSliceLines(limits, guide.lines - (firstLine - 1), guide.nodes) : limits.maxLines;
   let hash: Sha256 = createSha256();
   let offset = 0;
   let sliceStart = 0;
@@ -62,19 +92,22 @@ export async function cutSlices(input: ReadableStream<Uint8Array>, limits: Slice
   let lines = 0;
   /** Whether bytes follow the last line end (a last line without a newline). */
   let open = false;
+  let maxLines = 0;
   const cut = (end: number) => {
     slices.push({ firstLine, lineCount: lines, byteStart: sliceStart, byteEnd: end, sha256: hash.hexDigest() });
     hash = createSha256();
     sliceStart = end;
     firstLine += lines;
     lines = 0;
+    maxLines = nextMaxLines();
   };
+  maxLines = nextMaxLines();
   for await (const chunk of input) {
     let from = 0;
     for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) {
       lines++;
       const end = offset + at + 1;
-      if (lines >= limits.maxLines || end - sliceStart >= limits.maxBytes) {
+      if (lines >= maxLines || end - sliceStart >= maxBytes) {
         hash.update(chunk.subarray(from, at + 1));
         from = at + 1;
         cut(end);

@@ -1,9 +1,10 @@
 /**
  * A batch's validation: check its input, move it to `in_progress`, and hand
- * its slices to the ledger (one slice, its whole input, on a single node; a
- * few hundred lines each on PostgreSQL). Each step can be done again after a
- * crash, on this node or another: the cut is the same, the document change is
- * a compare-and-swap, the slices' insert is fenced by the claim.
+ * its slices to the ledger (one slice, its whole input, on a single node; on
+ * PostgreSQL, slices sized by the lines left and the live nodes). Each step
+ * can be done again after a crash, on this node or another: the document
+ * change is a compare-and-swap, and the slices are added with the validation's
+ * end in one transaction fenced by the claim, so only one cut is ever kept.
  *
  * @module
  */
@@ -77,9 +78,10 @@ export async function runValidation(context: EngineContext, item: WorkItem): Pro
     await ledger.addSlices(held, []);
     return;
   }
-  const slices = await planSlices(storage, current, ledger.sliceLimits);
+  const nodes = ledger.sliceLimits ? (await ledger.liveNodes()).count : 1;
+  const slices = await planSlices(storage, current, ledger.sliceLimits, nodes);
   if (await ledger.addSlices(held, slices)) {
-    if (ledger.sliceLimits) context.logger.info(`batch ${batch.id}: ${slices.length} slice(s) of at most ${ledger.sliceLimits.maxLines} lines`);
+    if (ledger.sliceLimits) context.logger.info(`batch ${batch.id}: ${slices.length} slice(s) for ${nodes} node(s)`);
   } else {
     context.logger.info(`batch ${batch.id}: validated by another node (this one's claim lapsed)`);
   }
