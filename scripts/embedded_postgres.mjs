@@ -163,8 +163,10 @@ function stopServer(child) {
 export async function startEmbeddedPostgres() {
   const native = packagedBinaries();
   const asRoot = process.getuid?.() === 0;
-  const user = asRoot ? postgresUser() : {};
   const dir = mkdtempSync(join(tmpdir(), "batchspool-pg-"));
+  // Run in the server's own directory: as the `postgres` user, a checkout under /root is not a
+  // directory it may enter (Deno's spawn changes into the working directory after changing user).
+  const user = asRoot ? { ...postgresUser(), cwd: dir } : { cwd: dir };
   let server = null;
   const onExit = () => server?.kill("SIGQUIT");
   try {
