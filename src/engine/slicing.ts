@@ -54,17 +54,22 @@ export function guidedSliceLines(limits: SliceLimits, linesLeft: number, nodes: 
 export const DEFAULT_SLICE_LIMITS: SliceLimits = { maxLines: 256, maxBytes: 512 * 1024 };
 
 /**
- * The slices of a batch's input: the whole input when `limits` is null, else
- * the input cut (and checked against its upload's digest as it is read).
+ * The slices of a batch's input, as they are cut: the whole input when
+ * `limits` is null, else the input cut (and checked against its upload's
+ * digest as it is read) from where the slices added so far end (`from`).
  */
-export async function planSlices(
+export async function* slicesOf(
   storage: Storage,
   record: BatchRecord,
   limits: SliceLimits | null,
   nodes = 1,
-): Promise<SliceSpec[]> {
-  if (!limits) return [{ firstLine: 1, lineCount: record.input_lines, byteStart: 0, byteEnd: record.input_digest.bytes, sha256: null }];
-  return cutSlices(await inputOf(storage, record), limits, { lines: record.input_lines, nodes });
+  from: { lines: number; bytes: number } = { lines: 0, bytes: 0 },
+): AsyncGenerator<SliceSpec> {
+  if (!limits) {
+    yield { firstLine: 1, lineCount: record.input_lines, byteStart: 0, byteEnd: record.input_digest.bytes, sha256: null };
+    return;
+  }
+  yield* sliceInput(await inputOf(storage, record), limits, { lines: record.input_lines, nodes }, from);
 }
 
 /** A batch's input, each stretch checked against its upload's digest marks before it is given out. */
@@ -72,54 +77,73 @@ export async function inputOf(storage: Storage, record: BatchRecord): Promise<Re
   return verifiedStream(await storage.blobs.get(fileBlobKey(record.batch.input_file_id)), record.input_digest);
 }
 
-/**
- * Cuts an input (already checked against its digest) into slices: of
- * `limits` each, or guided by its number of lines and the nodes that will
- * share it when `guide` says them.
- */
+/** Cuts an input (already checked against its digest) into slices of `limits`, all at once. */
 export async function cutSlices(
   input: ReadableStream<Uint8Array>,
   limits: SliceLimits = DEFAULT_SLICE_LIMITS,
   guide?: { lines: number; nodes: number },
 ): Promise<SliceSpec[]> {
   const slices: SliceSpec[] = [];
+  for await (const slice of sliceInput(input, limits, guide)) slices.push(slice);
+  return slices;
+}
+
+/**
+ * Cuts an input (already checked against its digest) into slices as it is
+ * read: of `limits` each, or guided by its number of lines and the nodes
+ * that will share it when `guide` says them; the bytes and lines before
+ * `from` (slices cut before) are skipped.
+ */
+export async function* sliceInput(
+  input: ReadableStream<Uint8Array>,
+  limits: SliceLimits,
+  guide?: { lines: number; nodes: number },
+  from: { lines: number; bytes: number } = { lines: 0, bytes: 0 },
+): AsyncGenerator<SliceSpec> {
   const maxBytes = guide ? limits.maxBytes * 2 : limits.maxBytes;
-  const nextMaxLines = () => guide ? guidedSliceLines(limits, guide.lines - (firstLine - 1), guide.nodes) : limits.maxLines;
   let hash: Sha256 = createSha256();
   let offset = 0;
-  let sliceStart = 0;
-  let firstLine = 1;
+  let sliceStart = from.bytes;
+  let firstLine = from.lines + 1;
   let lines = 0;
   /** Whether bytes follow the last line end (a last line without a newline). */
   let open = false;
-  let maxLines = 0;
-  const cut = (end: number) => {
-    slices.push({ firstLine, lineCount: lines, byteStart: sliceStart, byteEnd: end, sha256: hash.hexDigest() });
+  const nextMaxLines = () => guide ? guidedSliceLines(limits, guide.lines - (firstLine - 1), guide.nodes) : limits.maxLines;
+  let maxLines = nextMaxLines();
+  const cut = (end: number): SliceSpec => {
+    const slice = { firstLine, lineCount: lines, byteStart: sliceStart, byteEnd: end, sha256: hash.hexDigest() };
     hash = createSha256();
     sliceStart = end;
     firstLine += lines;
     lines = 0;
     maxLines = nextMaxLines();
+    return slice;
   };
-  maxLines = nextMaxLines();
-  for await (const chunk of input) {
-    let from = 0;
+  for await (let chunk of input) {
+    if (offset + chunk.length <= from.bytes) {
+      offset += chunk.length;
+      continue;
+    }
+    if (offset < from.bytes) {
+      chunk = chunk.subarray(from.bytes - offset);
+      offset = from.bytes;
+    }
+    let start = 0;
     for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) {
       lines++;
       const end = offset + at + 1;
       if (lines >= maxLines || end - sliceStart >= maxBytes) {
-        hash.update(chunk.subarray(from, at + 1));
-        from = at + 1;
-        cut(end);
+        hash.update(chunk.subarray(start, at + 1));
+        start = at + 1;
+        yield cut(end);
       }
     }
-    if (from < chunk.length) hash.update(chunk.subarray(from));
+    if (start < chunk.length) hash.update(chunk.subarray(start));
     offset += chunk.length;
     open = offset > sliceStart && chunk.length > 0 && chunk[chunk.length - 1] !== 10;
   }
   if (open) lines++;
-  if (offset > sliceStart) cut(offset);
-  return slices;
+  if (offset > sliceStart) yield cut(offset);
 }
 
 /** How much of a slice's bytes is split into lines at a time: its lines are parsed as they are sent, not all at once. */

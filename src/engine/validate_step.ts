@@ -1,20 +1,21 @@
 /**
  * A batch's validation: check its input, move it to `in_progress`, and hand
  * its slices to the ledger (one slice, its whole input, on a single node; on
- * PostgreSQL, slices sized by the lines left and the live nodes). Each step
- * can be done again after a crash, on this node or another: the document
- * change is a compare-and-swap, and the slices are added with the validation's
- * end in one transaction fenced by the claim, so only one cut is ever kept.
+ * PostgreSQL, slices sized by the lines left and the live nodes, added as
+ * they are cut so that nodes start at once). Each step can be done again
+ * after a crash, on this node or another: the document change is a
+ * compare-and-swap, every add of slices is fenced by the validation's claim,
+ * and a validation that resumes cuts on from where the slices added end.
  *
  * @module
  */
-import { FINAL_STATUSES } from "../batch/model/objects.ts";
+import { type BatchRecord, FINAL_STATUSES } from "../batch/model/objects.ts";
 import { changeRecord, readRecord } from "./batch_docs.ts";
 import { checkInput } from "./batch_intake.ts";
 import { type EngineContext, nowSeconds } from "./context.ts";
 import { EngineError } from "./engine_error.ts";
-import type { HeldItem, WorkItem } from "./ledger/ledger.ts";
-import { planSlices } from "./slicing.ts";
+import type { HeldItem, SliceSpec, WorkItem } from "./ledger/ledger.ts";
+import { slicesOf } from "./slicing.ts";
 import { setStatus } from "./status.ts";
 import { recordEndEvent } from "./webhook_outbox.ts";
 
@@ -78,11 +79,35 @@ export async function runValidation(context: EngineContext, item: WorkItem): Pro
     await ledger.addSlices(held, []);
     return;
   }
+  await addSlicesAsCut(context, held, current);
+}
+
+/** Slices added while the cut goes on: the first ones at once, so that nodes start while the rest is cut. */
+const FIRST_ADD = 2;
+/** Then this many at a time (each add is a transaction, fenced by the validation's claim). */
+const LATER_ADDS = 16;
+
+/** Cuts the input into slices (resuming where an earlier claim's cut ended) and hands them to the ledger. */
+async function addSlicesAsCut(context: EngineContext, held: HeldItem, record: BatchRecord): Promise<void> {
+  const { ledger, storage } = context;
   const nodes = ledger.sliceLimits ? (await ledger.liveNodes()).count : 1;
-  const slices = await planSlices(storage, current, ledger.sliceLimits, nodes);
-  if (await ledger.addSlices(held, slices)) {
-    if (ledger.sliceLimits) context.logger.info(`batch ${batch.id}: ${slices.length} slice(s) for ${nodes} node(s)`);
-  } else {
-    context.logger.info(`batch ${batch.id}: validated by another node (this one's claim lapsed)`);
+  const from = await ledger.slicedSoFar(held.batchId);
+  let pending: SliceSpec[] = [];
+  let added = 0;
+  let count = 0;
+  for await (const slice of slicesOf(storage, record, ledger.sliceLimits, nodes, from)) {
+    pending.push(slice);
+    count++;
+    if (ledger.sliceLimits && pending.length >= (added ? LATER_ADDS : FIRST_ADD)) {
+      if (!(await ledger.addSlices(held, pending, false))) return lostClaim(context, held);
+      added += pending.length;
+      pending = [];
+    }
   }
+  if (!(await ledger.addSlices(held, pending))) return lostClaim(context, held);
+  if (ledger.sliceLimits) context.logger.info(`batch ${held.batchId}: ${count} slice(s) cut for ${nodes} node(s)`);
+}
+
+function lostClaim(context: EngineContext, held: HeldItem): void {
+  context.logger.info(`batch ${held.batchId}: validated by another node (this one's claim lapsed)`);
 }

@@ -44,7 +44,7 @@ test("postgres ledger: a node whose slice was claimed by another records nothing
     const validation = await a.claim(["validate"]);
     assert.ok(validation);
     assert.equal(await b.claim(["validate"]), null, "a held item is not claimed twice");
-    assert.equal(await a.addSlices(validation, slices(1)), true);
+    assert.equal(await a.addSlices(validation, slices(1), true), true);
 
     const first = (await a.claim(["slice"]))!;
     assert.equal(first.item, 0);
@@ -72,7 +72,7 @@ test("postgres ledger: the last slices finishing at once on two nodes make one f
       const batchId = `batch_r${round}`;
       await a.addBatch(batchId, "default", "file-1", 2_000_000_000);
       const validation = (await a.claim(["validate"]))!;
-      assert.equal(await a.addSlices(validation, slices(2)), true);
+      assert.equal(await a.addSlices(validation, slices(2), true), true);
       const one = (await a.claim(["slice"]))!;
       const two = (await b.claim(["slice"]))!;
       assert.notEqual(one.item, two.item);
@@ -86,7 +86,7 @@ test("postgres ledger: a slice's results written in any order, a group a write, 
   withTwoNodes(async (a, _b, sql) => {
     await a.addBatch("batch_g", "default", "file-1", 2_000_000_000);
     const validation = (await a.claim(["validate"]))!;
-    assert.equal(await a.addSlices(validation, slices(2)), true);
+    assert.equal(await a.addSlices(validation, slices(2), true), true);
     const held = (await a.claim(["slice"]))!;
     const record = (n: number) => JSON.stringify({ line: n, text: "ü".repeat(n) });
     const row = (n: number, isError = false) => ({ line: n, isError, record: record(n) });
@@ -132,3 +132,44 @@ test("postgres ledger: results a node recorded a row a line (schema version 2) a
     await dropSchema(schema);
   }
 });
+
+test("postgres ledger: slices added while the cut goes on run at once; the last add counts those already done", () =>
+  withTwoNodes(async (a, b, sql) => {
+    await a.addBatch("batch_c", "default", "file-1", 2_000_000_000);
+    const validation = (await a.claim(["validate"]))!;
+    const [one, two, three] = slices(3);
+    assert.equal(await a.addSlices(validation, [one], false), true);
+    assert.deepEqual(await b.slicedSoFar("batch_c"), { lines: 10, bytes: 100 });
+    // Another node runs the first slice while the validation goes on; finishing it makes no finalize item.
+    const first = (await b.claim(["slice"]))!;
+    assert.equal(first.item, 0);
+    assert.equal(await b.finishSlice(first), true);
+    const finalize = () => sql`select 1 from cluster_work where batch_id = 'batch_c' and kind = 'finalize'`;
+    assert.equal((await finalize()).length, 0);
+    // The validating node's claim lapses; the node that claims it next resumes after the slices added.
+    await b.forgetNode("node-a");
+    const resumed = (await b.claim(["validate"]))!;
+    assert.equal(await a.addSlices(validation, [two], false), false, "the lapsed claim adds nothing");
+    assert.equal(await b.addSlices(resumed, [two], false), true);
+    assert.deepEqual(await a.slicedSoFar("batch_c"), { lines: 20, bytes: 200 });
+    const second = (await a.claim(["slice"]))!;
+    assert.equal(second.item, 1);
+    assert.equal(await b.addSlices(resumed, [three], true), true);
+    const [{ slices_left }] = await sql`select slices_left from cluster_batches where batch_id = 'batch_c'`;
+    assert.equal(slices_left, 2, "the slice done before the last add is not left");
+    const third = (await b.claim(["slice"]))!;
+    assert.equal(third.item, 2);
+    assert.deepEqual(await Promise.all([a.finishSlice(second), b.finishSlice(third)]), [true, true]);
+    assert.equal((await finalize()).length, 1);
+  }));
+
+test("postgres ledger: a last add when every slice added before is done goes straight to finalizing", () =>
+  withTwoNodes(async (a, _b, sql) => {
+    await a.addBatch("batch_d", "default", "file-1", 2_000_000_000);
+    const validation = (await a.claim(["validate"]))!;
+    assert.equal(await a.addSlices(validation, slices(1), false), true);
+    assert.equal(await a.finishSlice((await a.claim(["slice"]))!), true);
+    assert.equal(await a.addSlices(validation, [], true), true);
+    const rows = await sql`select kind from cluster_work where batch_id = 'batch_d' and kind = 'finalize'`;
+    assert.equal(rows.length, 1);
+  }));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cutSlices, DEFAULT_SLICE_LIMITS, GROWTH, guidedSliceLines } from "../../src/engine/slicing.ts";
+import { cutSlices, DEFAULT_SLICE_LIMITS, GROWTH, guidedSliceLines, sliceInput } from "../../src/engine/slicing.ts";
 import { createSha256 } from "../../src/integrity/sha256.ts";
 
 const input = (lines: number, bytesPerLine = 40) => {
@@ -58,4 +58,17 @@ test("guidedSliceLines: a quarter of a node's share of what is left, between the
   assert.equal(guidedSliceLines(limits, 2_000, 2), 250);
   assert.equal(guidedSliceLines(limits, 50, 3), 100);
   assert.equal(guidedSliceLines(limits, 10_000, 0), 800, "no live node counted: as one");
+});
+
+test("sliceInput: a cut resumed where earlier slices end gives the slices the whole cut gives after them", async () => {
+  const bytes = input(9_000, 37);
+  const guide = { lines: 9_000, nodes: 2 };
+  const whole = await cutSlices(streamOf(bytes, 7_777), DEFAULT_SLICE_LIMITS, guide);
+  for (const at of [1, 3, whole.length - 1]) {
+    const done = whole[at - 1];
+    const from = { lines: done.firstLine + done.lineCount - 1, bytes: done.byteEnd };
+    const rest = [];
+    for await (const slice of sliceInput(streamOf(bytes, 7_777), DEFAULT_SLICE_LIMITS, guide, from)) rest.push(slice);
+    assert.deepEqual(rest, whole.slice(at), `resumed after slice ${at}`);
+  }
 });

@@ -197,8 +197,16 @@ export interface WorkLedger {
   release(held: HeldItem): Promise<void>;
   /** Whether this node still holds an item. */
   holds(held: HeldItem): Promise<boolean>;
-  /** Ends a held validation with the batch's slices (none: straight to finalizing); false when the claim was lost. */
-  addSlices(held: HeldItem, slices: readonly SliceSpec[]): Promise<boolean>;
+  /**
+   * Adds slices to a batch under a held validation, numbered after those it
+   * has: with `final` (the default) the validation ends with them (no slices
+   * at all: straight to finalizing); without, it goes on cutting while nodes
+   * run the slices added so far (a ledger without `sliceLimits` refuses).
+   * False when the claim was lost.
+   */
+  addSlices(held: HeldItem, slices: readonly SliceSpec[], final?: boolean): Promise<boolean>;
+  /** Where the slices added to a batch so far end (zero lines and bytes: none), for a validation that resumes. */
+  slicedSoFar(batchId: string): Promise<{ lines: number; bytes: number }>;
   /** Marks a held slice done (the last one makes the finalizing); false when the claim was lost. */
   finishSlice(held: HeldItem): Promise<boolean>;
   /** Takes an ended batch out (its results stay: its files may be made of them). */

@@ -59,14 +59,15 @@ export class ClusterReads {
   async overview(): Promise<LedgerOverview> {
     const [row] = await query("read the cluster's overview", undefined, () =>
       this.sql`select
-          count(*) filter (where b.slices_left is null and b.stop is null)::int as validating,
-          count(*) filter (where b.slices_left > 0 and b.stop is null)::int as in_progress,
+          count(*) filter (where b.slices_left is null and b.stop is null and not s.sliced)::int as validating,
+          count(*) filter (where (b.slices_left > 0 or (b.slices_left is null and s.sliced)) and b.stop is null)::int as in_progress,
           count(*) filter (where b.slices_left = 0 and b.stop is null)::int as finalizing,
           count(*) filter (where b.stop = 'cancel')::int as cancelling,
           count(*) filter (where b.stop in ('expire', 'fail'))::int as ending,
           (select coalesce(sum(greatest(0, line_count - completed - failed)), 0)::int from cluster_work
             where kind = 'slice' and not done) as waiting
-        from cluster_batches b`);
+        from cluster_batches b
+        cross join lateral (select exists (select 1 from cluster_work w where w.batch_id = b.batch_id and w.kind = 'slice') as sliced) s`);
     const batches: Partial<Record<BatchStatus, number>> = {};
     for (const status of ["validating", "in_progress", "finalizing", "cancelling"] as const) {
       if (row[status]) batches[status] = row[status];

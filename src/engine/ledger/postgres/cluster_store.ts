@@ -186,34 +186,52 @@ export class ClusterStore extends ClusterReads {
   }
 
   /**
-   * Ends validation with the batch's slices (none: it goes straight to
-   * finalizing). False, changing nothing, when the claim was lost.
+   * Adds slices under a held validation, numbered after the batch's others;
+   * `final` ends the validation with them, and sets how many slices are left
+   * (those added so far may be done already: none left, or none at all, goes
+   * straight to finalizing). False, changing nothing, when the claim was lost.
    */
-  addSlices(held: HeldItem, slices: readonly SliceSpec[]): Promise<boolean> {
+  addSlices(held: HeldItem, slices: readonly SliceSpec[], final: boolean): Promise<boolean> {
     return query("add a batch's slices", held.batchId, () =>
       this.sql.begin(async (tx) => {
+        // The batch row's lock orders this with slices finishing meanwhile (see finishSlice).
         const [batch] = await tx`select 1 from cluster_batches where batch_id = ${held.batchId} for update`;
         if (!batch) return false;
-        const done = await tx`update cluster_work set done = true, node_id = null, lease_until = null
-          where batch_id = ${held.batchId} and item = ${held.item} and token = ${held.token} and node_id = ${this.nodeId} and not done
-          returning 1`;
-        if (!done.length) return false;
+        const claimed = tx`batch_id = ${held.batchId} and item = ${held.item} and token = ${held.token}
+          and node_id = ${this.nodeId} and not done`;
+        const validation = final
+          ? await tx`update cluster_work set done = true, node_id = null, lease_until = null where ${claimed} returning 1`
+          : await tx`select 1 from cluster_work where ${claimed} for update`;
+        if (!validation.length) return false;
+        const [{ before, finished }] = await tx`select count(*)::int as before, (count(*) filter (where done))::int as finished
+          from cluster_work where batch_id = ${held.batchId} and kind = 'slice'`;
         if (slices.length) {
           await tx`insert into cluster_work (batch_id, item, kind, first_line, line_count, byte_start, byte_end, sha256)
             select ${held.batchId}, s.item, 'slice', s.first_line, s.line_count, s.byte_start, s.byte_end, s.sha256
-            from unnest(${slices.map((_, i) => i)}::int[], ${slices.map((s) => s.firstLine)}::int[],
+            from unnest(${slices.map((_, i) => before + i)}::int[], ${slices.map((s) => s.firstLine)}::int[],
                         ${slices.map((s) => s.lineCount)}::int[], ${slices.map((s) => s.byteStart)}::bigint[],
                         ${slices.map((s) => s.byteEnd)}::bigint[], ${slices.map((s) => s.sha256)}::text[])
-              as s(item, first_line, line_count, byte_start, byte_end, sha256)
-            on conflict do nothing`;
-        } else {
-          await tx`insert into cluster_work (batch_id, item, kind) values (${held.batchId}, ${FINALIZE_ITEM}, 'finalize')
-            on conflict do nothing`;
+              as s(item, first_line, line_count, byte_start, byte_end, sha256)`;
         }
-        await tx`update cluster_batches set slices_left = ${slices.length} where batch_id = ${held.batchId}`;
-        await tx`select pg_notify(${this.channel}, 'work')`;
+        if (final) {
+          const left = before + slices.length - finished;
+          if (left === 0) {
+            await tx`insert into cluster_work (batch_id, item, kind) values (${held.batchId}, ${FINALIZE_ITEM}, 'finalize')
+              on conflict do nothing`;
+          }
+          await tx`update cluster_batches set slices_left = ${left} where batch_id = ${held.batchId}`;
+        }
+        if (final || slices.length) await tx`select pg_notify(${this.channel}, 'work')`;
         return true;
       }) as Promise<boolean>);
+  }
+
+  /** Where the slices added to a batch so far end. */
+  async slicedSoFar(batchId: string): Promise<{ lines: number; bytes: number }> {
+    const [row] = await query("read a batch's slices so far", batchId, () =>
+      this.sql`select coalesce(max(first_line + line_count - 1), 0)::int as lines, coalesce(max(byte_end), 0)::float8 as bytes
+        from cluster_work where batch_id = ${batchId} and kind = 'slice'`);
+    return { lines: row.lines, bytes: Number(row.bytes) };
   }
 
   /**

@@ -145,7 +145,8 @@ export function createPostgresLedger(options: PostgresLedgerOptions): WorkLedger
     heartbeat: (held) => store.heartbeat(held),
     release: (held) => store.release(held),
     holds: (held) => store.holds(held),
-    addSlices: (held, slices) => store.addSlices(held, slices),
+    addSlices: (held, slices, final = true) => store.addSlices(held, slices, final),
+    slicedSoFar: (batchId) => store.slicedSoFar(batchId),
 
     async finishSlice(held) {
       claimedCounts.delete(claimKey(held));
