@@ -12,6 +12,7 @@ import { RequestError } from "./request_error.ts";
 import { requestBody } from "../runtime/request_body.ts";
 import type { Clock } from "../shared/clock.ts";
 import { limitIdle } from "./idle_body.ts";
+import { attachment } from "./content_disposition.ts";
 
 const MAX_FIELD_BYTES = 64 * 1024;
 /** Multipart framing allowed on top of the file size before a Content-Length is refused outright. */
@@ -122,7 +123,7 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<{ Variables: Owne
       headers: {
         "content-type": "application/octet-stream",
         "content-length": String(record.file.bytes),
-        "content-disposition": `attachment; filename="${record.file.filename.replace(/["\\\r\n]/g, "_")}"`,
+        "content-disposition": attachment(record.file.filename),
       },
     });
   });

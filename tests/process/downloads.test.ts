@@ -8,6 +8,7 @@ import OpenAI, { toFile } from "openai";
 import { line } from "../support/engine.ts";
 import { eventually, startServer } from "../support/server.ts";
 import { ADAPTERS } from "../support/adapters.ts";
+import { removeDir, tempDir } from "../support/tmp.ts";
 
 /** Fetches a body as far as it goes: the bytes received, and whether it ended whole. */
 async function readAsFarAsItGoes(url: string): Promise<{ bytes: Uint8Array; whole: boolean }> {
@@ -79,3 +80,27 @@ for (const adapter of ADAPTERS) {
       }
     }));
 }
+
+test("downloads: a file named in any script downloads with its name (RFC 6266 filename*), never a 500", async () => {
+  const dir = await tempDir();
+  const server = await startServer(["--upstream", "mock", "--data", dir]);
+  try {
+    await server.waitFor(/ready/);
+    const client = new OpenAI({ baseURL: server.baseURL, apiKey: "unused", maxRetries: 0 });
+    for (const name of ["отчёт.txt", "数据 2026.txt", "emoji 😀 (v2)'s.txt", "plain name.txt", "café.txt"]) {
+      const file = await client.files.create({ file: await toFile(new TextEncoder().encode("x"), name), purpose: "user_data" });
+      assert.equal(file.filename, name);
+      const response = await fetch(`${server.baseURL}/files/${file.id}/content`);
+      assert.equal(response.status, 200, name);
+      assert.equal(await response.text(), "x");
+      const disposition = response.headers.get("content-disposition")!;
+      const encoded = /filename\*=UTF-8''([^;]+)/.exec(disposition)?.[1];
+      const ascii = /filename="([^"]*)"/.exec(disposition)?.[1];
+      assert.equal(encoded === undefined ? ascii : decodeURIComponent(encoded), name, disposition);
+      assert.match(ascii!, /^[\x20-\x7e]*$/, "the plain filename is ASCII for old clients");
+    }
+  } finally {
+    await server.stop();
+    await removeDir(dir);
+  }
+});
