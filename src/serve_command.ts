@@ -19,6 +19,7 @@ import { createPostgresStorage } from "./storage/postgres/postgres_storage.ts";
 import type { Storage } from "./storage/types.ts";
 import { createWebhookDeliverer, type WebhookDeliverer } from "./webhooks/deliverer.ts";
 import { ConfigError, type ServeConfig } from "./serve_config.ts";
+import { redactUrl } from "./shared/redact.ts";
 
 export { ConfigError, readServeConfig, SERVE_USAGE, type ServeConfig } from "./serve_config.ts";
 
@@ -104,7 +105,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
   const shownHost = config.host.includes(":") && !config.host.startsWith("[") ? `[${config.host}]` : config.host;
   console.log(`batchspool listening on http://${shownHost}:${server.port}`);
   console.log(`data: ${describeStorage(config)}`);
-  console.log(`target: ${target.description}`);
+  console.log(`target: ${redactUrl(target.description)}`);
   console.log(
     `auth: ${
       config.apiKeys.length

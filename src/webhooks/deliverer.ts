@@ -16,6 +16,7 @@ import { batchDocKey, WEBHOOK_OUTBOX_PREFIX } from "../batch/model/storage_keys.
 import type { OutboxEntry } from "../batch/model/webhook_event.ts";
 import { type Clock, type ClockTimer, systemClock } from "../shared/clock.ts";
 import { type Logger, silentLogger } from "../shared/logger.ts";
+import { redactUrl } from "../shared/redact.ts";
 import { StorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { signatureHeaders } from "./signature.ts";
@@ -129,17 +130,20 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
           ...signatureHeaders(endpoint.secret, entry.event.id, Math.floor(clock.now() / 1000), body),
         },
         body,
+        redirect: "manual",
         signal: AbortSignal.any([closing.signal, AbortSignal.timeout(timeoutMs)]),
       });
       await response.body?.cancel();
-      if (response.status < 200 || response.status >= 300) failure = `${endpoint.url} answered ${response.status}`;
+      // A redirect is not followed: it could turn the signed POST toward an address of the server's network.
+      if (response.status >= 300 && response.status < 400) failure = `${redactUrl(endpoint.url)} answered ${response.status} (redirects are not followed)`;
+      else if (response.status < 200 || response.status >= 300) failure = `${redactUrl(endpoint.url)} answered ${response.status}`;
     } catch (error) {
       if (closing.signal.aborted) {
         // Shutting down: the attempt is handed back for the next deliverer (here after a restart, or another node).
         await storage.documents.put<OutboxEntry>(key, { ...entry, claimed_until: 0 }, { ifVersion: version }).catch(() => {});
         return;
       }
-      failure = `${endpoint.url} unreachable: ${(error as Error).message}`;
+      failure = `${redactUrl(endpoint.url)} unreachable: ${redactUrlsIn((error as Error).message, endpoint.url)}`;
     }
     if (failure === null) return await settle("");
     const attempts = entry.attempts + 1;
@@ -202,4 +206,9 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       await Promise.allSettled(inFlight.values());
     },
   };
+}
+
+/** An error message with `url` in it, if it is, redacted. */
+function redactUrlsIn(message: string, url: string): string {
+  return message.split(url).join(redactUrl(url));
 }

@@ -60,8 +60,8 @@ export function webhookEndpoints(
       throw new WebhookConfigError(`--webhooks-file ${settings.file}: expected {"<api key>": {"url": …, "secret": …}}`);
     }
     for (const [key, value] of Object.entries(parsed)) {
-      if (!apiKeys.includes(key)) throw new WebhookConfigError(`--webhooks-file names a key the server does not accept (${key.slice(0, 6)}…)`);
-      endpoints.set(ownerOfKey(key), checked(value as Partial<WebhookEndpoint>, `--webhooks-file entry of ${key.slice(0, 6)}…`));
+      if (!apiKeys.includes(key)) throw new WebhookConfigError(`--webhooks-file names a key the server does not accept (owner ${ownerOfKey(key)})`);
+      endpoints.set(ownerOfKey(key), checked(value as Partial<WebhookEndpoint>, `--webhooks-file entry of owner ${ownerOfKey(key)}`));
     }
   }
   return endpoints.size ? endpoints : null;

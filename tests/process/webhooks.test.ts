@@ -24,15 +24,18 @@ interface Delivery {
   answered: number;
 }
 
-/** A webhook endpoint on 127.0.0.1 that records every delivery and answers what `answer` says. */
-async function startReceiver(answer: (attempt: number) => number = () => 200) {
+/**
+ * A webhook endpoint on 127.0.0.1 that records every delivery and answers what `answer` says
+ * (a redirect goes to `redirectTo`).
+ */
+async function startReceiver(answer: (attempt: number) => number = () => 200, redirectTo = "") {
   const deliveries: Delivery[] = [];
   const server = createServer(async (request, response) => {
     let body = "";
     for await (const chunk of request) body += chunk;
     const answered = answer(deliveries.length + 1);
     deliveries.push({ headers: request.headers, body, answered });
-    response.writeHead(answered).end();
+    response.writeHead(answered, answered >= 300 && answered < 400 ? { location: redirectTo } : {}).end();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hooks`;
@@ -113,6 +116,33 @@ test("webhooks: an endpoint that is down for a while gets the event again, with 
   } finally {
     await server.stop();
     await receiver.close();
+    await removeDir(dir);
+  }
+});
+
+test("webhooks: a redirect is a failed attempt, never followed; logs show no endpoint's query", async () => {
+  const dir = await tempDir();
+  const inside = await startReceiver();
+  const outside = await startReceiver((attempt) => (attempt === 1 ? 307 : 200), `${inside.url}?moved=1`);
+  const secret = newSecret();
+  const server = await startServer([
+    "--upstream", "mock", "--data", dir, "--webhook-url", `${outside.url}?token=do-not-log`, "--webhook-secret", secret,
+  ]);
+  try {
+    await server.waitFor(/ready/);
+    const client = new OpenAI({ baseURL: server.baseURL, apiKey: "unused", maxRetries: 0 });
+    const file = await client.files.create({ file: await toFile(bytes(line("a", "m")), "in.jsonl"), purpose: "batch" });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    await eventually(async () => outside.deliveries.some((d) => d.answered === 200), 30_000);
+    assert.deepEqual(outside.deliveries.map((d) => d.answered), [307, 200], "the redirect was retried at the endpoint itself");
+    assert.equal(inside.deliveries.length, 0, "the redirect's target got nothing");
+    assert.equal((await verified(outside.deliveries[1], secret)).data.id, batch.id);
+    assert.match(server.output(), /answered 307 \(redirects are not followed\)/);
+    assert.doesNotMatch(server.output(), /do-not-log/);
+  } finally {
+    await server.stop();
+    await outside.close();
+    await inside.close();
     await removeDir(dir);
   }
 });
