@@ -11,6 +11,7 @@ import { TargetConfigError } from "./http/transport_errors.ts";
 import { RequestDeadlines } from "./request_deadlines.ts";
 import { DEFAULT_MAX_RESPONSE_BYTES, targetErrorOf, targetResponse } from "./responses.ts";
 import { type Target, TargetError, type TargetRequest, type TargetResponse } from "./types.ts";
+import { redactUrl } from "../shared/redact.ts";
 
 export { DEFAULT_MAX_RESPONSE_BYTES };
 
@@ -65,7 +66,7 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
     if (base.protocol !== "http:" && base.protocol !== "https:") throw new TargetConfigError(`${base.protocol} is not http or https`);
     checkHeaders(headers);
   } catch (error) {
-    throw new TargetError("misconfigured", `cannot send requests to ${JSON.stringify(options.baseUrl)}: ${(error as Error).message}`, {
+    throw new TargetError("misconfigured", `cannot send requests to ${JSON.stringify(redactUrl(options.baseUrl))}: ${(error as Error).message}`, {
       cause: error,
     });
   }
@@ -73,13 +74,14 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
   const urlOf = upstreamUrls(options.baseUrl);
   const post = choosePost(options.baseUrl, { maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES });
   return {
-    description: options.baseUrl,
+    // Said in logs and in tenants' error records: without user info or query.
+    description: redactUrl(options.baseUrl),
     async send(request: TargetRequest): Promise<TargetResponse> {
       const deadline = deadlines.start(request.signal);
       try {
         return targetResponse(await post(urlOf(request.url), headers, request.bodyText, deadline));
       } catch (error) {
-        throw targetErrorOf(error, request, deadline, timeoutMs, `could not reach ${options.baseUrl}`);
+        throw targetErrorOf(error, request, deadline, timeoutMs, `could not reach ${redactUrl(options.baseUrl)}`);
       } finally {
         deadline.done();
       }

@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { redactUrl } from "../../src/shared/redact.ts";
 import { webhookEndpoints } from "../../src/webhooks/endpoints.ts";
+import { createHttpTarget } from "../../src/targets/http_target.ts";
+import { TargetError } from "../../src/targets/types.ts";
 
 test("redactUrl: user info and queries never reach a log; the rest says where", () => {
   assert.equal(redactUrl("https://user:s3cret@llm.internal:8000/v1"), "https://…@llm.internal:8000/v1");
@@ -27,4 +29,14 @@ test("webhook settings name a key only by its owner, never by a prefix of the ke
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("an upstream's user info and query stay out of its description and of the errors tenants see", async () => {
+  const target = createHttpTarget({ baseUrl: "http://user:pw-do-not-show@127.0.0.1:1/v1?api-key=also-hidden" });
+  assert.equal(target.description, "http://…@127.0.0.1:1/v1?…");
+  const error = await target
+    .send({ url: "/v1/chat/completions", bodyText: "{}", signal: AbortSignal.timeout(5_000) })
+    .then(() => null, (e: Error) => e);
+  assert.ok(error instanceof TargetError);
+  assert.doesNotMatch(error.message, /do-not-show|also-hidden/);
 });
