@@ -289,10 +289,11 @@ export async function runClientCommand(command: string, args: string[]): Promise
         if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
         const retried = await retryBatch(configFor(values), positionals[0]);
         if (!retried.batch) {
-          console.error(`batch ${positionals[0]} has no failed line: nothing to retry`);
+          console.error(`batch ${positionals[0]} has no line without a successful result: nothing to retry`);
           return EXIT.ok;
         }
-        console.error(`retrying ${retried.lines} failed line(s) of ${positionals[0]}`);
+        const causes = Object.entries(retried.causes).map(([cause, n]) => `${n} ${cause}`).join(", ");
+        console.error(`retrying ${retried.lines} line(s) of ${positionals[0]} without a successful result (${causes})`);
         console.log(retried.batch.id);
         if (!values.wait) return EXIT.ok;
         const api = clientFor(values);

@@ -1,9 +1,11 @@
 /**
- * Resubmitting what failed: a new batch from the lines of a finished batch
- * that are in its error file, with the same endpoint, completion window and
- * metadata, plus `retry_of`. It speaks only the public API, so it works
- * against any OpenAI-compatible batch server; files stream through a
- * temporary file, a line at a time.
+ * Resubmitting what did not succeed: a new batch from the lines of a finished
+ * batch that have no result in its output file (those in its error file, and
+ * those that never ran, as in a cancelled batch), with the same endpoint,
+ * completion window and metadata, plus `retry_of`. It speaks only the public
+ * API, so it works against any OpenAI-compatible batch server; files stream
+ * through a temporary file, a line at a time (the ids that succeeded, and
+ * the causes of those that failed, are kept).
  *
  * @module
  */
@@ -19,6 +21,12 @@ export interface RetryResult {
   batch: BatchObject | null;
   /** Lines in the new batch. */
   lines: number;
+  /**
+   * How many of them come from each cause: an error record's `error.code`,
+   * `http_<status>` for an answer that was not 2xx, or `never_ran` for a line
+   * in neither file.
+   */
+  causes: Record<string, number>;
 }
 
 /** The metadata key that names the batch a retry came from. */
@@ -28,8 +36,9 @@ const MAX_METADATA_PAIRS = 16;
 const FINISHED = new Set(["completed", "failed", "expired", "cancelled"]);
 
 /**
- * Creates a batch of the lines of `batchId` that failed (those in its error
- * file: non-2xx answers, requests that got none, lines expired unrun).
+ * Creates a batch of the lines of `batchId` without a successful result:
+ * those in its error file (non-2xx answers, requests that got none, lines
+ * expired unrun) and those in neither file (never ran: a cancelled batch's).
  *
  * @example
  * ```ts
@@ -53,14 +62,23 @@ export async function retryBatch(config: ClientConfig, batchId: string): Promise
       EXIT.rejected,
     );
   }
-  if (!original.error_file_id) return { batch: null, lines: 0 };
-
-  const failed = new Set<string>();
-  for await (const line of textLines(await api.fileContent(original.error_file_id))) {
-    const customId = customIdOf(line);
-    if (customId !== undefined) failed.add(customId);
+  const succeeded = new Set<string>();
+  if (original.output_file_id) {
+    for await (const line of textLines(await api.fileContent(original.output_file_id))) {
+      const customId = customIdOf(line);
+      if (customId !== undefined) succeeded.add(customId);
+    }
   }
-  if (failed.size === 0) return { batch: null, lines: 0 };
+  const causeOf = new Map<string, string>();
+  if (original.error_file_id) {
+    for await (const line of textLines(await api.fileContent(original.error_file_id))) {
+      const record = parsed(line) as { custom_id?: unknown; error?: { code?: unknown } | null; response?: { status_code?: unknown } | null };
+      if (typeof record?.custom_id !== "string") continue;
+      const code = record.error?.code ?? (record.response?.status_code !== undefined ? `http_${record.response.status_code}` : "failed");
+      causeOf.set(record.custom_id, String(code));
+    }
+  }
+  if (succeeded.size === original.request_counts.total && original.request_counts.total > 0) return { batch: null, lines: 0, causes: {} };
 
   const metadata: Record<string, string> = { ...(original.metadata ?? {}) };
   if (!(RETRY_OF in metadata) && Object.keys(metadata).length >= MAX_METADATA_PAIRS) {
@@ -74,7 +92,9 @@ export async function retryBatch(config: ClientConfig, batchId: string): Promise
   const dir = await mkdtemp(join(tmpdir(), "batchspool-retry-"));
   try {
     const path = join(dir, `${batchId}_retry.jsonl`);
-    const lines = await writeFailedLines(await api.fileContent(original.input_file_id), failed, path);
+    const causes = await writeUnsucceededLines(await api.fileContent(original.input_file_id), succeeded, causeOf, path);
+    const lines = Object.values(causes).reduce((sum, n) => sum + n, 0);
+    if (lines === 0) return { batch: null, lines: 0, causes: {} };
     const file = await api.uploadFile(path, "batch");
     const batch = await api.createBatch({
       input_file_id: file.id,
@@ -82,38 +102,52 @@ export async function retryBatch(config: ClientConfig, batchId: string): Promise
       completion_window: original.completion_window,
       metadata,
     });
-    return { batch, lines };
+    return { batch, lines, causes };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-/** Copies the input lines whose `custom_id` is in `failed` to `path`, as written; returns how many. */
-async function writeFailedLines(input: ReadableStream<Uint8Array>, failed: Set<string>, path: string): Promise<number> {
+/**
+ * Copies the input lines whose `custom_id` did not succeed to `path`, as
+ * written; returns how many came from each cause.
+ */
+async function writeUnsucceededLines(
+  input: ReadableStream<Uint8Array>,
+  succeeded: Set<string>,
+  causeOf: Map<string, string>,
+  path: string,
+): Promise<Record<string, number>> {
   const encoder = new TextEncoder();
   const handle = await open(path, "w");
-  let lines = 0;
+  const causes: Record<string, number> = {};
   try {
     for await (const line of textLines(input)) {
       const customId = customIdOf(line);
-      if (customId === undefined || !failed.has(customId)) continue;
+      if (customId === undefined || succeeded.has(customId)) continue;
       await handle.write(encoder.encode(`${line}\n`));
-      lines++;
+      const cause = causeOf.get(customId) ?? "never_ran";
+      causes[cause] = (causes[cause] ?? 0) + 1;
     }
   } finally {
     await handle.close();
   }
-  return lines;
+  return causes;
+}
+
+/** A JSONL line's value (undefined when it is not JSON). */
+function parsed(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The `custom_id` of a JSONL line, if it has one. */
 function customIdOf(line: string): string | undefined {
-  try {
-    const id = (JSON.parse(line) as { custom_id?: unknown } | null)?.custom_id;
-    return typeof id === "string" ? id : undefined;
-  } catch {
-    return undefined;
-  }
+  const id = (parsed(line) as { custom_id?: unknown } | null | undefined)?.custom_id;
+  return typeof id === "string" ? id : undefined;
 }
 
 /** The non-blank lines of a UTF-8 byte stream, without their `\r\n` or `\n` (the decoder drops a leading BOM), one at a time. */

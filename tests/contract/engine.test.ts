@@ -564,6 +564,38 @@ for (const setup of SETUPS) {
     });
   });
 
+  test(`${setup.name}: engine: retry of a cancelled batch takes every line without a successful result, by cause`, async () => {
+    const upstream = answeringTarget();
+    await withEngine({ target: upstream.target, concurrency: 2, shutdownGraceMs: 50, cancelGraceMs: 50 }, async (engine, nodes) => {
+      const ids = Array.from({ length: 12 }, (_, i) => `k${i}`);
+      const batch = await submit(engine, ids.map((id) => line(id, "m")));
+      // Two lines are answered, then the batch is cancelled with others in flight and the rest never sent.
+      await eventually(async () => upstream.waiting() === 2);
+      upstream.answerAll();
+      await waitUntil(engine, batch.id, (b) => b.request_counts.completed === 2);
+      await engine.cancelBatch("default", batch.id);
+      const done = await waitUntil(engine, batch.id, ended);
+      assert.equal(done.status, "cancelled");
+      const succeeded = done.output_file_id ? (await records(engine, done.output_file_id)).map((r) => r.custom_id) : [];
+      assert.equal(succeeded.length, 2);
+      const app = createApp({ engine: nodes.node(nodes.all.length - 1), logger: silentLogger });
+      const server = await serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0, maxRequestBodySize: 1 << 20 });
+      try {
+        const retried = await retryBatch({ baseUrl: `http://127.0.0.1:${server.port}/v1`, apiKey: undefined }, done.id);
+        assert.ok(retried.batch);
+        assert.equal(retried.lines, 10);
+        assert.equal(Object.values(retried.causes).reduce((a, b) => a + b, 0), 10);
+        assert.ok((retried.causes.never_ran ?? 0) > 0, JSON.stringify(retried.causes));
+        const input = await new Response((await engine.files.content("default", retried.batch.input_file_id)).stream).text();
+        const retriedIds = input.trim().split("\n").map((l) => JSON.parse(l).custom_id).sort();
+        assert.deepEqual(retriedIds, ids.filter((id) => !succeeded.includes(id)).sort());
+        await engine.cancelBatch("default", retried.batch.id);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
   test(`${setup.name}: engine: an input deleted (through any node) while its batch runs stays until the batch ends, then goes`, async () => {
     const upstream = answeringTarget();
     await withEngine({ target: upstream.target, concurrency: 2 }, async (engine, nodes) => {

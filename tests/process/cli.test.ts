@@ -106,7 +106,7 @@ test("cli: retry makes a batch of the failed lines, as written, with retry_of; v
 
     const retried = await runCli(["retry", firstId, "--wait", "--out", join(dir, "o2"), "--errors", join(dir, "e2")], env);
     assert.equal(retried.code, 0, retried.stderr);
-    assert.match(retried.stderr, /retrying 2 failed line\(s\)/);
+    assert.match(retried.stderr, /retrying 2 line\(s\) of \S+ without a successful result \(2 [\w-]+\)/);
     const retryId = retried.stdout.trim();
     assert.match(retryId, /^batch_/);
     const status = await runCli(["status", retryId, "--json"], env);
@@ -122,7 +122,7 @@ test("cli: retry makes a batch of the failed lines, as written, with retry_of; v
     const nothing = await runCli(["retry", retryId], env);
     assert.equal(nothing.code, 0);
     assert.equal(nothing.stdout, "");
-    assert.match(nothing.stderr, /no failed line: nothing to retry/);
+    assert.match(nothing.stderr, /no line without a successful result: nothing to retry/);
 
     const bad = join(dir, "bad.jsonl");
     await writeFile(bad, `${line("v0", "ok")}\nnot json\n`);
