@@ -23,7 +23,7 @@ export { createApp, type AppOptions } from "./src/http/app.ts";
 export { createPrometheusMetrics, type PrometheusMetrics } from "./src/http/metrics.ts";
 export { createWebhookDeliverer, type WebhookDeliverer, type WebhookDelivererOptions, type WebhookEndpoint } from "./src/webhooks/deliverer.ts";
 export { signatureHeaders } from "./src/webhooks/signature.ts";
-export { DEFAULT_OWNER, ownerOfKey } from "./src/http/auth.ts";
+export { DEFAULT_OWNER, ownerOfKey } from "./src/http/access/auth.ts";
 export { type BatchEngine, type BatchEngineOptions, type BatchPage, type ClusterView, createBatchEngine } from "./src/engine/engine.ts";
 export { BatchError, type BatchErrorCode } from "./src/batch/model/errors.ts";
 export { DEFAULT_ENDPOINTS, parseCompletionWindow } from "./src/batch/model/batch_params.ts";

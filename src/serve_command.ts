@@ -92,6 +92,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
     metrics,
     cluster: { describe: () => engine.describeCluster() },
     apiKeys: config.apiKeys,
+    browserGuard: config.apiKeys.length ? undefined : { allowedHosts: keylessHosts(config) },
     maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,
     idleTimeoutMs: config.idleTimeoutMs,
   });
@@ -179,4 +180,11 @@ function describeStorage(config: ServeConfig): string {
   const url = new URL(config.databaseUrl);
   if (url.password) url.password = "***";
   return `postgres storage, schema ${config.databaseSchema} of ${url} (a cluster node)`;
+}
+
+/** The hosts a server without keys answers to: `--allowed-hosts`, and its address unless it is a wildcard. */
+function keylessHosts(config: ServeConfig): string[] | "*" {
+  if (config.allowedHosts === "*") return "*";
+  const wildcard = ["0.0.0.0", "::", "[::]"].includes(config.host);
+  return wildcard ? config.allowedHosts : [config.host, ...config.allowedHosts];
 }

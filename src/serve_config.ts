@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_OWNER, ownerOfKey } from "./http/auth.ts";
+import { DEFAULT_OWNER, ownerOfKey } from "./http/access/auth.ts";
 import { SCHEMA_NAME } from "./storage/postgres/migrations.ts";
 import { DEFAULT_SCHEMA } from "./storage/postgres/postgres_storage.ts";
 import type { WebhookEndpoint } from "./webhooks/deliverer.ts";
@@ -24,6 +24,8 @@ export interface ServeConfig {
   upstreamKey: string | undefined;
   apiKeys: string[];
   noAuth: boolean;
+  /** Host names a server without API keys answers to besides loopback names and its address; `*`: any. */
+  allowedHosts: string[] | "*";
   concurrency: number;
   requestsPerMinute: number | undefined;
   tokensPerMinute: number | undefined;
@@ -80,6 +82,9 @@ Options (each also read from the environment variable shown):
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
   --api-key <key>          BATCHSPOOL_API_KEYS       accepted client key; repeatable (env: comma-separated)
   --no-auth                BATCHSPOOL_NO_AUTH=1      allow a non-loopback host without API keys
+  --allowed-hosts <names>  BATCHSPOOL_ALLOWED_HOSTS  without API keys: host names clients use besides
+                                                     localhost and the bound address, comma-separated
+                                                     ("*": any; others are refused, against DNS rebinding)
   --concurrency <n>        BATCHSPOOL_CONCURRENCY    requests in flight upstream (default 32)
   --rpm <n>                BATCHSPOOL_RPM            requests-per-minute budget upstream
   --tpm <n>                BATCHSPOOL_TPM            tokens-per-minute budget upstream
@@ -146,6 +151,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "upstream-key": { type: "string" },
         "api-key": { type: "string", multiple: true },
         "no-auth": { type: "boolean" },
+        "allowed-hosts": { type: "string" },
         concurrency: { type: "string" },
         rpm: { type: "string" },
         tpm: { type: "string" },
@@ -222,6 +228,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     upstreamKey: values["upstream-key"] ?? env.BATCHSPOOL_UPSTREAM_KEY ?? env.OPENAI_API_KEY,
     apiKeys,
     noAuth,
+    allowedHosts: allowedHostsOf(values["allowed-hosts"] ?? env.BATCHSPOOL_ALLOWED_HOSTS),
     concurrency: integer(values.concurrency ?? env.BATCHSPOOL_CONCURRENCY, "--concurrency", 1) ?? 32,
     requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),
     tokensPerMinute: integer(values.tpm ?? env.BATCHSPOOL_TPM, "--tpm", 1),
@@ -271,4 +278,17 @@ function schemaOf(value: string): string {
     throw new ConfigError(`--database-schema must be a lower-case identifier (letters, digits, _), got ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+/** `--allowed-hosts`: names without ports, comma-separated, or `*`. */
+function allowedHostsOf(value: string | undefined): string[] | "*" {
+  if (value === undefined) return [];
+  if (value.trim() === "*") return "*";
+  const hosts = value.split(",").map((host) => host.trim()).filter(Boolean);
+  for (const host of hosts) {
+    if (!/^[\w.-]+$|^\[?[\d:a-f]+\]?$/i.test(host)) {
+      throw new ConfigError(`--allowed-hosts takes host names without ports, comma-separated, or "*"; got ${JSON.stringify(host)}`);
+    }
+  }
+  return hosts;
 }

@@ -10,7 +10,7 @@ import type { BatchEngine } from "../engine/engine.ts";
 import { DEFAULT_FILE_LIMITS } from "../batch/files/file_service.ts";
 import { consoleLogger, type Logger } from "../shared/logger.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
-import { apiKeyAuth, type OwnerVariables } from "./auth.ts";
+import { apiKeyAuth, type OwnerVariables } from "./access/auth.ts";
 import { batchesRoutes } from "./batches_routes.ts";
 import { errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
@@ -19,6 +19,7 @@ import { OPENAPI_DOCUMENT } from "./openapi.ts";
 import { addDocsPage } from "./docs_page.ts";
 import type { BatchEventsOptions } from "./batch_events.ts";
 import { RequestError } from "./request_error.ts";
+import { browserGuard, type BrowserGuardOptions } from "./access/browser_guard.ts";
 
 /** Options for {@link createApp}. */
 export interface AppOptions {
@@ -26,6 +27,11 @@ export interface AppOptions {
   engine: BatchEngine;
   /** API keys; each is its own owner. None: every request is the owner `default`. */
   apiKeys?: readonly string[];
+  /**
+   * For a server without API keys: the hosts it answers to, and no state
+   * changed from another site (see `browser_guard.ts`). Off when not given.
+   */
+  browserGuard?: BrowserGuardOptions;
   /** Largest upload in bytes (default 512 MB); should match the engine's file limit. */
   maxFileBytes?: number;
   /** Where unexpected errors are reported (default: the console). */
@@ -81,6 +87,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
     return c.json(reply.body, reply.status);
   });
 
+  if (options.browserGuard) app.use("*", browserGuard(options.browserGuard));
   app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
   addDocsPage(app);
 

@@ -14,7 +14,7 @@ import { streamSSE } from "hono/streaming";
 import type { BatchEngine } from "../engine/engine.ts";
 import type { BatchStatus } from "../batch/model/objects.ts";
 import { type Clock, sleep } from "../shared/clock.ts";
-import type { OwnerVariables } from "./auth.ts";
+import type { OwnerVariables } from "./access/auth.ts";
 
 /** How often a stream looks at its batch, and how long it may stay silent. */
 export interface BatchEventsOptions {

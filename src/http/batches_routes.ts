@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { BatchEngine } from "../engine/engine.ts";
-import type { OwnerVariables } from "./auth.ts";
+import type { OwnerVariables } from "./access/auth.ts";
 import { batchEvents, type BatchEventsOptions } from "./batch_events.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { integerParam, listBody } from "./query_params.ts";

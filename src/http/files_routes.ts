@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import type { FileService, ReceivedUpload } from "../batch/files/file_service.ts";
-import type { OwnerVariables } from "./auth.ts";
+import type { OwnerVariables } from "./access/auth.ts";
 import { type FormPart, multipartBoundary, parseMultipart } from "./multipart.ts";
 import { integerParam, listBody } from "./query_params.ts";
 import { RequestError } from "./request_error.ts";

@@ -14,6 +14,7 @@ export type RequestErrorCode =
   | "unsupported_media_type"
   | "payload_too_large"
   | "not_found"
+  | "forbidden"
   | "not_ready"
   | "request_timeout";
 

@@ -1,4 +1,5 @@
 /** Builds an in-process app on memory storage for `app.request()` tests. */
+import type { BrowserGuardOptions } from "../../src/http/access/browser_guard.ts";
 import { createBatchEngine, type BatchEngineOptions } from "../../src/engine/engine.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import type { BatchObject } from "../../src/batch/model/objects.ts";
@@ -16,7 +17,12 @@ export interface TestApp {
 }
 
 export async function makeTestApp(
-  options: Partial<BatchEngineOptions> & { apiKeys?: string[]; start?: boolean; batchEvents?: BatchEventsOptions } = {},
+  options: Partial<BatchEngineOptions> & {
+    apiKeys?: string[];
+    start?: boolean;
+    batchEvents?: BatchEventsOptions;
+    browserGuard?: BrowserGuardOptions;
+  } = {},
 ): Promise<TestApp> {
   const storage = options.storage ?? createMemoryStorage();
   const engine = createBatchEngine({
@@ -33,6 +39,7 @@ export async function makeTestApp(
     logger: silentLogger,
     maxFileBytes: options.fileLimits?.maxFileBytes,
     batchEvents: options.batchEvents,
+    browserGuard: options.browserGuard,
   });
   return {
     app,

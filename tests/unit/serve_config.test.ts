@@ -43,3 +43,10 @@ test("serve config: a cluster node's name, lease and slice size, from flags or t
     assert.throws(() => readServeConfig([...base, ...args], {}), ConfigError, args.join(" "));
   }
 });
+
+test("serve config: --allowed-hosts takes names without ports, or *", () => {
+  assert.deepEqual(readServeConfig(base, {}).allowedHosts, []);
+  assert.deepEqual(readServeConfig([...base, "--allowed-hosts", "batch.lan, 10.0.0.5,[::1]"], {}).allowedHosts, ["batch.lan", "10.0.0.5", "[::1]"]);
+  assert.equal(readServeConfig(base, { BATCHSPOOL_ALLOWED_HOSTS: "*" }).allowedHosts, "*");
+  assert.throws(() => readServeConfig([...base, "--allowed-hosts", "batch.lan:8787"], {}), /without ports/);
+});

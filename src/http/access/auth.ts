@@ -8,8 +8,8 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { timingSafeEqual } from "hono/utils/buffer";
-import { sha256Hex } from "../integrity/sha256.ts";
-import { RequestError } from "./request_error.ts";
+import { sha256Hex } from "../../integrity/sha256.ts";
+import { RequestError } from "../request_error.ts";
 
 /** The owner of requests when no API keys are configured. */
 export const DEFAULT_OWNER = "default";
