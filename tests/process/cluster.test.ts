@@ -185,15 +185,17 @@ async function slicesOf(observer: Node, node: Node): Promise<{ nodeId: string; i
   return { nodeId, items };
 }
 
-test("cluster: a killed node's slices are claimed by others within the lease time plus a second", () =>
-  withCluster(3, ["--concurrency", "2", "--slice-lines", "10", "--lease-seconds", "2"], async ({ nodes }) => {
+test("cluster: a killed node's slices are claimed by others at once, not after its lease", () =>
+  // A minute's lease: only the proof that the process is gone (same boot and pid namespace, its pid
+  // gone) can free its slices within half of it. How soon after the kill is benchmark 10's figure.
+  withCluster(3, ["--concurrency", "2", "--slice-lines", "10", "--lease-seconds", "60"], async ({ nodes }) => {
     const { batch, ids } = await submit(nodes[0], "takeover", 300, "slow:50");
     const victim = nodes[2];
     const { nodeId: victimId, items } = await slicesOf(nodes[0], victim);
     const killedAt = Date.now();
     await victim.server.kill();
     const ms = await takeoverMs(nodes[0], victimId, items, killedAt);
-    assert.ok(ms <= 3_000, `taken over after ${ms} ms`);
+    assert.ok(ms < 30_000, `taken over after ${ms} ms, not after the 60 s lease`);
     await expectExactlyOnce(() => nodes[0], batch.id, ids);
   }));
 
@@ -207,7 +209,8 @@ test("cluster: a node stopped past its lease loses its slices, and nothing it se
     const stoppedAt = Date.now();
     process.kill(sleeper.server.child.pid!, "SIGSTOP");
     const ms = await takeoverMs(nodes[0], sleeperId, items, stoppedAt);
-    assert.ok(ms <= 3_000, `taken over after ${ms} ms`);
+    // Not before its lease could lapse (its last heartbeat was at most a third of the lease before the stop).
+    assert.ok(ms >= 1_000, `taken over after ${ms} ms, while its lease still ran`);
     process.kill(sleeper.server.child.pid!, "SIGCONT");
     await expectExactlyOnce(() => nodes[0], batch.id, ids);
     // It learned it lost them: from its heartbeat, or from a write the fence refused.
