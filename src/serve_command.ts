@@ -6,7 +6,7 @@
  */
 import process from "node:process";
 import { type BatchEngine, createBatchEngine } from "./engine/engine.ts";
-import { createPrometheusMetrics, type PrometheusMetrics } from "./http/metrics.ts";
+import { createPrometheusMetrics, type PrometheusMetrics } from "./http/operator/metrics.ts";
 import { DEFAULT_FILE_LIMITS } from "./batch/files/file_service.ts";
 import { consoleLogger } from "./shared/logger.ts";
 import { createHttpTarget } from "./targets/http_target.ts";
@@ -18,7 +18,8 @@ import { createFsStorage } from "./storage/fs/fs_storage.ts";
 import { createPostgresStorage } from "./storage/postgres/postgres_storage.ts";
 import type { Storage } from "./storage/types.ts";
 import { createWebhookDeliverer, type WebhookDeliverer } from "./webhooks/deliverer.ts";
-import { ConfigError, type ServeConfig } from "./serve_config.ts";
+import { ConfigError, isLoopback, type ServeConfig } from "./serve_config.ts";
+import { createAdminApp } from "./http/operator/operator_routes.ts";
 import { redactUrl } from "./shared/redact.ts";
 
 export { ConfigError, readServeConfig, SERVE_USAGE, type ServeConfig } from "./serve_config.ts";
@@ -87,10 +88,14 @@ export async function runServe(config: ServeConfig): Promise<void> {
   const metrics = createPrometheusMetrics();
   const deliverer = delivererFor(config, storage);
   const engine = engineFor(config, storage, target, metrics, deliverer);
+  const cluster = { describe: () => engine.describeCluster() };
+  // Routes without keys that show every tenant's batch ids stay off a public API port.
+  const operatorBesideApi = !config.admin && isLoopback(config.host);
   const app = createApp({
     engine,
     metrics,
-    cluster: { describe: () => engine.describeCluster() },
+    cluster,
+    operatorRoutes: operatorBesideApi,
     apiKeys: config.apiKeys,
     browserGuard: config.apiKeys.length ? undefined : { allowedHosts: keylessHosts(config) },
     maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,
@@ -103,8 +108,18 @@ export async function runServe(config: ServeConfig): Promise<void> {
     maxRequestBodySize: DEFAULT_FILE_LIMITS.maxFileBytes + 1024 * 1024,
     idleTimeoutMs: config.idleTimeoutMs,
   });
-  const shownHost = config.host.includes(":") && !config.host.startsWith("[") ? `[${config.host}]` : config.host;
-  console.log(`batchspool listening on http://${shownHost}:${server.port}`);
+  console.log(`batchspool listening on http://${shown(config.host)}:${server.port}`);
+  const admin = config.admin
+    ? await serve({
+      fetch: createAdminApp({ metrics, cluster, ready: () => engine.ready }).fetch,
+      hostname: config.admin.host,
+      port: config.admin.port,
+      maxRequestBodySize: 1024,
+      idleTimeoutMs: config.idleTimeoutMs,
+    })
+    : null;
+  if (admin) console.log(`admin (/metrics, /cluster) listening on http://${shown(config.admin!.host)}:${admin.port}`);
+  else if (!operatorBesideApi) console.log("admin: /metrics and /cluster are not served on a public address; give --admin-port");
   console.log(`data: ${describeStorage(config)}`);
   console.log(`target: ${redactUrl(target.description)}`);
   console.log(
@@ -131,6 +146,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
       await engine.close();
       await deliverer?.close();
       await server.close();
+      await admin?.close();
       await storage.close();
       // Listeners keep Deno's event loop alive: remove them so the process can exit.
       process.off("SIGINT", onSignal);
@@ -187,4 +203,9 @@ function keylessHosts(config: ServeConfig): string[] | "*" {
   if (config.allowedHosts === "*") return "*";
   const wildcard = ["0.0.0.0", "::", "[::]"].includes(config.host);
   return wildcard ? config.allowedHosts : [config.host, ...config.allowedHosts];
+}
+
+/** A host as it goes in a URL. */
+function shown(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }

@@ -24,6 +24,8 @@ export interface ServeConfig {
   upstreamKey: string | undefined;
   apiKeys: string[];
   noAuth: boolean;
+  /** A listener of its own for /metrics and /cluster (undefined: none). */
+  admin: { host: string; port: number } | undefined;
   /** Host names a server without API keys answers to besides loopback names and its address; `*`: any. */
   allowedHosts: string[] | "*";
   concurrency: number;
@@ -82,6 +84,10 @@ Options (each also read from the environment variable shown):
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
   --api-key <key>          BATCHSPOOL_API_KEYS       accepted client key; repeatable (env: comma-separated)
   --no-auth                BATCHSPOOL_NO_AUTH=1      allow a non-loopback host without API keys
+  --admin-port <n>         BATCHSPOOL_ADMIN_PORT     serve /metrics and /cluster on this port only (0: any free
+                                                     one); without it they are served beside the API on a
+                                                     loopback host, and not at all on another
+  --admin-host <addr>      BATCHSPOOL_ADMIN_HOST     address of that listener (default 127.0.0.1)
   --allowed-hosts <names>  BATCHSPOOL_ALLOWED_HOSTS  without API keys: host names clients use besides
                                                      localhost and the bound address, comma-separated
                                                      ("*": any; others are refused, against DNS rebinding)
@@ -152,6 +158,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "api-key": { type: "string", multiple: true },
         "no-auth": { type: "boolean" },
         "allowed-hosts": { type: "string" },
+        "admin-port": { type: "string" },
+        "admin-host": { type: "string" },
         concurrency: { type: "string" },
         rpm: { type: "string" },
         tpm: { type: "string" },
@@ -229,6 +237,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     apiKeys,
     noAuth,
     allowedHosts: allowedHostsOf(values["allowed-hosts"] ?? env.BATCHSPOOL_ALLOWED_HOSTS),
+    admin: adminOf(values["admin-port"] ?? env.BATCHSPOOL_ADMIN_PORT, values["admin-host"] ?? env.BATCHSPOOL_ADMIN_HOST),
     concurrency: integer(values.concurrency ?? env.BATCHSPOOL_CONCURRENCY, "--concurrency", 1) ?? 32,
     requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),
     tokensPerMinute: integer(values.tpm ?? env.BATCHSPOOL_TPM, "--tpm", 1),
@@ -291,4 +300,18 @@ function allowedHostsOf(value: string | undefined): string[] | "*" {
     }
   }
   return hosts;
+}
+
+/** `--admin-port` and `--admin-host`: a listener for the operator's routes, or none. */
+function adminOf(port: string | undefined, host: string | undefined): ServeConfig["admin"] {
+  if (port === undefined) {
+    if (host !== undefined) throw new ConfigError("--admin-host needs --admin-port");
+    return undefined;
+  }
+  return { host: host ?? "127.0.0.1", port: integer(port, "--admin-port", 0)! };
+}
+
+/** Whether a host is a loopback address (or name). */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.test(host);
 }

@@ -16,7 +16,7 @@
 import process from "node:process";
 import { consoleLogger } from "./shared/logger.ts";
 import { createApp } from "./http/app.ts";
-import { createPrometheusMetrics } from "./http/metrics.ts";
+import { createPrometheusMetrics } from "./http/operator/metrics.ts";
 import { bunIdleTimeout } from "./runtime/serve.ts";
 import { delivererFor, engineFor, openStorage, readServeConfig, targetFor } from "./serve_command.ts";
 

@@ -14,12 +14,13 @@ import { apiKeyAuth, type OwnerVariables } from "./access/auth.ts";
 import { batchesRoutes } from "./batches_routes.ts";
 import { errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
-import type { PrometheusMetrics } from "./metrics.ts";
+import type { PrometheusMetrics } from "./operator/metrics.ts";
 import { OPENAPI_DOCUMENT } from "./openapi.ts";
 import { addDocsPage } from "./docs_page.ts";
 import type { BatchEventsOptions } from "./batch_events.ts";
 import { RequestError } from "./request_error.ts";
 import { browserGuard, type BrowserGuardOptions } from "./access/browser_guard.ts";
+import { addOperatorRoutes } from "./operator/operator_routes.ts";
 
 /** Options for {@link createApp}. */
 export interface AppOptions {
@@ -52,6 +53,12 @@ export interface AppOptions {
    * heartbeat (without API keys, like `/metrics`: keep it private).
    */
   cluster?: { describe(): Promise<unknown> };
+  /**
+   * Whether `/metrics` and `/cluster` are served here (default true). A
+   * server whose API is public serves them on a listener of its own instead
+   * (`createAdminApp`).
+   */
+  operatorRoutes?: boolean;
 }
 
 /** How long an upload may wait for its next bytes, by default. */
@@ -94,13 +101,10 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
   const node = { node_id: engine.nodeId };
   app.get("/health", (c) =>
     engine.ready ? c.json({ status: "ok", ...node }) : c.json({ status: "starting", ...node }, 503));
-  const { cluster } = options;
-  if (cluster) app.get("/cluster", async (c) => c.json(await cluster.describe()));
+  if (options.operatorRoutes !== false) addOperatorRoutes(app, { metrics: options.metrics, cluster: options.cluster });
 
   const { metrics } = options;
   if (metrics) {
-    app.get("/metrics", async (c) =>
-      c.body(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }));
     app.use("/v1/files", async (c, next) => {
       await next();
       if (c.req.method === "POST") metrics.uploadFinished(c.res.status < 300 ? "stored" : "refused");

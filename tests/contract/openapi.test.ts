@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
-import { createPrometheusMetrics } from "../../src/http/metrics.ts";
+import { createPrometheusMetrics } from "../../src/http/operator/metrics.ts";
 import { makeTestApp } from "../support/app.ts";
 import { createApp } from "../../src/http/app.ts";
 

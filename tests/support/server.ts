@@ -80,8 +80,9 @@ export function startServer(
       check();
     });
   return (async () => {
-    await waitFor(/batchspool listening on http:\/\/127\.0\.0\.1:(\d+)/);
-    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)![1]);
+    // Bound to 127.0.0.1 or to every address (0.0.0.0): reached on 127.0.0.1 either way.
+    await waitFor(/batchspool listening on http:\/\/(127\.0\.0\.1|0\.0\.0\.0):(\d+)/);
+    const port = Number(/listening on http:\/\/(127\.0\.0\.1|0\.0\.0\.0):(\d+)/.exec(output)![2]);
     return {
       child,
       port,

@@ -8,8 +8,8 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { BatchEngine, EngineObserver } from "../engine/engine.ts";
-import type { BatchStatus } from "../batch/model/objects.ts";
+import type { BatchEngine, EngineObserver } from "../../engine/engine.ts";
+import type { BatchStatus } from "../../batch/model/objects.ts";
 
 /** The metrics, their engine observer, and the registry `/metrics` reads. */
 export interface PrometheusMetrics {
