@@ -13,7 +13,6 @@
 
 /** The header's value for an attachment named `filename`. */
 export function attachment(filename: string): string {
-  // deno-lint-ignore no-control-regex
   const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, "_");
   if (ascii === filename) return `attachment; filename="${filename}"`;
   return `attachment; filename="${ascii}"; filename*=UTF-8''${rfc8187(filename)}`;
