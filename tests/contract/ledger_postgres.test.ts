@@ -173,3 +173,16 @@ test("postgres ledger: a last add when every slice added before is done goes str
     const rows = await sql`select kind from cluster_work where batch_id = 'batch_d' and kind = 'finalize'`;
     assert.equal(rows.length, 1);
   }));
+
+test("postgres ledger: a node the others dropped (silent for 20 leases) joins again at its next heartbeat", () =>
+  withTwoNodes(async (a, b) => {
+    let rejoined = 0;
+    b.onRejoin = () => rejoined++;
+    await a.forgetNode("node-b");
+    assert.deepEqual((await a.nodes()).map((n) => n.nodeId), ["node-a"]);
+    await b.heartbeat([]);
+    assert.deepEqual((await a.nodes()).map((n) => n.nodeId), ["node-a", "node-b"], "visible in /cluster and in the budgets' shares");
+    assert.equal(rejoined, 1);
+    await b.heartbeat([]);
+    assert.equal(rejoined, 1, "a node in the table just beats");
+  }));

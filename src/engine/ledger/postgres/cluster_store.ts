@@ -91,6 +91,9 @@ function workItem(row: Row): ClaimedItem {
 
 /** The ledger's tables, as one node uses them: its claims and its fenced writes (reads in `cluster_reads.ts`). */
 export class ClusterStore extends ClusterReads {
+  /** Called when a heartbeat found this node dropped from the node table and registered it again. */
+  onRejoin?: () => void;
+
   constructor(
     sql: postgres.Sql,
     readonly nodeId: string,
@@ -100,8 +103,12 @@ export class ClusterStore extends ClusterReads {
     super(sql);
   }
 
+  /** This node's identity, once registered: a node the others forgot registers again with it. */
+  #me: ProcessIdentity | null = null;
+
   /** Adds this node to the node table (or refreshes it). */
   registerNode(me: ProcessIdentity): Promise<void> {
+    this.#me = me;
     return query("register the node", undefined, async () => {
       await this.sql`insert into cluster_nodes (node_id, host, boot_id, pid_namespace, pid)
         values (${this.nodeId}, ${me.host}, ${me.bootId ?? null}, ${me.pidNamespace ?? null}, ${me.pid})
@@ -138,7 +145,13 @@ export class ClusterStore extends ClusterReads {
    */
   heartbeat(held: readonly HeldItem[]): Promise<HeldItem[]> {
     return query("send a heartbeat", undefined, async () => {
-      await this.sql`update cluster_nodes set heartbeat_at = now() where node_id = ${this.nodeId}`;
+      const beat = await this.sql`update cluster_nodes set heartbeat_at = now() where node_id = ${this.nodeId} returning 1`;
+      // Silent so long that the others dropped it (a long freeze): it joins again, visible and
+      // counted in the budgets' shares; what it held has lapsed and was freed meanwhile.
+      if (!beat.length && this.#me) {
+        await this.registerNode(this.#me);
+        this.onRejoin?.();
+      }
       if (!held.length) return [];
       const rows = await this.sql`update cluster_work w set lease_until = now() + make_interval(secs => ${this.leaseSeconds})
         from unnest(${held.map((h) => h.batchId)}::text[], ${held.map((h) => h.item)}::int[], ${held.map((h) => h.token)}::int[])

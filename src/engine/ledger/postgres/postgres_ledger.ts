@@ -83,6 +83,7 @@ export function createPostgresLedger(options: PostgresLedgerOptions): WorkLedger
   const work = postgres(options.url, { max: 4, onnotice: () => {}, connection: connection("work") });
   const reads = postgres(options.url, { max: 4, onnotice: () => {}, connection: connection("reads") });
   const store = new ClusterStore(work, nodeId, leaseSeconds, channelOf(schema));
+  store.onRejoin = () => logger.warn(`node ${nodeId} was silent so long that the others dropped it: it joined again`);
   const api = new ClusterReads(reads);
   /** The counts each held slice had when it was claimed, by claim. */
   const claimedCounts = new Map<string, ClaimedItem>();
