@@ -96,6 +96,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
     metrics,
     cluster,
     operatorRoutes: operatorBesideApi,
+    batchEvents: { maxStreamsPerKey: config.maxEventStreams },
     apiKeys: config.apiKeys,
     browserGuard: config.apiKeys.length ? undefined : { allowedHosts: keylessHosts(config) },
     maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,

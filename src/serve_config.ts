@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULT_MAX_STREAMS_PER_KEY } from "./http/batch_events.ts";
 import { parseArgs } from "node:util";
 import { DEFAULT_OWNER, ownerOfKey } from "./http/access/auth.ts";
 import { SCHEMA_NAME } from "./storage/postgres/migrations.ts";
@@ -24,6 +25,8 @@ export interface ServeConfig {
   upstreamKey: string | undefined;
   apiKeys: string[];
   noAuth: boolean;
+  /** Most event streams one API key may hold open at once. */
+  maxEventStreams: number;
   /** A listener of its own for /metrics and /cluster (undefined: none). */
   admin: { host: string; port: number } | undefined;
   /** Host names a server without API keys answers to besides loopback names and its address; `*`: any. */
@@ -84,6 +87,8 @@ Options (each also read from the environment variable shown):
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
   --api-key <key>          BATCHSPOOL_API_KEYS       accepted client key; repeatable (env: comma-separated)
   --no-auth                BATCHSPOOL_NO_AUTH=1      allow a non-loopback host without API keys
+  --max-event-streams <n>  BATCHSPOOL_MAX_EVENT_STREAMS  most /events streams one API key holds open
+                                                     at once (default 32; more are refused 429)
   --admin-port <n>         BATCHSPOOL_ADMIN_PORT     serve /metrics and /cluster on this port only (0: any free
                                                      one); without it they are served beside the API on a
                                                      loopback host, and not at all on another
@@ -159,6 +164,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "no-auth": { type: "boolean" },
         "allowed-hosts": { type: "string" },
         "admin-port": { type: "string" },
+        "max-event-streams": { type: "string" },
         "admin-host": { type: "string" },
         concurrency: { type: "string" },
         rpm: { type: "string" },
@@ -237,6 +243,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     apiKeys,
     noAuth,
     allowedHosts: allowedHostsOf(values["allowed-hosts"] ?? env.BATCHSPOOL_ALLOWED_HOSTS),
+    maxEventStreams: integer(values["max-event-streams"] ?? env.BATCHSPOOL_MAX_EVENT_STREAMS, "--max-event-streams", 1) ??
+      DEFAULT_MAX_STREAMS_PER_KEY,
     admin: adminOf(values["admin-port"] ?? env.BATCHSPOOL_ADMIN_PORT, values["admin-host"] ?? env.BATCHSPOOL_ADMIN_HOST),
     concurrency: integer(values.concurrency ?? env.BATCHSPOOL_CONCURRENCY, "--concurrency", 1) ?? 32,
     requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),

@@ -15,7 +15,7 @@ export interface OpenAIErrorBody {
 
 /** A status, the body to send with it, and extra headers. */
 export interface ErrorReply {
-  status: 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 500 | 503;
+  status: 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 429 | 500 | 503;
   body: OpenAIErrorBody;
   /** `x-should-retry: false` on conflicts: the official SDKs retry 409s otherwise, and ours never change. */
   headers?: Record<string, string>;
@@ -67,6 +67,8 @@ export function errorReply(error: unknown, logger: Logger): ErrorReply {
         return { status: 401, body: body(error.message, "invalid_request_error", null, "invalid_api_key") };
       case "not_found":
         return { status: 404, body: body(error.message, "invalid_request_error", null, "unknown_url") };
+      case "too_many_streams":
+        return { status: 429, body: body(error.message, "rate_limit_error", null, "too_many_streams") };
       case "forbidden":
         return { status: 403, body: body(error.message, "invalid_request_error", null, "forbidden") };
       case "payload_too_large":

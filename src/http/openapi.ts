@@ -27,7 +27,9 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   408: "The client sent nothing for the idle timeout during an upload.",
   409: "The batch cannot be cancelled in its state.",
   413: "The upload or body is over its limit.",
+  403: "A server without API keys refuses this host name (DNS rebinding) or a change from another site.",
   415: "The body is not of an accepted media type.",
+  429: "This API key holds as many event streams open as the server allows (`--max-event-streams`).",
   503: "The server is starting or stopping.",
 };
 
@@ -291,7 +293,7 @@ export const OPENAPI_DOCUMENT = {
             description: "`event: batch` with the batch object as `data`, at most four a second; `: keep-alive` comments every 5 s.",
             content: { "text/event-stream": { schema: { type: "string" } } },
           },
-          ...errors(401, 404, 503),
+          ...errors(401, 404, 429, 503),
         },
       },
     },

@@ -15,6 +15,7 @@ export type RequestErrorCode =
   | "payload_too_large"
   | "not_found"
   | "forbidden"
+  | "too_many_streams"
   | "not_ready"
   | "request_timeout";
 

@@ -8,6 +8,7 @@ import type { BatchObject } from "../../src/batch/model/objects.ts";
 import type { Target } from "../../src/targets/types.ts";
 import { createMockTarget } from "../../src/targets/mock.ts";
 import { chatLine, makeTestApp, postJson, type TestApp, upload } from "../support/app.ts";
+import { eventually } from "../support/server.ts";
 
 /** What a stream carried: its events (batch objects, with ids) and how many keep-alive comments. */
 interface Received {
@@ -103,6 +104,51 @@ test("events: the same keys and tenancy as GET /v1/batches/{id}", async () => {
     const own = await readEvents(await t.app.request(`/v1/batches/${created.id}/events`, { headers: { authorization: "Bearer key-a" } }));
     assert.equal(own.events[own.events.length - 1].batch.id, created.id);
   } finally {
+    await t.close();
+  }
+});
+
+test("events: a key may hold so many streams open (429 beyond, others unaffected); many streams share one look", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const mock = createMockTarget();
+  const held: Target = { description: "held", send: async (request) => (await gate, await mock.send(request)) };
+  const t = await makeTestApp({ target: held, apiKeys: ["key-a", "key-b"], batchEvents: { everyMs: 20, maxStreamsPerKey: 8 } });
+  const a = { authorization: "Bearer key-a" };
+  const b = { authorization: "Bearer key-b" };
+  const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
+  try {
+    const created = await createBatch(t, 3, a);
+    const open = async (headers: Record<string, string>) => await t.app.request(`/v1/batches/${created.id}/events`, { headers });
+    for (let i = 0; i < 8; i++) {
+      const response = await open(a);
+      assert.equal(response.status, 200);
+      const reader = response.body!.getReader();
+      await reader.read(); // its first event
+      readers.push(reader);
+    }
+    const refused = await open(a);
+    assert.equal(refused.status, 429);
+    const body = await refused.json();
+    assert.equal(body.error.code, "too_many_streams");
+    assert.match(body.error.message, /--max-event-streams/);
+    const otherKey = await open(b);
+    assert.equal(otherKey.status, 404, "another key is not counted against this one (and sees no batch of it)");
+
+    // Eight streams on one batch: its looks are shared, at most one an interval.
+    let looks = 0;
+    const getBatch = t.engine.getBatch.bind(t.engine);
+    t.engine.getBatch = (owner, id) => (looks++, getBatch(owner, id));
+    const started = performance.now();
+    await eventually(async () => looks >= 10, 30_000, 5);
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 9 * 20, `10 looks in ${elapsed.toFixed(0)} ms: not shared by the eight streams`);
+
+    await readers.pop()!.cancel();
+    await eventually(async () => (await open(a).then((r) => (r.body?.cancel(), r.status))) === 200);
+  } finally {
+    for (const reader of readers) await reader.cancel().catch(() => {});
+    release();
     await t.close();
   }
 });
