@@ -59,6 +59,8 @@ export interface WebhookDeliverer {
 
 /** Deliveries in flight at once. */
 const CONCURRENCY = 8;
+/** Of them, to one endpoint: a hanging endpoint holds at most these, the others go on. */
+const PER_ENDPOINT = 2;
 /** How much longer than an attempt's timeout its claim lasts (a deliverer that dies mid-attempt frees it then). */
 const CLAIM_MARGIN_MS = 5_000;
 
@@ -86,13 +88,41 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   let timer: ClockTimer | null = null;
   let sweeping: Promise<void> | null = null;
   let again = false;
+  /** Attempts in flight per endpoint URL. */
+  const toEndpoint = new Map<string, number>();
+  /**
+   * When each entry read is next worth reading (its next attempt, or the end
+   * of another deliverer's claim): a sweep reads only the entries due, not
+   * the whole outbox every time. Both times only move forward, so an entry is
+   * never read later than it is due.
+   */
+  const notBefore = new Map<string, number>();
 
   /** Sends one event once; settles its entry (removed, rescheduled or dropped). */
   const deliver = async (key: string): Promise<void> => {
     const stored = await storage.documents.get<OutboxEntry>(key);
-    if (!stored) return;
+    if (!stored) return void notBefore.delete(key);
     const entry = stored.value;
-    if (entry.next_attempt_at > clock.now() || (entry.claimed_until ?? 0) > clock.now()) return;
+    const due = Math.max(entry.next_attempt_at, entry.claimed_until ?? 0);
+    if (due > clock.now()) return void notBefore.set(key, due);
+    const url = endpointFor(entry.owner)?.url;
+    // This endpoint has its share in flight (it may hang): the entry waits for the next sweep.
+    if (url !== undefined && (toEndpoint.get(url) ?? 0) >= PER_ENDPOINT) return;
+    if (url !== undefined) toEndpoint.set(url, (toEndpoint.get(url) ?? 0) + 1);
+    try {
+      await attempt(key, stored);
+    } finally {
+      if (url !== undefined) {
+        const left = (toEndpoint.get(url) ?? 1) - 1;
+        if (left > 0) toEndpoint.set(url, left);
+        else toEndpoint.delete(url);
+      }
+    }
+  };
+
+  /** Claims and makes one attempt of a due entry. */
+  const attempt = async (key: string, stored: { value: OutboxEntry; version: number }): Promise<void> => {
+    const entry = stored.value;
     // The attempt is claimed first (compare-and-swap): of several deliverers on one outbox, one sends it.
     let version: number;
     try {
@@ -156,6 +186,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     await storage.documents.put<OutboxEntry>(key, { ...entry, attempts, next_attempt_at: clock.now() + waitMs, claimed_until: 0 }, {
       ifVersion: version,
     });
+    notBefore.set(key, clock.now() + waitMs);
   };
 
   /** Starts the due deliveries, a few at a time, until the outbox has been gone through. */
@@ -165,7 +196,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       const page = await storage.documents.list(WEBHOOK_OUTBOX_PREFIX, { after, limit: 100 });
       for (const key of page.keys) {
         if (closing.signal.aborted) return;
-        if (inFlight.has(key)) continue;
+        if (inFlight.has(key) || (notBefore.get(key) ?? 0) > clock.now()) continue;
         while (inFlight.size >= CONCURRENCY) await Promise.race(inFlight.values());
         const delivery = deliver(key)
           .catch((error) => logger.warn(`webhook ${key.slice(WEBHOOK_OUTBOX_PREFIX.length)}: ${(error as Error).message}`))

@@ -206,6 +206,50 @@ test("webhooks: with API keys, each key's events go to its own endpoint only", a
   }
 });
 
+test("webhooks: an endpoint that hangs holds two delivery slots at most; other keys' events go on", async () => {
+  const dir = await tempDir();
+  // Key A's endpoint never answers while the test runs.
+  let open = 0;
+  let most = 0;
+  const hanging: (() => void)[] = [];
+  const stuck = createServer((request, response) => {
+    most = Math.max(most, ++open);
+    request.resume();
+    hanging.push(() => response.writeHead(200).end());
+    response.on("close", () => open--);
+  });
+  await new Promise<void>((resolve) => stuck.listen(0, "127.0.0.1", resolve));
+  const stuckUrl = `http://127.0.0.1:${(stuck.address() as { port: number }).port}/hooks`;
+  const b = await startReceiver();
+  const webhooksFile = join(dir, "webhooks.json");
+  await writeFile(webhooksFile, JSON.stringify({ "key-a": { url: stuckUrl, secret: newSecret() }, "key-b": { url: b.url, secret: newSecret() } }));
+  const server = await startServer([
+    "--upstream", "mock", "--data", join(dir, "data"), "--api-key", "key-a", "--api-key", "key-b", "--webhooks-file", webhooksFile,
+  ]);
+  try {
+    await server.waitFor(/ready/);
+    const run = async (key: string) => {
+      const client = new OpenAI({ baseURL: server.baseURL, apiKey: key, maxRetries: 0 });
+      const file = await client.files.create({ file: await toFile(bytes(line(key, "m")), "in.jsonl"), purpose: "batch" });
+      return (await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" })).id;
+    };
+    for (let i = 0; i < 10; i++) await run("key-a");
+    await eventually(async () => open >= 2);
+    const batchB = await run("key-b");
+    await eventually(async () => b.deliveries.length >= 1, 30_000);
+    assert.equal(JSON.parse(b.deliveries[0].body).data.id, batchB);
+    assert.equal(hanging.length, most, "key A's endpoint has answered nothing yet");
+    assert.ok(most <= 2, `${most} deliveries at once to one hanging endpoint`);
+  } finally {
+    for (const answer of hanging) answer();
+    await server.stop();
+    stuck.closeAllConnections();
+    await new Promise<void>((resolve) => stuck.close(() => resolve()));
+    await b.close();
+    await removeDir(dir);
+  }
+});
+
 test("webhooks: a single endpoint with API keys, or a malformed secret, is refused at start", async () => {
   const keyed = await startServer(["--upstream", "mock", "--api-key", "k", "--webhook-url", "http://127.0.0.1:9/h", "--webhook-secret", newSecret()])
     .then(() => null, (error: Error) => error.message);
