@@ -9,6 +9,7 @@ import type { Target } from "../../src/targets/types.ts";
 import { createMockTarget } from "../../src/targets/mock.ts";
 import { chatLine, makeTestApp, postJson, type TestApp, upload } from "../support/app.ts";
 import { eventually } from "../support/server.ts";
+import { ManualClock } from "../support/clock.ts";
 
 /** What a stream carried: its events (batch objects, with ids) and how many keep-alive comments. */
 interface Received {
@@ -113,7 +114,12 @@ test("events: a key may hold so many streams open (429 beyond, others unaffected
   const gate = new Promise<void>((resolve) => (release = resolve));
   const mock = createMockTarget();
   const held: Target = { description: "held", send: async (request) => (await gate, await mock.send(request)) };
-  const t = await makeTestApp({ target: held, apiKeys: ["key-a", "key-b"], batchEvents: { everyMs: 20, maxStreamsPerKey: 8 } });
+  const clock = new ManualClock(Date.now());
+  // The streams sleep 20 ms between looks: counting those sleeps tells when every stream has looked.
+  let sleeps = 0;
+  const setTimer = clock.setTimeout.bind(clock);
+  clock.setTimeout = (callback, ms) => (ms === 20 && sleeps++, setTimer(callback, ms));
+  const t = await makeTestApp({ target: held, clock, apiKeys: ["key-a", "key-b"], batchEvents: { everyMs: 20, maxStreamsPerKey: 8 } });
   const a = { authorization: "Bearer key-a" };
   const b = { authorization: "Bearer key-b" };
   const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
@@ -135,14 +141,16 @@ test("events: a key may hold so many streams open (429 beyond, others unaffected
     const otherKey = await open(b);
     assert.equal(otherKey.status, 404, "another key is not counted against this one (and sees no batch of it)");
 
-    // Eight streams on one batch: its looks are shared, at most one an interval.
+    // Eight streams on one batch: each interval, all eight wake and share one look.
     let looks = 0;
     const getBatch = t.engine.getBatch.bind(t.engine);
     t.engine.getBatch = (owner, id) => (looks++, getBatch(owner, id));
-    const started = performance.now();
-    await eventually(async () => looks >= 10, 30_000, 5);
-    const elapsed = performance.now() - started;
-    assert.ok(elapsed >= 9 * 20, `10 looks in ${elapsed.toFixed(0)} ms: not shared by the eight streams`);
+    for (let interval = 1; interval <= 5; interval++) {
+      const before = sleeps;
+      await clock.advance(20);
+      await eventually(async () => sleeps >= before + 8); // every stream looked and sleeps again
+      assert.equal(looks, interval, `the eight streams looked ${looks} times in ${interval} interval(s)`);
+    }
 
     await readers.pop()!.cancel();
     await eventually(async () => (await open(a).then((r) => (r.body?.cancel(), r.status))) === 200);

@@ -40,6 +40,7 @@ export async function makeTestApp(
     maxFileBytes: options.fileLimits?.maxFileBytes,
     batchEvents: options.batchEvents,
     browserGuard: options.browserGuard,
+    clock: options.clock,
   });
   return {
     app,
