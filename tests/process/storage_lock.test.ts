@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdir, readFile, readlink, utimes, writeFile } from "node:fs/promises";
+import { utimesSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -100,9 +101,16 @@ test("lock: staleness is judged by watching, not by clocks: a holder whose clock
   withDir(async (dir) => {
     // The holder on another host stamps its heartbeats with a clock 60 s behind this one's: by this host's
     // clock its lock always looks a minute old. It refreshes the lock while the starter watches.
-    const behind = () => new Date(Date.now() - 60_000);
+    // Each refresh lands a millisecond later than the one before at least, however fast it comes, and
+    // before the starter looks again (synchronously: the starter's clock is a manual one that moves on
+    // at once, and a refresh still on its way would be missed).
+    let beats = 0;
+    const behind = () => new Date(Date.now() - 60_000 + ++beats);
     await writeLock(dir, { token: "alive-elsewhere", pid: 4242, host: "node-b" }, 60_000);
-    const logger = watchingLogger(() => void utimes(lockPath(dir), behind(), behind()));
+    const logger = watchingLogger(() => {
+      const at = behind();
+      utimesSync(lockPath(dir), at, at);
+    });
     const clock = new ManualClock();
     const opened = await drive(
       clock,
