@@ -14,9 +14,12 @@ import { resultFileStore } from "../../src/engine/ledger/postgres/result_files.t
 import { MIGRATIONS } from "../../src/storage/postgres/migrations.ts";
 import { createPostgresStorage } from "../../src/storage/postgres/postgres_storage.ts";
 import { databaseUrl, dropSchema, freshSchemaName } from "../support/postgres.ts";
+import { eventually } from "../support/server.ts";
 
-async function withTwoNodes(body: (a: ClusterStore, b: ClusterStore, sql: postgres.Sql) => Promise<void>): Promise<void> {
-  const schema = freshSchemaName();
+async function withTwoNodes(
+  body: (a: ClusterStore, b: ClusterStore, sql: postgres.Sql) => Promise<void>,
+  schema = freshSchemaName(),
+): Promise<void> {
   // Opening the storage creates and migrates the schema.
   await (await createPostgresStorage({ url: databaseUrl(), schema })).close();
   const sql = postgres(databaseUrl(), { max: 4, onnotice: () => {}, connection: { search_path: `"${schema}"` } });
@@ -186,3 +189,24 @@ test("postgres ledger: a node the others dropped (silent for 20 leases) joins ag
     await b.heartbeat([]);
     assert.equal(rejoined, 1, "a node in the table just beats");
   }));
+
+test("postgres ledger: a schema name of 63 characters (PostgreSQL's most) still notifies the nodes", async () => {
+  const schema = (freshSchemaName() + "_".repeat(63)).slice(0, 63);
+  const twin = schema.slice(0, 62) + "x";
+  assert.ok(channelOf(schema).length <= 63);
+  assert.notEqual(channelOf(schema), channelOf(twin), "long names that share a prefix get their own channels");
+  await withTwoNodes(async (a, b) => {
+    const heard: string[] = [];
+    const listener = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+    try {
+      await listener.listen(channelOf(schema), (payload) => heard.push(payload));
+      await a.addBatch("batch_long", "default", "file-1", 2_000_000_000);
+      const validation = (await a.claim(["validate"]))!;
+      assert.equal(await a.addSlices(validation, slices(1), true), true, "the slices' transaction notifies");
+      assert.equal(await b.finishSlice((await b.claim(["slice"]))!), true);
+      await eventually(async () => heard.includes("work"));
+    } finally {
+      await listener.end();
+    }
+  }, schema);
+});
