@@ -373,7 +373,8 @@ for (const setup of SETUPS) {
     await withEngine({ target: upstream.target, concurrency: 2 }, async (engine) => {
       const ids = Array.from({ length: 20 }, (_, i) => `w${i}`);
       const batch = await submit(engine, ids.map((id) => line(id, "m")), { window: "2s" });
-      await eventually(async () => upstream.waiting() >= 2);
+      // On a busy machine the window may end before any line is sent: then every line expires.
+      await eventually(async () => upstream.waiting() >= 2 || ended(await engine.getBatch("default", batch.id)));
       upstream.answerAll();
       const done = await waitUntil(engine, batch.id, ended, 30_000);
       assert.equal(done.status, "expired");
