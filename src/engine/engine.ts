@@ -51,6 +51,8 @@ export type { BatchEngine, BatchEngineOptions, BatchPage, ClusterView, EngineObs
 
 /** The default delays before a failed step is tried again. */
 const DEFAULT_STEP_RETRY: BackoffPolicy = { baseMs: 2_000, maxMs: 60_000 };
+/** How often storage's leftovers are looked for (an upload counts as abandoned after ten minutes without a sign of life). */
+export const LEFTOVER_SWEEP_MS = 300_000;
 
 /** The ledger the storage calls for. */
 function ledgerFor(options: BatchEngineOptions, parts: Pick<EngineContext, "clock" | "logger"> & { nodeId: string }): WorkLedger {
@@ -156,6 +158,15 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       // Expired files are swept at start (in the background) and every hour, by every node (a sweep is idempotent).
       housekeeping.repeat(3_600_000, () =>
         context.files.sweepExpired().then(() => {}, (error) => logger.error(`expired-file sweep failed: ${(error as Error).message}`)), true);
+      // What writers that died left behind (on PostgreSQL, uploads of nodes that died mid-upload), by every node.
+      const removeLeftovers = storage.removeLeftovers?.bind(storage);
+      if (removeLeftovers) {
+        housekeeping.repeat(LEFTOVER_SWEEP_MS, () =>
+          removeLeftovers().then(
+            (removed) => removed && logger.info(`removed ${removed} upload(s) abandoned by writers that died`),
+            (error) => logger.error(`leftover sweep failed: ${(error as Error).message}`),
+          ).then(() => {}));
+      }
     },
 
     async createBatch(owner, body) {

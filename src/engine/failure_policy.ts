@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { isFileBlobKey } from "../batch/model/storage_keys.ts";
 import { IntegrityError } from "../integrity/envelope.ts";
 import { StorageError } from "../storage/errors.ts";
 import { TargetError } from "../targets/types.ts";
@@ -74,6 +75,10 @@ export function classifyStepFailure(error: unknown): StepFailure {
         // Only the input is read from a store that can lack a key (logs read as empty, documents as null).
         return { kind: "fatal", code: "input_file_missing", message: "The input file can no longer be read.", param: "input_file_id" };
       case "corrupt":
+        // Of blobs, a step reads only its batch's input: bytes lost from it are the input's to report.
+        if (error.key !== undefined && isFileBlobKey(error.key)) {
+          return { kind: "fatal", code: "input_file_corrupted", message: `The input file cannot be read in full: ${message}.`, param: "input_file_id" };
+        }
         return { kind: "fatal", code: "storage_corrupted", message: `Stored state failed its integrity check: ${message}`, param: null };
       default:
         return { kind: "fatal", code: "internal_error", message: `batchspool could not go on with this batch: ${message}`, param: null };

@@ -176,6 +176,13 @@ export interface Storage {
   readonly logs: LogStore;
   /** Small JSON values with atomic replace and compare-and-swap. */
   readonly documents: DocumentStore;
+  /**
+   * Removes what writers that died left behind, never a write in progress,
+   * and returns how many were removed. The engine calls it on a schedule.
+   * Optional: an adapter whose leftovers only its own earlier runs can leave
+   * (the file system's, held by one process) removes them when it opens.
+   */
+  removeLeftovers?(): Promise<number>;
   /** Flushes and releases resources (files, locks). Further calls fail with `closed`. */
   close(): Promise<void>;
 }

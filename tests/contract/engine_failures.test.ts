@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type BatchEngineOptions, createBatchEngine } from "../../src/engine/engine.ts";
+import postgres from "postgres";
+import { fileBlobKey } from "../../src/batch/model/storage_keys.ts";
+import { type BatchEngineOptions, createBatchEngine, LEFTOVER_SWEEP_MS } from "../../src/engine/engine.ts";
 import { createHttpTarget } from "../../src/targets/http_target.ts";
 import { createMockTarget } from "../../src/targets/mock.ts";
 import { type Target, TargetError } from "../../src/targets/types.ts";
@@ -13,7 +15,9 @@ import type { Logger } from "../../src/shared/logger.ts";
 import { StorageError } from "../../src/storage/errors.ts";
 import { createMemoryStorage } from "../../src/storage/memory.ts";
 import type { Storage } from "../../src/storage/types.ts";
-import { allCustomIds, ended, line, records, submit, waitUntil } from "../support/engine.ts";
+import { ManualClock } from "../support/clock.ts";
+import { allCustomIds, ended, line, OWNER, records, submit, waitUntil } from "../support/engine.ts";
+import { databaseUrl, openTestPostgresStorage } from "../support/postgres.ts";
 import { startUpstream } from "../support/upstream.ts";
 
 /** A logger that keeps every line, by level. */
@@ -171,6 +175,54 @@ test("step failures: corrupted state fails the batch with storage_corrupted inst
     const done = await waitUntil(engine, batch.id, ended);
     assert.equal(done.status, "failed");
     assert.equal(done.errors!.data[0].code, "storage_corrupted");
+  });
+});
+
+test("step failures: an input that lost bytes in the database fails its batch with input_file_corrupted, at once", async () => {
+  const storage = await openTestPostgresStorage();
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+  let sent = 0;
+  const mock = createMockTarget();
+  const target: Target = { description: "mock, counting", send: (request) => (sent++, mock.send(request)) };
+  try {
+    await withEngine({ storage, target }, async (engine) => {
+      const lines = Array.from({ length: 300 }, (_, i) => line(`h${i}`, "m", { padding: "x".repeat(60) }));
+      const received = await engine.files.receive({
+        owner: OWNER,
+        filename: "in.jsonl",
+        purpose: "batch",
+        content: new TextEncoder().encode(lines.join("\n") + "\n"),
+      });
+      const file = await engine.files.commit(received, { purpose: "batch" });
+      // Its second chunk of bytes is gone, behind batchspool's back.
+      await sql`delete from ${sql(storage.schema)}.blob_chunks where seq = 1
+        and upload_id = (select upload_id from ${sql(storage.schema)}.blobs where key = ${fileBlobKey(file.id)})`;
+      const batch = await engine.createBatch(OWNER, { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+      const done = await waitUntil(engine, batch.id, ended);
+      assert.equal(done.status, "failed");
+      assert.equal(done.errors!.data.length, 1);
+      assert.equal(done.errors!.data[0].code, "input_file_corrupted");
+      assert.equal(done.errors!.data[0].param, "input_file_id");
+      assert.match(done.errors!.data[0].message, /cannot be read in full.*bytes 8000–15999/);
+      assert.equal(sent, 0, "nothing was sent: the input could not be cut");
+    });
+  } finally {
+    await sql.end();
+  }
+});
+
+test("leftovers: the engine asks its storage to remove what dead writers left, on its clock's schedule", async () => {
+  const clock = new ManualClock();
+  let sweeps = 0;
+  const storage: Storage = { ...createMemoryStorage(), removeLeftovers: () => Promise.resolve(++sweeps && 0) };
+  await withEngine({ storage, target: createMockTarget(), clock }, async () => {
+    assert.equal(sweeps, 0, "the store removed its leftovers when it opened");
+    await clock.advance(LEFTOVER_SWEEP_MS - 1);
+    assert.equal(sweeps, 0);
+    await clock.advance(1);
+    assert.equal(sweeps, 1);
+    await clock.advance(LEFTOVER_SWEEP_MS);
+    assert.equal(sweeps, 2);
   });
 });
 

@@ -116,3 +116,113 @@ test("postgres: a document whose row was changed, or moved to another key, is co
     await dropSchema(schema);
   }
 });
+
+/** A source that sends `first` bytes, then waits until `finish` is called, then sends `rest` bytes and ends. */
+function pausingSource(first: number, rest: number) {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let step = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (step === 0) controller.enqueue(new Uint8Array(first).fill(1));
+      else if (step === 1) {
+        await released;
+        controller.enqueue(new Uint8Array(rest).fill(2));
+      } else controller.close();
+      step++;
+    },
+  }, { highWaterMark: 0 });
+  return { stream, finish: release };
+}
+
+/** Waits until `check` holds, asking the database again and again (no deadline: the test runner's is the limit). */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+test("postgres: a live upload marks itself alive however slowly it sends and is never removed; an abandoned one is", async () => {
+  const storage = await openTestPostgresStorage({ uploadHeartbeatMs: 20 });
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+  const schema = sql(storage.schema);
+  try {
+    // A writer that died long ago: its upload row and a chunk, untouched for an hour.
+    const dead = crypto.randomUUID();
+    await sql`insert into ${schema}.blob_uploads (upload_id, key, updated_at) values (${dead}, 'files/dead', now() - interval '1 hour')`;
+    await sql`insert into ${schema}.blob_chunks (upload_id, seq, data) values (${dead}, 0, ${new Uint8Array(10)})`;
+    // A live writer whose client sends 300 KB, then nothing for as long as the test likes.
+    const source = pausingSource(300_000, 5_000);
+    const put = storage.blobs.put("files/slow", source.stream);
+    const [{ upload_id: live }] = await (async () => {
+      await until(async () => (await sql`select 1 from ${schema}.blob_chunks c join ${schema}.blob_uploads u using (upload_id)
+        where u.key = 'files/slow'`).length > 0);
+      return await sql`select upload_id from ${schema}.blob_uploads where key = 'files/slow'`;
+    })();
+    // As if the client had been silent for an hour: only the writer's own marks can show it is alive.
+    await sql`update ${schema}.blob_uploads set updated_at = now() - interval '1 hour' where upload_id = ${live}`;
+    await until(async () => (await sql`select 1 from ${schema}.blob_uploads
+      where upload_id = ${live} and updated_at > now() - interval '1 minute'`).length > 0);
+    assert.equal(await storage.removeLeftovers!(), 1, "the dead writer's upload, not the live one");
+    const left = await sql`select upload_id::text as id, count(*)::int as chunks from ${schema}.blob_chunks group by upload_id`;
+    assert.deepEqual(left.map((row) => row.id), [live], "the dead upload's chunks went with it");
+    source.finish();
+    assert.equal((await put).bytes, 305_000);
+    const parts: Uint8Array[] = [];
+    for await (const chunk of await storage.blobs.get("files/slow")) parts.push(chunk);
+    const bytes = new Uint8Array(parts.flatMap((part) => [...part]));
+    assert.equal(bytes.length, 305_000);
+    assert.ok(bytes.subarray(0, 300_000).every((b) => b === 1) && bytes.subarray(300_000).every((b) => b === 2));
+  } finally {
+    await sql.end();
+    await storage.close();
+  }
+});
+
+test("postgres: a writer paused past the abandoned limit finds its upload removed: its put fails, the old blob stays", async () => {
+  // No mark during the test: the writer is as good as paused.
+  const storage = await openTestPostgresStorage({ uploadHeartbeatMs: 3_600_000 });
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+  const schema = sql(storage.schema);
+  try {
+    await storage.blobs.put("files/x", new Uint8Array([1, 2, 3]));
+    const source = pausingSource(300_000, 300_000);
+    const put = storage.blobs.put("files/x", source.stream);
+    put.catch(() => {});
+    await until(async () => (await sql`select 1 from ${schema}.blob_uploads where key = 'files/x'`).length > 0 &&
+      (await sql`select count(*)::int as n from ${schema}.blob_chunks`)[0].n > 1);
+    await sql`update ${schema}.blob_uploads set updated_at = now() - interval '11 minutes'`;
+    assert.equal(await storage.removeLeftovers!(), 1);
+    source.finish();
+    await assert.rejects(put, (error) => isStorageError(error, "io") && /removed as abandoned/.test(error.message));
+    assert.deepEqual(await storage.blobs.stat("files/x"), { key: "files/x", bytes: 3 });
+    const [{ chunks }] = await sql`select count(*)::int as chunks from ${schema}.blob_chunks`;
+    assert.equal(chunks, 1, "only the old blob's chunk: what the woken writer wrote after the removal is gone");
+  } finally {
+    await sql.end();
+    await storage.close();
+  }
+});
+
+test("postgres: a blob that lost a chunk reads as corrupt, naming the bytes; one deleted while read, as changed", async () => {
+  const storage = await openTestPostgresStorage();
+  const sql = postgres(databaseUrl(), { max: 1, onnotice: () => {} });
+  const schema = sql(storage.schema);
+  const read = async (key: string) => {
+    for await (const _ of await storage.blobs.get(key)) { /* drain */ }
+  };
+  try {
+    await storage.blobs.put("files/holey", new Uint8Array(30_000).fill(7));
+    await sql`delete from ${schema}.blob_chunks where seq = 1 and upload_id = (select upload_id from ${schema}.blobs where key = 'files/holey')`;
+    await assert.rejects(read("files/holey"), (error) =>
+      isStorageError(error, "corrupt") && error.key === "files/holey" && /bytes 8000–15999/.test(error.message));
+    await storage.blobs.put("files/big", new Uint8Array(3 * 1024 * 1024).fill(5));
+    const reader = (await storage.blobs.get("files/big"))[Symbol.asyncIterator]();
+    assert.ok(!(await reader.next()).done);
+    await storage.blobs.delete("files/big");
+    await assert.rejects(async () => {
+      while (!(await reader.next()).done) { /* drain */ }
+    }, (error) => isStorageError(error, "io") && /changed while it was read/.test(error.message));
+  } finally {
+    await sql.end();
+    await storage.close();
+  }
+});

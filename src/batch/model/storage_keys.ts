@@ -10,6 +10,8 @@ export const fileDocKey = (owner: string, fileId: string): string => `tenants/${
 export const fileDocPrefix = (owner: string): string => `tenants/${owner}/files/`;
 /** Blob of an uploaded file's bytes. */
 export const fileBlobKey = (fileId: string): string => `files/${fileId}`;
+/** Whether a key is an uploaded file's blob. */
+export const isFileBlobKey = (key: string): boolean => key.startsWith("files/");
 /** Document of a batch's record. */
 export const batchDocKey = (owner: string, batchId: string): string => `tenants/${owner}/batches/${batchId}`;
 /** Prefix of an owner's batch records. */

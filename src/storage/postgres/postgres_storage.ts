@@ -19,7 +19,7 @@ import { createPostgresDocumentStore } from "./documents.ts";
 import { takeSchemaLock } from "./exclusive_lock.ts";
 import { createPostgresLogStore } from "./logs.ts";
 import { migrate, SCHEMA_NAME } from "./migrations.ts";
-import { BYTEA } from "./shared.ts";
+import { BYTEA, query } from "./shared.ts";
 
 /** Options for {@link createPostgresStorage}. */
 export interface PostgresStorageOptions {
@@ -41,6 +41,11 @@ export interface PostgresStorageOptions {
    * mid-transaction must not keep its row locks from the others.
    */
   idleInTransactionTimeoutMs?: number;
+  /**
+   * How often a live upload marks itself alive (default 60 s): uploads not
+   * marked for ten minutes, by the database's clock, are removed as abandoned.
+   */
+  uploadHeartbeatMs?: number;
   /** How long to wait at start for the schema's lock, held by a server that just died (default 10 s). */
   lockWaitMs?: number;
   /** Called once if this server loses its lock on the schema (its session to the database ended). */
@@ -109,9 +114,13 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
   return {
     kind: "postgres",
     database: { url: options.url, schema },
-    blobs: createPostgresBlobStore(sql, ensureOpen),
+    blobs: createPostgresBlobStore(sql, ensureOpen, { uploadHeartbeatMs: options.uploadHeartbeatMs }),
     logs: createPostgresLogStore(sql, ensureOpen),
     documents: createPostgresDocumentStore(sql, ensureOpen),
+    async removeLeftovers() {
+      ensureOpen();
+      return await query("remove abandoned uploads", undefined, () => removeAbandonedUploads(sql));
+    },
     async close() {
       if (closed) return;
       closed = true;
