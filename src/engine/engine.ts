@@ -85,7 +85,7 @@ function ledgerFor(options: BatchEngineOptions, parts: Pick<EngineContext, "cloc
 export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   const { storage, target } = options;
   const logger = options.logger ?? consoleLogger;
-  const clock = options.clock ?? systemClock;
+  const clock = options.clock ?? storage.clock ?? systemClock;
   const endpoints = options.endpoints ?? DEFAULT_ENDPOINTS;
   const nodeId = options.nodeId ?? defaultNodeId();
   /** Aborted on close: no new line is dispatched. */

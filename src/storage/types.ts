@@ -16,6 +16,7 @@
  *
  * @module
  */
+import type { Clock } from "../shared/clock.ts";
 import type { DigestMarks, MarkedDigest } from "../integrity/digest_marks.ts";
 
 /** What `BlobStore.put` returns once the blob is durable. */
@@ -176,6 +177,12 @@ export interface Storage {
   readonly logs: LogStore;
   /** Small JSON values with atomic replace and compare-and-swap. */
   readonly documents: DocumentStore;
+  /**
+   * The time every process on this storage agrees on, when it has one (a
+   * database's): what the engine and the webhook deliverer stamp and compare
+   * times by, unless given a clock. Without it, the local wall clock.
+   */
+  readonly clock?: Clock;
   /**
    * Removes what writers that died left behind, never a write in progress,
    * and returns how many were removed. The engine calls it on a schedule.

@@ -77,7 +77,8 @@ const CLAIM_MARGIN_MS = 5_000;
 export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
   const { storage, endpointFor } = options;
   const logger = options.logger ?? silentLogger;
-  const clock = options.clock ?? systemClock;
+  // On a database, attempts and claims are timed by its clock: every node's deliverer agrees on them.
+  const clock = options.clock ?? storage.clock ?? systemClock;
   const firstRetryMs = options.firstRetryMs ?? 1_000;
   const maxRetryMs = options.maxRetryMs ?? 3_600_000;
   const giveUpAfterMs = options.giveUpAfterMs ?? 86_400_000;

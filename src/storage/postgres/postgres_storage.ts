@@ -12,6 +12,7 @@
  */
 import postgres from "postgres";
 import type { Logger } from "../../shared/logger.ts";
+import { SyncedClock } from "../../shared/synced_clock.ts";
 import { StorageError } from "../errors.ts";
 import type { Storage } from "../types.ts";
 import { createPostgresBlobStore, removeAbandonedUploads } from "./blobs.ts";
@@ -95,13 +96,20 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
     types: { bytea: BYTEA },
   });
   let lock: Awaited<ReturnType<typeof takeSchemaLock>> | undefined;
+  // The nodes of a cluster stamp and compare times by the database's clock, not by their own.
+  const clock = new SyncedClock(async () => {
+    const [{ ms }] = await sql`select extract(epoch from clock_timestamp())::float8 * 1000 as ms`;
+    return ms;
+  });
   try {
     await migrate(sql, schema);
     if (options.exclusive) {
       lock = await takeSchemaLock(sql, schema, { waitMs: options.lockWaitMs, logger: options.logger, onLost: options.onLockLost });
     }
     await removeAbandonedUploads(sql);
+    await clock.start();
   } catch (error) {
+    clock.stop();
     await sql.end({ timeout: 1 }).catch(() => {});
     if (error instanceof StorageError) throw error;
     throw new StorageError("io", `cannot open database schema ${schema}: ${(error as Error)?.message ?? error}`, { cause: error });
@@ -114,6 +122,7 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
   return {
     kind: "postgres",
     database: { url: options.url, schema },
+    clock,
     blobs: createPostgresBlobStore(sql, ensureOpen, { uploadHeartbeatMs: options.uploadHeartbeatMs }),
     logs: createPostgresLogStore(sql, ensureOpen),
     documents: createPostgresDocumentStore(sql, ensureOpen),
@@ -124,6 +133,7 @@ export async function createPostgresStorage(options: PostgresStorageOptions): Pr
     async close() {
       if (closed) return;
       closed = true;
+      clock.stop();
       await lock?.release();
       await sql.end({ timeout: 5 });
     },
