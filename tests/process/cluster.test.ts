@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { test } from "node:test";
 import OpenAI, { toFile } from "openai";
+import postgres from "postgres";
 import { currentRuntime } from "../../src/runtime/detect.ts";
 import { line } from "../support/engine.ts";
 import { databaseUrl, dropSchema, freshSchemaName } from "../support/postgres.ts";
@@ -30,7 +31,7 @@ interface ClusterView {
 async function withCluster(
   size: number,
   flags: string[],
-  body: (cluster: { nodes: Node[]; start(): Promise<Node>; upstream: Upstream }) => Promise<void>,
+  body: (cluster: { nodes: Node[]; start(): Promise<Node>; upstream: Upstream; schema: string }) => Promise<void>,
 ): Promise<void> {
   const schema = freshSchemaName();
   const upstream = await startUpstream();
@@ -47,7 +48,7 @@ async function withCluster(
     // One first: it creates the schema; the others join it.
     await start();
     await Promise.all(Array.from({ length: size - 1 }, start));
-    await body({ nodes, start, upstream });
+    await body({ nodes, start, upstream, schema });
   } finally {
     for (const node of nodes) {
       try {
@@ -216,6 +217,91 @@ test("cluster: a node stopped past its lease loses its slices, and nothing it se
     // It learned it lost them: from its heartbeat, or from a write the fence refused.
     await sleeper.server.waitFor(/by another node/);
   }));
+
+test("cluster: nodes keep their slices while reads storm and stall: streams past each key's cap, list loops, documents locked", () => {
+  const keys = ["sk-storm-1", "sk-storm-2", "sk-storm-3"];
+  const leaseSeconds = 3;
+  const flags = ["--concurrency", "2", "--slice-lines", "10", "--lease-seconds", String(leaseSeconds), "--max-event-streams", "4"];
+  return withCluster(2, [...flags, ...keys.flatMap((key) => ["--api-key", key])], async ({ nodes, schema }) => {
+    const clientOf = (node: Node, key: string) => new OpenAI({ baseURL: node.server.baseURL, apiKey: key, maxRetries: 0 });
+    const batches = await Promise.all(keys.map(async (key, k) => {
+      const client = clientOf(nodes[k % 2], key);
+      const ids = Array.from({ length: 100 }, (_, i) => `storm${k}-${i}`);
+      const file = await client.files.create({ file: await toFile(new TextEncoder().encode(ids.map((id) => line(id, "slow:50")).join("\n")), "s.jsonl"), purpose: "batch" });
+      const batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+      return { key, batch, ids, client };
+    }));
+    for (const node of nodes) await slicesOf(nodes[0], node);
+    const storm = new AbortController();
+    const statuses: number[] = [];
+    // Every key opens its cap of event streams on each node, and two more that must be refused.
+    const streams: Promise<void>[] = [];
+    for (const { key, batch } of batches) {
+      for (const node of nodes) {
+        for (let i = 0; i < 6; i++) {
+          streams.push(fetch(`${node.origin}/v1/batches/${batch.id}/events`, { headers: { authorization: `Bearer ${key}` }, signal: storm.signal })
+            .then(async (response) => {
+              statuses.push(response.status);
+              // An open stream is read until the storm ends (or its batch does); a refused one is done.
+              if (response.status === 200) for await (const _ of response.body!) { /* events */ }
+              else await response.body?.cancel();
+            }).catch(() => {}));
+        }
+      }
+    }
+    // And list and get loops on both nodes, as fast as they are answered.
+    const loops = Array.from({ length: 16 }, async (_, i) => {
+      const { key, batch } = batches[i % batches.length];
+      const node = nodes[i % 2];
+      try {
+        while (!storm.signal.aborted) {
+          const path = i % 4 === 0 ? `/v1/batches/${batch.id}` : "/v1/batches?limit=100";
+          const response = await fetch(`${node.origin}${path}`, { headers: { authorization: `Bearer ${key}` }, signal: storm.signal });
+          statuses.push(response.status);
+          await response.body?.cancel();
+        }
+      } catch (error) {
+        if (!storm.signal.aborted) throw error;
+      }
+    });
+    // Then reads of batch and file records stall outright: their table is locked for three leases, by the database's clock.
+    const admin = postgres(databaseUrl(), { max: 2, onnotice: () => {} });
+    /** Slices held by a node, and slices claimed more than once (a node lost one), as often as they were looked at. */
+    const seen = { held: 0, reclaimed: [] as string[] };
+    const look = async () => {
+      const rows = await admin`select batch_id, item, token, node_id is not null and not done as held
+        from ${admin(schema)}.cluster_work where kind = 'slice'`;
+      seen.held = Math.max(seen.held, rows.filter((row) => row.held).length);
+      for (const row of rows) if (row.token > 1) seen.reclaimed.push(`${row.batch_id}/${row.item}`);
+    };
+    try {
+      await admin.begin(async (tx) => {
+        await tx`lock table ${tx(schema)}.documents in access exclusive mode`;
+        const [{ locked }] = await tx`select extract(epoch from clock_timestamp())::float8 as locked`;
+        for (;;) {
+          await look();
+          const [{ now }] = await tx`select extract(epoch from clock_timestamp())::float8 as now`;
+          if (now - locked >= 3 * leaseSeconds) break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      });
+      await look();
+      assert.ok(seen.held >= 2, `the nodes held slices while reads stalled (${seen.held} at most)`);
+      assert.deepEqual(seen.reclaimed, [], "no slice was claimed twice: no node lost one");
+      for (const { batch, ids, client } of batches) {
+        await expectExactlyOnce(() => ({ ...nodes[0], client }), batch.id, ids);
+      }
+    } finally {
+      storm.abort();
+      await Promise.all([...streams, ...loops]);
+      await admin.end();
+    }
+    for (const node of nodes) assert.doesNotMatch(node.server.output(), /by another node/);
+    const counts = (status: number) => statuses.filter((s) => s === status).length;
+    assert.equal(counts(429), keys.length * nodes.length * 2, "each key's streams past its cap on each node were refused");
+    assert.equal(statuses.length, counts(200) + counts(429), `only 200 and 429: ${[...new Set(statuses)]}`);
+  });
+});
 
 test("cluster: SIGTERM hands a node's slices back at once (no lease timeout)", () =>
   withCluster(2, ["--concurrency", "2", "--slice-lines", "10", "--lease-seconds", "60"], async ({ nodes }) => {
