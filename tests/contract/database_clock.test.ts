@@ -5,7 +5,6 @@
  * the others do.
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
 import { test } from "node:test";
 import postgres from "postgres";
 import { WEBHOOK_OUTBOX_PREFIX } from "../../src/batch/model/storage_keys.ts";
@@ -13,6 +12,7 @@ import { createBatchEngine } from "../../src/engine/engine.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { createMockTarget } from "../../src/targets/mock.ts";
 import { createWebhookDeliverer } from "../../src/webhooks/deliverer.ts";
+import { startReceiver } from "../support/webhook_receiver.ts";
 import { ended, line, OWNER, submit, waitUntil } from "../support/engine.ts";
 import { databaseUrl, openTestPostgresStorage } from "../support/postgres.ts";
 
@@ -63,15 +63,10 @@ test("database clock: a node whose wall clock runs two days fast stamps its batc
 
 test("database clock: a webhook deliverer on a node whose wall clock runs a day fast retries a failed attempt instead of giving up", async () => {
   const storage = await openTestPostgresStorage();
-  const answers: number[] = [];
-  const receiver = createServer(async (request, response) => {
-    for await (const _ of request) { /* drain */ }
-    const status = answers.length === 0 ? 500 : 200;
-    answers.push(status);
-    response.writeHead(status).end();
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hooks`;
+  // The first attempt fails, the next succeeds.
+  const receiver = await startReceiver((attempt) => (attempt === 1 ? 500 : 200));
+  const { url } = receiver;
+  const answers = () => receiver.deliveries.map((delivery) => delivery.answered);
   try {
     // A node with a right clock records the event of a batch's end.
     const engine = createBatchEngine({
@@ -104,9 +99,9 @@ test("database clock: a webhook deliverer on a node whose wall clock runs a day 
         await deliverer.close();
       }
     });
-    assert.deepEqual(answers, [500, 200], "tried again after the failure, and delivered");
+    assert.deepEqual(answers(), [500, 200], "tried again after the failure, and delivered");
   } finally {
-    await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    await receiver.close();
     await storage.close();
   }
 });

@@ -16,7 +16,7 @@ import { StorageError } from "../../src/storage/errors.ts";
 import { createMemoryStorage } from "../../src/storage/memory.ts";
 import type { Storage } from "../../src/storage/types.ts";
 import { ManualClock } from "../support/clock.ts";
-import { allCustomIds, ended, line, OWNER, records, submit, waitUntil } from "../support/engine.ts";
+import { allCustomIds, ended, line, OWNER, records, submit, uploadInput, waitUntil } from "../support/engine.ts";
 import { databaseUrl, openTestPostgresStorage } from "../support/postgres.ts";
 import { startUpstream } from "../support/upstream.ts";
 
@@ -187,17 +187,11 @@ test("step failures: an input that lost bytes in the database fails its batch wi
   try {
     await withEngine({ storage, target }, async (engine) => {
       const lines = Array.from({ length: 300 }, (_, i) => line(`h${i}`, "m", { padding: "x".repeat(60) }));
-      const received = await engine.files.receive({
-        owner: OWNER,
-        filename: "in.jsonl",
-        purpose: "batch",
-        content: new TextEncoder().encode(lines.join("\n") + "\n"),
-      });
-      const file = await engine.files.commit(received, { purpose: "batch" });
+      const fileId = await uploadInput(engine, lines);
       // Its second chunk of bytes is gone, behind batchspool's back.
       await sql`delete from ${sql(storage.schema)}.blob_chunks where seq = 1
-        and upload_id = (select upload_id from ${sql(storage.schema)}.blobs where key = ${fileBlobKey(file.id)})`;
-      const batch = await engine.createBatch(OWNER, { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+        and upload_id = (select upload_id from ${sql(storage.schema)}.blobs where key = ${fileBlobKey(fileId)})`;
+      const batch = await engine.createBatch(OWNER, { input_file_id: fileId, endpoint: "/v1/chat/completions", completion_window: "24h" });
       const done = await waitUntil(engine, batch.id, ended);
       assert.equal(done.status, "failed");
       assert.equal(done.errors!.data.length, 1);

@@ -3,7 +3,6 @@
  * an entry is read when it is due, not at every sweep.
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
 import { test } from "node:test";
 import { WEBHOOK_OUTBOX_PREFIX } from "../../src/batch/model/storage_keys.ts";
 import type { OutboxEntry } from "../../src/batch/model/webhook_event.ts";
@@ -14,6 +13,7 @@ import type { Storage } from "../../src/storage/types.ts";
 import { createMockTarget } from "../../src/targets/mock.ts";
 import { createWebhookDeliverer } from "../../src/webhooks/deliverer.ts";
 import { ManualClock } from "../support/clock.ts";
+import { startReceiver } from "../support/webhook_receiver.ts";
 import { ended, line, submit, waitUntil } from "../support/engine.ts";
 
 const HOUR = 3_600_000;
@@ -31,15 +31,10 @@ test("webhook outbox: an entry waiting for its next attempt is not read again un
       },
     },
   };
-  const answers: number[] = [];
-  const receiver = createServer(async (request, response) => {
-    for await (const _ of request) { /* drain */ }
-    const status = answers.length === 0 ? 500 : 200;
-    answers.push(status);
-    response.writeHead(status).end();
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hooks`;
+  // The first attempt fails, the next succeeds.
+  const receiver = await startReceiver((attempt) => (attempt === 1 ? 500 : 200));
+  const { url } = receiver;
+  const answers = () => receiver.deliveries.map((delivery) => delivery.answered);
   const engine = createBatchEngine({ storage: base, target: createMockTarget(), logger: silentLogger, checkpoints: false, webhooks: { wants: () => true } });
   await engine.start();
   const clock = new ManualClock(Date.now() + 1_000);
@@ -63,12 +58,12 @@ test("webhook outbox: an entry waiting for its next attempt is not read again un
     assert.equal(reads.get(key), 1, `read once in ${sweeps} sweeps, not at each`);
     await clock.advance(HOUR);
     while ((await base.documents.list(WEBHOOK_OUTBOX_PREFIX)).keys.length) await new Promise((resolve) => setTimeout(resolve, 5));
-    assert.deepEqual(answers, [500, 200]);
+    assert.deepEqual(answers(), [500, 200]);
     assert.equal(reads.get(key), 2, "read again when it was due, and delivered");
   } finally {
     await deliverer.close();
     await engine.close();
-    await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    await receiver.close();
     await base.close();
   }
 });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingHttpHeaders } from "node:http";
+import { createServer } from "node:http";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -17,30 +17,7 @@ import { databaseUrl, dropSchema, freshSchemaName } from "../support/postgres.ts
 import { line } from "../support/engine.ts";
 import { eventually, startServer } from "../support/server.ts";
 import { removeDir, tempDir } from "../support/tmp.ts";
-
-interface Delivery {
-  headers: IncomingHttpHeaders;
-  body: string;
-  answered: number;
-}
-
-/**
- * A webhook endpoint on 127.0.0.1 that records every delivery and answers what `answer` says
- * (a redirect goes to `redirectTo`).
- */
-async function startReceiver(answer: (attempt: number) => number = () => 200, redirectTo = "") {
-  const deliveries: Delivery[] = [];
-  const server = createServer(async (request, response) => {
-    let body = "";
-    for await (const chunk of request) body += chunk;
-    const answered = answer(deliveries.length + 1);
-    deliveries.push({ headers: request.headers, body, answered });
-    response.writeHead(answered, answered >= 300 && answered < 400 ? { location: redirectTo } : {}).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hooks`;
-  return { url, deliveries, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
+import { type Delivery, startReceiver } from "../support/webhook_receiver.ts";
 
 const newSecret = () => `whsec_${randomBytes(32).toString("base64")}`;
 

@@ -15,20 +15,24 @@ export function line(customId: string, model: string, extra: Record<string, unkn
   });
 }
 
-export async function submit(
-  engine: BatchEngine,
-  lines: string[],
-  options: { endpoint?: string; window?: string } = {},
-): Promise<BatchObject> {
+/** Uploads `lines` as a batch input file of {@link OWNER}; returns its id. */
+export async function uploadInput(engine: BatchEngine, lines: string[]): Promise<string> {
   const received = await engine.files.receive({
     owner: OWNER,
     filename: "in.jsonl",
     purpose: "batch",
     content: new TextEncoder().encode(lines.join("\n") + "\n"),
   });
-  const file = await engine.files.commit(received, { purpose: "batch" });
+  return (await engine.files.commit(received, { purpose: "batch" })).id;
+}
+
+export async function submit(
+  engine: BatchEngine,
+  lines: string[],
+  options: { endpoint?: string; window?: string } = {},
+): Promise<BatchObject> {
   return await engine.createBatch(OWNER, {
-    input_file_id: file.id,
+    input_file_id: await uploadInput(engine, lines),
     endpoint: options.endpoint ?? "/v1/chat/completions",
     completion_window: options.window ?? "24h",
   });
