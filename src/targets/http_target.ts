@@ -15,6 +15,9 @@ import { redactUrl } from "../shared/redact.ts";
 
 export { DEFAULT_MAX_RESPONSE_BYTES };
 
+/** The Messages API version sent with `/v1/messages` requests (a request's own header would need a line per header). */
+export const ANTHROPIC_VERSION = "2023-06-01";
+
 /** Options for {@link createHttpTarget}. */
 export interface HttpTargetOptions {
   /** OpenAI-style base URL including `/v1`, e.g. `http://127.0.0.1:8000/v1`. */
@@ -70,6 +73,9 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
       cause: error,
     });
   }
+  // Servers of Anthropic's Messages API (vLLM, llama.cpp, Ollama, TensorRT-LLM, Anthropic's own) read its version header.
+  const messagesHeaders = { "anthropic-version": ANTHROPIC_VERSION, ...headers };
+  const headersOf = (lineUrl: string) => (lineUrl === "/v1/messages" ? messagesHeaders : headers);
   const deadlines = new RequestDeadlines(timeoutMs, options.clock ?? systemClock);
   const urlOf = upstreamUrls(options.baseUrl);
   const post = choosePost(options.baseUrl, { maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES });
@@ -79,7 +85,7 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
     async send(request: TargetRequest): Promise<TargetResponse> {
       const deadline = deadlines.start(request.signal);
       try {
-        return targetResponse(await post(urlOf(request.url), headers, request.bodyText, deadline));
+        return targetResponse(await post(urlOf(request.url), headersOf(request.url), request.bodyText, deadline));
       } catch (error) {
         throw targetErrorOf(error, request, deadline, timeoutMs, `could not reach ${redactUrl(options.baseUrl)}`);
       } finally {

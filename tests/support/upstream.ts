@@ -3,11 +3,20 @@
  * `model` chooses its behaviour:
  *   ok | slow:<ms> | status:<code> | flaky:<n> | ratelimit:<n>:<seconds> | hang | drop | text | big:<bytes>
  * `flaky` and `ratelimit` fail the first <n> attempts of each distinct prompt.
+ * It serves any path as chat completions, except `/v1/messages`: answered as
+ * Anthropic's Messages API when started with `{ messages: true }`, else 404
+ * (as a server without that route).
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 
 export interface UpstreamRequest {
   at: number;
+  /** The request's path, e.g. `/v1/chat/completions`. */
+  path: string;
+  /** Its `anthropic-version` header. */
+  anthropicVersion: string | undefined;
+  /** Its body, parsed. */
+  body: Record<string, unknown>;
   model: string;
   prompt: string;
   authorization: string | undefined;
@@ -25,7 +34,7 @@ async function readBody(request: IncomingMessage): Promise<string> {
   return text;
 }
 
-export async function startUpstream(): Promise<Upstream> {
+export async function startUpstream(options: { messages?: boolean } = {}): Promise<Upstream> {
   const requests: UpstreamRequest[] = [];
   const attempts = new Map<string, number>();
   const server: Server = createServer(async (request, response) => {
@@ -38,18 +47,33 @@ export async function startUpstream(): Promise<Upstream> {
     } catch {
       return response.destroy(); // its body was cut short: nobody is waiting for an answer
     }
-    const model: string = body.model ?? "ok";
-    const prompt: string = body.messages?.[0]?.content ?? body.input ?? "";
-    requests.push({ at: Date.now(), model, prompt, authorization: request.headers.authorization });
-    const attempt = (attempts.get(prompt) ?? 0) + 1;
-    attempts.set(prompt, attempt);
-    const [kind, a, b] = model.split(":");
+    const path = new URL(request.url!, "http://upstream").pathname;
     const send = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
       response.writeHead(status, { "content-type": "application/json", "x-request-id": `up-${requests.length}`, ...headers });
       response.end(JSON.stringify(payload));
     };
+    const model: string = body.model ?? "ok";
+    const prompt: string = body.messages?.[0]?.content ?? body.input ?? "";
+    requests.push({ at: Date.now(), path, anthropicVersion: request.headers["anthropic-version"] as string | undefined, body, model, prompt, authorization: request.headers.authorization });
+    const messagesApi = path === "/v1/messages";
+    if (messagesApi && !options.messages) return send(404, { detail: "Not Found" });
+    if (messagesApi && typeof body.model !== "string") {
+      return send(400, { type: "error", error: { type: "invalid_request_error", message: "model: Field required" } });
+    }
+    const attempt = (attempts.get(prompt) ?? 0) + 1;
+    attempts.set(prompt, attempt);
+    const [kind, a, b] = model.split(":");
     const ok = () =>
-      send(200, {
+      messagesApi ? send(200, {
+        id: "msg_up",
+        type: "message",
+        role: "assistant",
+        model,
+        content: [{ type: "text", text: `echo ${prompt}` }],
+        stop_reason: "end_turn",
+        stop_sequence: null,
+        usage: { input_tokens: 10, output_tokens: 5 },
+      }) : send(200, {
         id: "chatcmpl-up",
         object: "chat.completion",
         model,
