@@ -36,4 +36,5 @@ export type { ClientConfig } from "./src/client/api_client.ts";
 export { createHttpTarget, type HttpTargetOptions } from "./src/targets/http_target.ts";
 export { createInProcessTarget, type FetchHandler } from "./src/targets/in_process.ts";
 export { createMockTarget, type MockTargetOptions } from "./src/targets/mock.ts";
+export { type MessagesMode, withMessagesMode } from "./src/targets/messages/messages_target.ts";
 export { type Target, TargetError, type TargetRequest, type TargetResponse } from "./src/targets/types.ts";

@@ -18,6 +18,7 @@ import { createFsStorage } from "./storage/fs/fs_storage.ts";
 import { createPostgresStorage } from "./storage/postgres/postgres_storage.ts";
 import type { Storage } from "./storage/types.ts";
 import { createWebhookDeliverer, type WebhookDeliverer } from "./webhooks/deliverer.ts";
+import { withMessagesMode } from "./targets/messages/messages_target.ts";
 import { ConfigError, isLoopback, type ServeConfig } from "./serve_config.ts";
 import { createAdminApp } from "./http/operator/operator_routes.ts";
 import { redactUrl } from "./shared/redact.ts";
@@ -32,12 +33,13 @@ export { ConfigError, readServeConfig, SERVE_USAGE, type ServeConfig } from "./s
 export function targetFor(config: ServeConfig): Target {
   if (config.upstream === "mock") return createMockTarget({ latencyMs: config.mockLatencyMs });
   try {
-    return createHttpTarget({
+    const target = createHttpTarget({
       baseUrl: config.upstream,
       apiKey: config.upstreamKey,
       timeoutMs: config.requestTimeoutMs,
       maxResponseBytes: config.maxResponseBytes,
     });
+    return withMessagesMode(target, config.messagesUpstream);
   } catch (error) {
     if (error instanceof TargetError) throw new ConfigError(`--upstream: ${error.message}`);
     throw error;

@@ -8,6 +8,7 @@ import { DEFAULT_MAX_STREAMS_PER_KEY } from "./http/batch_events.ts";
 import { parseArgs } from "node:util";
 import { DEFAULT_OWNER, ownerOfKey } from "./http/access/auth.ts";
 import { SCHEMA_NAME } from "./storage/postgres/migrations.ts";
+import type { MessagesMode } from "./targets/messages/messages_target.ts";
 import { DEFAULT_SCHEMA } from "./storage/postgres/postgres_storage.ts";
 import type { WebhookEndpoint } from "./webhooks/deliverer.ts";
 import { WebhookConfigError, webhookEndpoints } from "./webhooks/endpoints.ts";
@@ -23,6 +24,8 @@ export interface ServeConfig {
   databaseSchema: string;
   upstream: string;
   upstreamKey: string | undefined;
+  /** How lines of Anthropic's Messages API reach the upstream. */
+  messagesUpstream: MessagesMode;
   apiKeys: string[];
   noAuth: boolean;
   /** Most event streams one API key may hold open at once. */
@@ -85,6 +88,9 @@ Options (each also read from the environment variable shown):
   --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
                                                      the word "mock" selects the built-in mock target
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
+  --messages-upstream <m>  BATCHSPOOL_MESSAGES_UPSTREAM  how /v1/messages lines reach the upstream: native
+                                                     (as they are), translate (as chat completions), or
+                                                     auto (native if the upstream serves it; default)
   --api-key <key>          BATCHSPOOL_API_KEYS       accepted client key; repeatable (env: comma-separated)
   --no-auth                BATCHSPOOL_NO_AUTH=1      allow a non-loopback host without API keys
   --max-event-streams <n>  BATCHSPOOL_MAX_EVENT_STREAMS  most /events streams one API key holds open
@@ -160,6 +166,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "slice-lines": { type: "string" },
         upstream: { type: "string" },
         "upstream-key": { type: "string" },
+        "messages-upstream": { type: "string" },
         "api-key": { type: "string", multiple: true },
         "no-auth": { type: "boolean" },
         "allowed-hosts": { type: "string" },
@@ -240,6 +247,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     databaseSchema: schemaOf(values["database-schema"] ?? env.BATCHSPOOL_DATABASE_SCHEMA ?? DEFAULT_SCHEMA),
     upstream,
     upstreamKey: values["upstream-key"] ?? env.BATCHSPOOL_UPSTREAM_KEY ?? env.OPENAI_API_KEY,
+    messagesUpstream: messagesModeOf(values["messages-upstream"] ?? env.BATCHSPOOL_MESSAGES_UPSTREAM),
     apiKeys,
     noAuth,
     allowedHosts: allowedHostsOf(values["allowed-hosts"] ?? env.BATCHSPOOL_ALLOWED_HOSTS),
@@ -263,6 +271,13 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     lockStaleAfterMs:
       (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
+}
+
+/** `--messages-upstream`, checked. */
+function messagesModeOf(text: string | undefined): MessagesMode {
+  if (text === undefined) return "auto";
+  if (text === "native" || text === "translate" || text === "auto") return text;
+  throw new ConfigError(`--messages-upstream must be native, translate or auto, got ${JSON.stringify(text)}`);
 }
 
 /** `--scan-worker`, `--no-scan-worker` or the environment's choice; undefined leaves it to the runtime's default. */

@@ -241,7 +241,13 @@ export const OPENAPI_DOCUMENT = {
             required: ["input_file_id", "endpoint", "completion_window"],
             properties: {
               input_file_id: { type: "string" },
-              endpoint: { type: "string", examples: ["/v1/chat/completions"] },
+              endpoint: {
+                type: "string",
+                enum: ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations", "/v1/messages"],
+                description: "OpenAI's endpoints, and as an extension `/v1/messages` (Anthropic's Messages API: sent as written, " +
+                  "or translated to chat completions for an upstream without it; see `--messages-upstream`).",
+                "x-batchspool-extension": ["/v1/messages"],
+              },
               completion_window: { type: "string", description: "`24h`, or as an extension `<n>s|m|h` of at least 1 s." },
               metadata: { type: "object", additionalProperties: { type: "string", maxLength: 512 }, maxProperties: 16 },
               output_expires_after: {

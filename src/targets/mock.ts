@@ -1,6 +1,7 @@
 /**
  * The built-in mock target: deterministic, OpenAI-shaped answers for chat
- * completions, completions, embeddings, responses and moderations, with usage
+ * completions, completions, embeddings, responses and moderations (and
+ * Anthropic-shaped ones for messages), with usage
  * figures and an optional latency. For trying batchspool out and for tests.
  *
  * @module
@@ -96,6 +97,20 @@ function answer(url: string, body: Record<string, unknown>, id: string): { statu
             output_tokens_details: { reasoning_tokens: 0 },
             total_tokens: promptTokens + completionTokens,
           },
+        },
+      };
+    case "/v1/messages":
+      return {
+        status: 200,
+        body: {
+          id: `msg_${id}`,
+          type: "message",
+          role: "assistant",
+          model,
+          content: [{ type: "text", text: reply }],
+          stop_reason: "end_turn",
+          stop_sequence: null,
+          usage: { input_tokens: promptTokens, output_tokens: completionTokens },
         },
       };
     case "/v1/moderations":

@@ -285,7 +285,7 @@ for (const setup of SETUPS) {
 
   test(`${setup.name}: engine: the mock target answers every endpoint with usage`, async () => {
     await withEngine({ target: createMockTarget() }, async (engine) => {
-      for (const endpoint of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations"]) {
+      for (const endpoint of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations", "/v1/messages"]) {
         const body = endpoint === "/v1/chat/completions"
           ? { model: "m", messages: [{ role: "user", content: "one two three" }] }
           : { model: "m", input: "one two three", prompt: "one two three" };

@@ -50,3 +50,13 @@ test("serve config: --allowed-hosts takes names without ports, or *", () => {
   assert.equal(readServeConfig(base, { BATCHSPOOL_ALLOWED_HOSTS: "*" }).allowedHosts, "*");
   assert.throws(() => readServeConfig([...base, "--allowed-hosts", "batch.lan:8787"], {}), /without ports/);
 });
+
+test("serve config: --messages-upstream is auto unless a flag or the environment chooses; anything else is refused", () => {
+  assert.equal(readServeConfig(base, {}).messagesUpstream, "auto");
+  assert.equal(readServeConfig([...base, "--messages-upstream", "translate"], {}).messagesUpstream, "translate");
+  assert.equal(readServeConfig(base, { BATCHSPOOL_MESSAGES_UPSTREAM: "native" }).messagesUpstream, "native");
+  assert.throws(
+    () => readServeConfig([...base, "--messages-upstream", "anthropic"], {}),
+    (error: unknown) => error instanceof ConfigError && /--messages-upstream must be native, translate or auto/.test(error.message),
+  );
+});

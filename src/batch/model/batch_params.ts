@@ -6,13 +6,18 @@
 import { BatchError } from "./errors.ts";
 import { isFileId } from "./ids.ts";
 
-/** The endpoints a batch may target unless configured otherwise. */
+/**
+ * The endpoints a batch may target unless configured otherwise: OpenAI's, and
+ * as batchspool's extension Anthropic's Messages API (`/v1/messages`), which
+ * the target sends as it is or translated to chat completions.
+ */
 export const DEFAULT_ENDPOINTS: readonly string[] = [
   "/v1/chat/completions",
   "/v1/completions",
   "/v1/embeddings",
   "/v1/responses",
   "/v1/moderations",
+  "/v1/messages",
 ];
 
 /** The parameters of a new batch, checked. */

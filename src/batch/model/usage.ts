@@ -20,14 +20,16 @@ const count = (value: unknown): number => (typeof value === "number" && Number.i
 export function addUsage(total: BatchUsage, usage: unknown): void {
   if (typeof usage !== "object" || usage === null) return;
   const u = usage as Record<string, Record<string, unknown> | number | undefined>;
-  const input = count(u.input_tokens) || count(u.prompt_tokens);
+  // Anthropic's Messages count cache reads and writes apart from `input_tokens`; OpenAI's input includes them.
+  const cacheRead = count(u.cache_read_input_tokens);
+  const input = (count(u.input_tokens) || count(u.prompt_tokens)) + cacheRead + count(u.cache_creation_input_tokens);
   const output = count(u.output_tokens) || count(u.completion_tokens);
   const inputDetails = (u.input_tokens_details ?? u.prompt_tokens_details) as Record<string, unknown> | undefined;
   const outputDetails = (u.output_tokens_details ?? u.completion_tokens_details) as Record<string, unknown> | undefined;
   total.input_tokens += input;
   total.output_tokens += output;
   total.total_tokens += count(u.total_tokens) || input + output;
-  total.input_tokens_details.cached_tokens += count(inputDetails?.cached_tokens);
+  total.input_tokens_details.cached_tokens += count(inputDetails?.cached_tokens) + cacheRead;
   total.output_tokens_details.reasoning_tokens += count(outputDetails?.reasoning_tokens);
 }
 
