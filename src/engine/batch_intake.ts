@@ -8,7 +8,7 @@
  */
 import type { Clock } from "../shared/clock.ts";
 import type { Storage } from "../storage/types.ts";
-import type { FileService } from "../batch/files/file_service.ts";
+import { type FileService, messageBatchLimits } from "../batch/files/file_service.ts";
 import { resolveScan, validateInput } from "../batch/input/validation.ts";
 import type { ValidationLimits } from "../batch/model/input_scan.ts";
 import { type BatchParams, parseBatchParams } from "../batch/model/batch_params.ts";
@@ -96,7 +96,8 @@ export async function checkInput(
   context: { files: FileService; storage: Storage; validationLimits: ValidationLimits },
   record: BatchRecord,
 ): Promise<InputCheck> {
-  const { files, storage, validationLimits } = context;
+  const { files, storage } = context;
+  const validationLimits = record.message_batch ? messageBatchLimits(context.validationLimits) : context.validationLimits;
   const batch = record.batch;
   let fileRecord = null;
   try {

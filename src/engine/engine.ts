@@ -30,8 +30,8 @@ import { DEFAULT_ENDPOINTS } from "../batch/model/batch_params.ts";
 import { BatchError } from "../batch/model/errors.ts";
 import { isBatchId } from "../batch/model/ids.ts";
 import { type BatchObject, type BatchRecord, copyBatch, FINAL_STATUSES } from "../batch/model/objects.ts";
-import { batchDocKey, batchDocPrefix } from "../batch/model/storage_keys.ts";
-import { changeRecord, readRecord } from "./batch_docs.ts";
+import { batchDocKey } from "../batch/model/storage_keys.ts";
+import { changeRecord, listBatchRecords, readRecord } from "./batch_docs.ts";
 import { newBatchRecord } from "./batch_intake.ts";
 import type { EngineContext } from "./context.ts";
 import { Housekeeping } from "./housekeeping.ts";
@@ -45,9 +45,9 @@ import { runContextOf } from "./lines/line_runner.ts";
 import { EngineNode } from "./node.ts";
 import { DEFAULT_SLICE_LIMITS } from "./slicing.ts";
 import { setStatus } from "./status.ts";
-import type { BatchEngine, BatchEngineOptions, BatchPage, ClusterView, EngineObserver, EngineStats } from "./types.ts";
+import type { BatchEngine, BatchEngineOptions, BatchPage, BatchView, ClusterView, EngineObserver, EngineStats } from "./types.ts";
 
-export type { BatchEngine, BatchEngineOptions, BatchPage, ClusterView, EngineObserver, EngineStats };
+export type { BatchEngine, BatchEngineOptions, BatchPage, BatchView, ClusterView, EngineObserver, EngineStats };
 
 /** The default delays before a failed step is tried again. */
 const DEFAULT_STEP_RETRY: BackoffPolicy = { baseMs: 2_000, maxMs: 60_000 };
@@ -169,9 +169,12 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       }
     },
 
-    async createBatch(owner, body) {
+    async createBatch(owner, body, options = {}) {
       if (!ready || closing.signal.aborted) throw new BatchError("unavailable", "The server is not ready; try again.");
       const record = await newBatchRecord(context, endpoints, owner, body);
+      if (options.messageBatchRequests !== undefined) {
+        record.message_batch = { requests: options.messageBatchRequests, results_before_end: null };
+      }
       // The ledger's entry first: a document without one would never run; an entry without its document is dropped.
       await ledger.addBatch(record);
       await storage.documents.put(batchDocKey(owner, record.batch.id), record, { ifVersion: 0 });
@@ -193,14 +196,46 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       if (after !== undefined && !isBatchId(after)) {
         throw new BatchError("invalid_request", `'after' is not a batch id: ${JSON.stringify(after)}.`, { param: "after" });
       }
-      const prefix = batchDocPrefix(owner);
-      const page = await storage.documents.list(prefix, { reverse: true, limit, after: after === undefined ? undefined : prefix + after });
-      // The page's documents are read at once: one after another, a page cost a read's latency a hundred times.
-      const batches = await Promise.all(page.keys.map(async (key) => {
-        const record = await readRecord(storage, owner, key.slice(prefix.length));
-        return record ? withLiveCounts(record) : null;
-      }));
-      return { data: batches.filter((batch) => batch !== null), has_more: page.more };
+      const page = await listBatchRecords(storage, owner, { after, limit });
+      return { data: await Promise.all(page.records.map(withLiveCounts)), has_more: page.more };
+    },
+
+    async getBatchView(owner, batchId) {
+      if (!isBatchId(batchId)) throw notFound(batchId);
+      const record = await readRecord(storage, owner, batchId);
+      if (!record) throw notFound(batchId);
+      return { batch: await withLiveCounts(record), messageBatch: record.message_batch ?? null };
+    },
+
+    async listBatchViews(owner, { after, before, limit, messageBatches }) {
+      for (const [param, id] of [["after", after], ["before", before]] as const) {
+        if (id !== undefined && !isBatchId(id)) throw new BatchError("invalid_request", `'${param}' is not a batch id: ${JSON.stringify(id)}.`, { param });
+      }
+      const keep = (record: BatchRecord) => (record.message_batch !== undefined) === messageBatches;
+      const page = await listBatchRecords(storage, owner, { after, before, limit, keep });
+      const data = await Promise.all(page.records.map(async (record) => ({
+        batch: await withLiveCounts(record),
+        messageBatch: record.message_batch ?? null,
+      })));
+      return { data, has_more: page.more };
+    },
+
+    async deleteBatch(owner, batchId) {
+      if (!isBatchId(batchId)) throw notFound(batchId);
+      const record = await readRecord(storage, owner, batchId);
+      if (!record) throw notFound(batchId);
+      if (!FINAL_STATUSES.has(record.batch.status)) {
+        throw new BatchError("conflict", `Batch ${batchId} cannot be deleted before it ends (it is ${record.batch.status}).`);
+      }
+      // Its files first, its record last: a delete that stops half way can be done again.
+      const files = [record.batch.output_file_id, record.batch.error_file_id, ...(record.message_batch ? [record.batch.input_file_id] : [])];
+      for (const fileId of files) {
+        if (fileId === null) continue;
+        await context.files.delete(owner, fileId).catch((error) => {
+          if (!(error instanceof BatchError && error.code === "not_found")) throw error;
+        });
+      }
+      await storage.documents.delete(batchDocKey(owner, batchId));
     },
 
     async cancelBatch(owner, batchId) {

@@ -22,7 +22,7 @@ import { changeRecord, readRecord } from "./batch_docs.ts";
 import { type EngineContext, nowSeconds } from "./context.ts";
 import type { BatchTotals, HeldItem, ResultFileContent, WorkItem } from "./ledger/ledger.ts";
 import { RESULTS_AWAITING_COMMIT } from "./lines/line_runner.ts";
-import { EXPIRED_MESSAGE, failureRecord } from "./lines/result_records.ts";
+import { CANCELLED_MESSAGE, EXPIRED_MESSAGE, failureRecord } from "./lines/result_records.ts";
 import { inputOf } from "./slicing.ts";
 import { setStatus } from "./status.ts";
 import { recordEndEvent } from "./webhook_outbox.ts";
@@ -46,9 +46,15 @@ export async function runFinalize(context: EngineContext, item: WorkItem, withou
   let files = { output: null as string | null, error: null as string | null };
   let totals: BatchTotals | null = null;
   if (!withoutResults) {
+    // A message batch gives every request a result: the count before its undone ones are recorded is kept.
+    const before = record.message_batch && stop !== null && stop !== "fail" ? await ledger.totals(item.batchId) : null;
     record = await changeRecord(storage, item.owner, item.batchId, (current) => {
       if (FINAL_STATUSES.has(current.batch.status)) return false;
       let changed = false;
+      if (before && current.message_batch && current.message_batch.results_before_end === null) {
+        current.message_batch.results_before_end = before.completed + before.failed;
+        changed = true;
+      }
       if (!current.planned_output_file_id || !current.planned_error_file_id) {
         current.planned_output_file_id = newFileId(context.clock.now());
         current.planned_error_file_id = newFileId(context.clock.now());
@@ -61,7 +67,13 @@ export async function runFinalize(context: EngineContext, item: WorkItem, withou
       return changed;
     });
     if (!record || FINAL_STATUSES.has(record.batch.status)) return;
-    if (stop === "expire" && record.batch.in_progress_at !== null) await recordExpiredLines(context, item, record);
+    if (stop === "expire" && (record.batch.in_progress_at !== null || record.message_batch)) {
+      await recordUndoneLines(context, item, record, { code: "batch_expired", message: EXPIRED_MESSAGE });
+    }
+    // Its input was made by batchspool from a request it accepted: valid, even if the cancel came before validation ended.
+    if (stop === "cancel" && record.message_batch) {
+      await recordUndoneLines(context, item, record, { code: "batch_cancelled", message: CANCELLED_MESSAGE });
+    }
     files = await recordResultFiles(context, held, record);
     if (!(await ledger.holds(held))) {
       context.logger.info(`batch ${item.batchId}: finalized by another node (this one's claim lapsed)`);
@@ -131,8 +143,13 @@ async function endBatch(
   }
 }
 
-/** Records `batch_expired` for each request line without a result, through the ledger (fenced by the claim). */
-async function recordExpiredLines(context: EngineContext, item: WorkItem, record: BatchRecord): Promise<void> {
+/** Records `error` for each request line without a result, through the ledger (fenced by the claim). */
+async function recordUndoneLines(
+  context: EngineContext,
+  item: WorkItem,
+  record: BatchRecord,
+  error: { code: string; message: string },
+): Promise<void> {
   const sink = await context.ledger.resultSink(item, record);
   for await (const group of readLines(await inputOf(context.storage, record))) {
     const lines = group.filter((l) => l.text !== null && !isBlankLine(l.text));
@@ -142,7 +159,7 @@ async function recordExpiredLines(context: EngineContext, item: WorkItem, record
     for (const { line, text } of lines) {
       if (finished(line)) continue;
       const customId = (JSON.parse(text!) as { custom_id: string }).custom_id;
-      sink.writer.add("errors", { line, record: failureRecord(line, customId, { code: "batch_expired", message: EXPIRED_MESSAGE }) });
+      sink.writer.add("errors", { line, record: failureRecord(line, customId, error) });
     }
     await sink.writer.below(RESULTS_AWAITING_COMMIT);
   }

@@ -10,7 +10,7 @@ import type { Storage } from "../storage/types.ts";
 import type { Target } from "../targets/types.ts";
 import type { FileLimits, FileService } from "../batch/files/file_service.ts";
 import type { ValidationLimits } from "../batch/model/input_scan.ts";
-import type { BatchObject, BatchStatus } from "../batch/model/objects.ts";
+import type { BatchObject, BatchStatus, MessageBatchState } from "../batch/model/objects.ts";
 import type { OutboxEntry } from "../batch/model/webhook_event.ts";
 import type { BackoffPolicy } from "./lines/backoff.ts";
 import type { EngineObserver } from "./lines/engine_observer.ts";
@@ -107,6 +107,12 @@ export interface EngineStats {
   requestsInFlight: number;
 }
 
+/** A batch, and for one of Anthropic's Message Batches API what it keeps besides. */
+export interface BatchView {
+  batch: BatchObject;
+  messageBatch: MessageBatchState | null;
+}
+
 /** A page of batches. */
 export interface BatchPage {
   /** Batches, newest first. */
@@ -151,12 +157,28 @@ export interface BatchEngine {
   readonly ready: boolean;
   /** Recovers unfinished batches and starts working. */
   start(): Promise<void>;
-  /** Creates a batch from a `POST /v1/batches` body. @throws {BatchError} `invalid_request` naming the param. */
-  createBatch(owner: string, body: unknown): Promise<BatchObject>;
+  /**
+   * Creates a batch from a `POST /v1/batches` body; with `messageBatchRequests`,
+   * a batch of Anthropic's Message Batches API of that many requests.
+   * @throws {BatchError} `invalid_request` naming the param.
+   */
+  createBatch(owner: string, body: unknown, options?: { messageBatchRequests?: number }): Promise<BatchObject>;
   /** A batch, with live counts while it runs. @throws {BatchError} `not_found` */
   getBatch(owner: string, batchId: string): Promise<BatchObject>;
   /** An owner's batches, newest first (`limit` 1..100, default 20). */
   listBatches(owner: string, options: { after?: string; limit?: number }): Promise<BatchPage>;
+  /** A batch with what its API's view of it needs. @throws {BatchError} `not_found` */
+  getBatchView(owner: string, batchId: string): Promise<BatchView>;
+  /**
+   * An owner's batches of one API (Anthropic's message batches, or the
+   * others), newest first: older than `after`, or newer than `before`.
+   */
+  listBatchViews(
+    owner: string,
+    options: { after?: string; before?: string; limit: number; messageBatches: boolean },
+  ): Promise<{ data: BatchView[]; has_more: boolean }>;
+  /** Deletes a batch that ended, with its result files (and a message batch's input). @throws {BatchError} `conflict` before it ends, `not_found` */
+  deleteBatch(owner: string, batchId: string): Promise<void>;
   /** Moves a batch to `cancelling`. @throws {BatchError} `conflict` when it already ended, `not_found` */
   cancelBatch(owner: string, batchId: string): Promise<BatchObject>;
   /** Whether a file is the input of a batch that has not ended. */

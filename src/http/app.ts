@@ -5,15 +5,16 @@
  *
  * @module
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import type { BatchEngine } from "../engine/engine.ts";
 import { DEFAULT_FILE_LIMITS } from "../batch/files/file_service.ts";
 import { consoleLogger, type Logger } from "../shared/logger.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { apiKeyAuth, type OwnerVariables } from "./access/auth.ts";
 import { batchesRoutes } from "./batches_routes.ts";
-import { errorReply } from "./error_response.ts";
+import { anthropicErrorBody, errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
+import { messageBatchesRoutes } from "./message_batches_routes.ts";
 import type { PrometheusMetrics } from "./operator/metrics.ts";
 import { OPENAPI_DOCUMENT } from "./openapi.ts";
 import { addDocsPage } from "./docs_page.ts";
@@ -61,6 +62,9 @@ export interface AppOptions {
   operatorRoutes?: boolean;
 }
 
+/** Anthropic's Message Batches routes (wherever the app is mounted): their errors are in Anthropic's envelope. */
+const ANTHROPIC_ROUTES = /\/v1\/messages\/batches(\/|$)/;
+
 /** How long an upload may wait for its next bytes, by default. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 
@@ -82,17 +86,17 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
   const logger = options.logger ?? consoleLogger;
   const app = new Hono<{ Variables: OwnerVariables }>();
 
-  app.onError((error, c) => {
+  /** The error reply in the envelope of the API the request was for (Anthropic's under `/v1/messages/`). */
+  const replyWith = (c: Context, error: unknown) => {
     const reply = errorReply(error, logger);
-    return c.json(reply.body, reply.status, reply.headers);
-  });
-  app.notFound((c) => {
-    const reply = errorReply(
-      new RequestError("not_found", `Unknown request URL: ${c.req.method} ${new URL(c.req.url).pathname}.`),
-      logger,
-    );
-    return c.json(reply.body, reply.status);
-  });
+    if (!ANTHROPIC_ROUTES.test(new URL(c.req.url).pathname)) return c.json(reply.body, reply.status, reply.headers);
+    const requestId = `req_${crypto.randomUUID().replaceAll("-", "")}`;
+    return c.json(anthropicErrorBody(reply, requestId), reply.status, { ...reply.headers, "request-id": requestId });
+  };
+  app.onError((error, c) => replyWith(c, error));
+  app.notFound((c) =>
+    replyWith(c, new RequestError("not_found", `Unknown request URL: ${c.req.method} ${new URL(c.req.url).pathname}.`))
+  );
 
   if (options.browserGuard) app.use("*", browserGuard(options.browserGuard));
   app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
@@ -126,5 +130,9 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
     }),
   );
   app.route("/v1/batches", batchesRoutes(engine, options.clock ?? systemClock, options.batchEvents));
+  app.route(
+    "/v1/messages/batches",
+    messageBatchesRoutes(engine, { idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, clock: options.clock ?? systemClock }),
+  );
   return app;
 }

@@ -1,10 +1,12 @@
 /**
  * The one place where an error becomes an HTTP status and an OpenAI-shaped
- * body: `{"error": {"message", "type", "param", "code"}}`.
+ * body: `{"error": {"message", "type", "param", "code"}}`; Anthropic's routes
+ * send the same status in Anthropic's envelope.
  *
  * @module
  */
 import { BatchError } from "../batch/model/errors.ts";
+import { anthropicErrorType } from "../batch/message_batches/batch_results.ts";
 import type { Logger } from "../shared/logger.ts";
 import { RequestError } from "./request_error.ts";
 
@@ -86,4 +88,16 @@ export function errorReply(error: unknown, logger: Logger): ErrorReply {
     status: 500,
     body: body("The server had an error while processing your request.", "server_error", null, null),
   };
+}
+
+/** Anthropic's error body. */
+export interface AnthropicErrorBody {
+  type: "error";
+  error: { type: string; message: string };
+  request_id: string;
+}
+
+/** A reply's error in Anthropic's envelope (its status decided by {@link errorReply}). */
+export function anthropicErrorBody(reply: ErrorReply, requestId: string): AnthropicErrorBody {
+  return { type: "error", error: { type: anthropicErrorType(reply.status), message: reply.body.error.message }, request_id: requestId };
 }

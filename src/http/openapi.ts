@@ -10,6 +10,7 @@
  * @module
  */
 import { UPLOAD_PURPOSES } from "../batch/model/objects.ts";
+import { MESSAGE_BATCH_PATHS, MESSAGE_BATCH_SCHEMAS } from "./openapi_message_batches.ts";
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: object) => ({ "application/json": { schema } });
@@ -303,15 +304,17 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    ...MESSAGE_BATCH_PATHS,
   },
   components: {
     securitySchemes: {
-      apiKey: { type: "http", scheme: "bearer", description: "One of the server's API keys (none needed when it has none)." },
+      apiKey: { type: "http", scheme: "bearer", description: "One of the server's API keys (none needed when it has none); Anthropic's routes also take it as `x-api-key`." },
     },
     responses: Object.fromEntries(
       Object.entries(ERROR_DESCRIPTIONS).map(([status, description]) => [`Error${status}`, ok(description, ref("Error"))]),
     ),
     schemas: {
+      ...MESSAGE_BATCH_SCHEMAS,
       Error: {
         type: "object",
         required: ["error"],

@@ -24,10 +24,11 @@ const ALLOWED: Record<string, string[]> = {
   "batch/model": ["runtime", "shared", "integrity", "storage", "targets"],
   "batch/input": ["runtime", "shared", "integrity", "batch/model"],
   "batch/files": ["runtime", "shared", "integrity", "storage", "batch/model", "batch/input"],
+  "batch/message_batches": ["runtime", "shared", "integrity", "batch/model", "batch/input"],
   "engine/lines": ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/input"],
   "engine/ledger": ["runtime", "shared", "integrity", "storage", "batch/model", "batch/input", "engine/lines"],
   engine: ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/input", "batch/files", "engine/lines", "engine/ledger"],
-  http: ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/files", "engine"],
+  http: ["runtime", "shared", "integrity", "storage", "targets", "batch/model", "batch/input", "batch/files", "batch/message_batches", "engine"],
   client: ["runtime", "shared", "batch/model"],
   webhooks: ["runtime", "shared", "integrity", "storage", "batch/model"],
 };

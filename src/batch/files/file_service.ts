@@ -10,6 +10,7 @@ import { isStorageError } from "../../storage/errors.ts";
 import type { Storage } from "../../storage/types.ts";
 import type { OffThreadScanner } from "../input/off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS, type InputScan, type ValidationLimits } from "../input/validation.ts";
+import { MAX_MESSAGE_BATCH_BYTES, MAX_MESSAGE_BATCH_REQUESTS } from "../model/batch_params.ts";
 import { BatchError } from "../model/errors.ts";
 import { isFileId, newFileId } from "../model/ids.ts";
 import { type FileContentRef, type FileObject, type FilePurpose, type FileRecord, UPLOAD_PURPOSES } from "../model/objects.ts";
@@ -31,6 +32,14 @@ export const DEFAULT_FILE_LIMITS: FileLimits = {
   maxBatchInputBytes: 200 * 1024 * 1024,
 };
 
+/** A message batch's input: its create body's 256 MB, and the framing of 100,000 request lines. */
+const MESSAGE_BATCH_INPUT_BYTES = MAX_MESSAGE_BATCH_BYTES + MAX_MESSAGE_BATCH_REQUESTS * 80;
+
+/** The validation limits of a message batch's input: Anthropic's count of requests. */
+export function messageBatchLimits(limits: ValidationLimits): ValidationLimits {
+  return { ...limits, maxRequests: MAX_MESSAGE_BATCH_REQUESTS };
+}
+
 /** File records a listing reads at once. */
 const READ_AT_ONCE = 128;
 
@@ -46,6 +55,12 @@ export interface UploadRequest {
   /** The purpose, when known before the bytes arrive (it decides the size limit). */
   purpose?: string;
   content: ReadableStream<Uint8Array> | Uint8Array;
+  /**
+   * The input of a batch of Anthropic's Message Batches API, made by
+   * batchspool from its create body: its own limits (100,000 requests, its
+   * body's 256 MB and the lines' framing) instead of a batch input's.
+   */
+  messageBatch?: boolean;
 }
 
 /** Listing options, as `GET /v1/files`. */
@@ -194,12 +209,13 @@ export function createFileService(storage: Storage, options: FileServiceOptions 
       // as it streams in, while the upload waits on the network anyway.
       const looksLikeBatchInput = upload.purpose === "batch" ||
         (upload.purpose === undefined && /\.jsonl$/i.test(upload.filename));
-      const limits = options.validation ?? DEFAULT_VALIDATION_LIMITS;
+      const baseLimits = options.validation ?? DEFAULT_VALIDATION_LIMITS;
+      const limits = upload.messageBatch ? messageBatchLimits(baseLimits) : baseLimits;
       const content = upload.content;
       const scan = looksLikeBatchInput ? startUploadScan(content, limits, upload.filename, options.offThreadScanner, logger) : NO_SCAN;
       try {
         const info = await storage.blobs.put(fileBlobKey(id), content, {
-          maxBytes: sizeLimitFor(upload.purpose),
+          maxBytes: upload.messageBatch ? MESSAGE_BATCH_INPUT_BYTES : sizeLimitFor(upload.purpose),
           markEvery: DEFAULT_MARK_EVERY,
           hasher: scan.hasher,
         });

@@ -20,6 +20,11 @@ export const DEFAULT_ENDPOINTS: readonly string[] = [
   "/v1/messages",
 ];
 
+/** Most requests in a batch of Anthropic's Message Batches API (Anthropic's limit). */
+export const MAX_MESSAGE_BATCH_REQUESTS = 100_000;
+/** Largest body of a create of a message batch (Anthropic's limit). */
+export const MAX_MESSAGE_BATCH_BYTES = 256 * 1024 * 1024;
+
 /** The parameters of a new batch, checked. */
 export interface BatchParams {
   inputFileId: string;

@@ -176,6 +176,20 @@ export interface BatchRecord {
   /** Ids reserved for the result files when finalizing starts, so a retry reuses them. */
   planned_output_file_id: string | null;
   planned_error_file_id: string | null;
+  /** Set for a batch made through Anthropic's Message Batches API. */
+  message_batch?: MessageBatchState;
+}
+
+/** What a batch of Anthropic's Message Batches API keeps besides an OpenAI batch's record. */
+export interface MessageBatchState {
+  /** The requests it was created with (every one gets a result, whatever ends the batch). */
+  requests: number;
+  /**
+   * Results recorded when a cancel or an expiry ended it, before its undone
+   * requests were recorded as `canceled` or `expired` (set once, by the first
+   * finalizer): the rest of its results are those.
+   */
+  results_before_end: number | null;
 }
 
 /** A zeroed usage object. */

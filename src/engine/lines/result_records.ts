@@ -44,3 +44,5 @@ export function failureRecord(line: number, customId: string, error: { code: str
 
 /** OpenAI's message for lines a window's expiry left undone. */
 export const EXPIRED_MESSAGE = "This request could not be executed before the completion window expired.";
+/** The error of a request of a message batch that was cancelled before it ran. */
+export const CANCELLED_MESSAGE = "This request was not executed: its batch was cancelled.";

@@ -1,6 +1,6 @@
 /**
  * API keys and owners. With keys configured, each request must carry one as
- * `Authorization: Bearer <key>` (compared in constant time), and each key is
+ * `Authorization: Bearer <key>` or `x-api-key: <key>` (compared in constant time), and each key is
  * its own owner: it sees only its own files and batches. With no keys, every
  * request belongs to the owner `default`.
  *
@@ -40,17 +40,18 @@ export function apiKeyAuth(apiKeys: readonly string[]): MiddlewareHandler<{ Vari
       return next();
     }
     const header = c.req.header("authorization");
-    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) {
+    // Anthropic's SDKs send their key as `x-api-key`.
+    const given = (header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined) ?? c.req.header("x-api-key")?.trim();
+    if (!given) {
       throw new RequestError(
         "missing_api_key",
-        "You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'.",
+        "You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY' (or as 'x-api-key').",
       );
     }
     let owner: string | null = null;
     // Compare against every key, so timing does not reveal which one matched.
     for (const candidate of keys) {
-      if (await timingSafeEqual(candidate.key, match[1])) owner ??= candidate.owner;
+      if (await timingSafeEqual(candidate.key, given)) owner ??= candidate.owner;
     }
     if (owner === null) throw new RequestError("invalid_api_key", "Incorrect API key provided.");
     c.set("owner", owner);
