@@ -16,7 +16,9 @@ import { type Target, TargetError, type TargetRequest } from "../../src/targets/
 import { StorageError } from "../../src/storage/errors.ts";
 import { createMemoryStorage } from "../../src/storage/memory.ts";
 import { type EngineSetup, type Nodes, SETUPS } from "../support/setups.ts";
-import { allCustomIds, driveUntil, ended, line, records, submit, waitUntil } from "../support/engine.ts";
+import { allCustomIds, driveUntil, ended, line, OWNER, records, submit, uploadInput, waitUntil } from "../support/engine.ts";
+import { messageBatchResult } from "../../src/batch/message_batches/batch_results.ts";
+import { toMessageBatch } from "../../src/batch/message_batches/message_batch.ts";
 import { ManualClock } from "../support/clock.ts";
 import { eventually } from "../support/server.ts";
 import { startUpstream, type Upstream } from "../support/upstream.ts";
@@ -71,10 +73,16 @@ function answeringTarget() {
     description: "answered by the test",
     send: (request) =>
       new Promise((resolve, reject) => {
-        const onAbort = () => reject(new TargetError("aborted", "the request was aborted"));
+        const entry = { request, answer: () => resolve(mock.send(request)) };
+        // An aborted request waits no more: it is neither counted nor answered.
+        const onAbort = () => {
+          const at = waiting.indexOf(entry);
+          if (at >= 0) waiting.splice(at, 1);
+          reject(new TargetError("aborted", "the request was aborted"));
+        };
         if (request.signal.aborted) return onAbort();
         request.signal.addEventListener("abort", onAbort, { once: true });
-        waiting.push({ request, answer: () => resolve(mock.send(request)) });
+        waiting.push(entry);
       }),
   };
   return {
@@ -383,6 +391,49 @@ for (const setup of SETUPS) {
       assert.ok(errors.length > 0 && errors.every((r) => (r.error as { code: string }).code === "batch_expired"));
       assert.deepEqual(done.request_counts, { total: 20, completed: 20 - errors.length, failed: errors.length });
       assert.deepEqual(await allCustomIds(engine, done), [...ids].sort(), "every line once");
+    });
+  });
+
+  test(`${setup.name}: engine: a message batch's requests left by an expiry or a cancel are recorded as such, each once, and counted`, async () => {
+    const upstream = answeringTarget();
+    await withEngine({ target: upstream.target, concurrency: 2, cancelGraceMs: 0 }, async (engine) => {
+      const messagesLine = (id: string) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/messages", body: { model: "m", max_tokens: 8, messages: [] } });
+      const create = async (prefix: string, window: string) => {
+        const ids = Array.from({ length: 12 }, (_, i) => `${prefix}${i}`);
+        const fileId = await uploadInput(engine, ids.map(messagesLine));
+        const batch = await engine.createBatch(OWNER, { input_file_id: fileId, endpoint: "/v1/messages", completion_window: window }, {
+          messageBatchRequests: ids.length,
+        });
+        return { batch, ids };
+      };
+      for (const [kind, window] of [["expired", "2s"], ["canceled", "24h"]] as const) {
+        const { batch, ids } = await create(kind, window);
+        // Two requests are answered; the rest are in flight or never sent when the batch ends.
+        await eventually(async () => upstream.waiting() >= 2 || ended(await engine.getBatch(OWNER, batch.id)));
+        upstream.answerAll();
+        if (kind === "canceled") {
+          await eventually(async () => (await engine.getBatch(OWNER, batch.id)).request_counts.completed >= 1);
+          await engine.cancelBatch(OWNER, batch.id);
+        }
+        const done = await waitUntil(engine, batch.id, ended, 30_000);
+        assert.equal(done.status, kind === "expired" ? "expired" : "cancelled");
+        const view = await engine.getBatchView(OWNER, batch.id);
+        const shown = toMessageBatch(view.batch, view.messageBatch!, "http://x/results");
+        const results = [...(await records(engine, done.output_file_id)), ...(await records(engine, done.error_file_id))]
+          .map((record) => JSON.parse(messageBatchResult(JSON.stringify(record))) as { custom_id: string; result: { type: string } });
+        assert.deepEqual(results.map((r) => r.custom_id).sort(), [...ids].sort(), "every request once");
+        const count = (type: string) => results.filter((r) => r.result.type === type).length;
+        assert.equal(shown.processing_status, "ended");
+        assert.deepEqual(shown.request_counts, {
+          processing: 0,
+          succeeded: count("succeeded"),
+          errored: 0,
+          canceled: kind === "canceled" ? count("canceled") : 0,
+          expired: kind === "expired" ? count("expired") : 0,
+        });
+        assert.equal(count("succeeded") + count(kind), 12, JSON.stringify(shown.request_counts));
+        assert.ok(count(kind) > 0, `some requests ${kind}`);
+      }
     });
   });
 

@@ -74,3 +74,10 @@ test("message batch requests: more than 100,000 requests are refused at the 100,
   const error = await refusal(body, 1 << 16);
   assert.match(error.message, /^requests: may hold at most 100000 requests/);
 });
+
+test("message batch requests: a body over its limit is refused as too large once the limit is passed", async () => {
+  const body = `{"requests":[${Array.from({ length: 100 }, (_, i) => `{"custom_id":"r${i}","params":{"model":"m"}}`).join(",")}]}`;
+  const input = messageBatchInput(chunks(body, 256), 1024);
+  await assert.rejects(new Response(input.lines).text(), (error) => error instanceof BatchError && error.code === "too_large" && /larger than 1024 bytes/.test(error.message));
+  assert.ok(input.requests() < 100, "it stopped reading at the limit");
+});

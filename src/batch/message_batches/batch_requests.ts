@@ -40,7 +40,7 @@ export interface MessageBatchInput {
 }
 
 /**
- * The request lines of a create body.
+ * The request lines of a create body (of at most `maxBytes`).
  *
  * @example
  * ```ts
@@ -49,7 +49,7 @@ export interface MessageBatchInput {
  * input.requests(); // how many
  * ```
  */
-export function messageBatchInput(body: AsyncIterable<Uint8Array>): MessageBatchInput {
+export function messageBatchInput(body: AsyncIterable<Uint8Array>, maxBytes: number = MAX_MESSAGE_BATCH_BYTES): MessageBatchInput {
   const encoder = new TextEncoder();
   const decoder = new TextDecoder("utf-8", { fatal: true });
   const ids = new CustomIdSet();
@@ -101,9 +101,7 @@ export function messageBatchInput(body: AsyncIterable<Uint8Array>): MessageBatch
   /** Reads one chunk of the body; returns the request lines it completed. */
   const read = (chunk: Uint8Array): void => {
     total += chunk.length;
-    if (total > MAX_MESSAGE_BATCH_BYTES) {
-      throw new BatchError("too_large", `The request body is larger than ${MAX_MESSAGE_BATCH_BYTES} bytes.`, { param: "requests" });
-    }
+    if (total > maxBytes) throw new BatchError("too_large", `The request body is larger than ${maxBytes} bytes.`, { param: "requests" });
     let elementStart = place === "element" ? 0 : -1;
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i];
