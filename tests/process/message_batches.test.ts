@@ -134,6 +134,45 @@ for (const adapter of ADAPTERS) {
     }));
 }
 
+for (const adapter of ADAPTERS) {
+  test(`${adapter.name}: message batches: SIGKILLed twice while it runs, the batch resumes and every request has its result once`, async () => {
+    const upstream = await startUpstream({ messages: true });
+    try {
+      await adapter.withPlace(async (place) => {
+        const args = [...place.serveArgs, "--upstream", upstream.baseUrl, "--api-key", KEYS[0], "--concurrency", "4", "--checkpoint-interval", "1"];
+        let server = await startServer(args);
+        const clientOf = (s: ServerProcess) => new Anthropic({ baseURL: s.baseURL.slice(0, -"/v1".length), apiKey: KEYS[0], maxRetries: 0 });
+        try {
+          await server.waitFor(/ready/);
+          const requests = Array.from({ length: 300 }, (_, i) => request(`k${i}`, `p${i}`, "slow:10"));
+          const batch = await clientOf(server).messages.batches.create({ requests });
+          let succeeded = 0;
+          for (let kill = 0; kill < 2; kill++) {
+            // Killed once more results are in than at the last start, while requests remain: mid-run, whatever the machine's speed.
+            const seen = await eventually(async () => {
+              const b = await clientOf(server).messages.batches.retrieve(batch.id);
+              return b.request_counts.succeeded > succeeded && b.request_counts.processing > 0 && b;
+            }, 60_000, 10);
+            succeeded = seen.request_counts.succeeded;
+            await server.kill();
+            server = await startServer(args);
+            await server.waitFor(/ready/);
+          }
+          const done = await ended(clientOf(server), batch.id);
+          assert.deepEqual(done.request_counts, { processing: 0, succeeded: 300, errored: 0, canceled: 0, expired: 0 });
+          const results = await resultsOf(clientOf(server), batch.id);
+          assert.deepEqual([...results.keys()].sort(), requests.map((r) => r.custom_id).sort(), "every request once");
+          assert.ok([...results.values()].every((r) => r.type === "succeeded"));
+        } finally {
+          await server.stop();
+        }
+      });
+    } finally {
+      await upstream.close();
+    }
+  });
+}
+
 test("message batches: an upstream of chat completions only gets the requests translated, and each result is a Message or an error naming the field", () =>
   withServer(ADAPTERS[0], {}, [], async ({ client, upstream }) => {
     const anthropic = client();
