@@ -1,7 +1,7 @@
 /**
  * A small client of the public Files and Batches HTTP API, for the CLI. It
  * speaks only what OpenAI documents, so it works against batchspool, OpenAI,
- * or any compatible server.
+ * or any compatible server; and Anthropic's Message Batches API.
  *
  * @module
  */
@@ -107,6 +107,82 @@ function multipartBody(
 }
 
 /**
+ * A JSONL file of Anthropic batch requests (`{"custom_id", "params"}` a line)
+ * streamed as the body of `POST /v1/messages/batches`: `{"requests":[` and
+ * the lines joined by commas (blank ones left out), then `]}`.
+ */
+function messageBatchBody(path: string): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  const NEWLINE = 0x0a;
+  const isSpace = (byte: number) => byte === 0x20 || byte === 0x09 || byte === 0x0d;
+  let first = true;
+  /** Whether the current line has begun (its first byte that is not space was seen). */
+  let inLine = false;
+  const reader = fileChunks(path).getReader();
+  let started = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!started) {
+        started = true;
+        return controller.enqueue(encoder.encode('{"requests":['));
+      }
+      const { done, value } = await reader.read();
+      if (done) {
+        controller.enqueue(encoder.encode("]}"));
+        return controller.close();
+      }
+      const out: number[] = [];
+      for (const byte of value) {
+        if (byte === NEWLINE) {
+          inLine = false;
+          continue;
+        }
+        if (!inLine) {
+          if (isSpace(byte)) continue;
+          inLine = true;
+          if (!first) out.push(0x2c);
+          first = false;
+        }
+        out.push(byte);
+      }
+      controller.enqueue(new Uint8Array(out));
+    },
+    async cancel() {
+      await reader.cancel();
+    },
+  });
+}
+
+/**
+ * Whether a JSONL file holds Anthropic batch requests (`custom_id` and
+ * `params`) rather than OpenAI's request lines, by its first line.
+ */
+export async function isMessageBatchFile(path: string): Promise<boolean> {
+  // A file that cannot be read is for the upload to report.
+  const handle = await open(path, "r").catch(() => null);
+  if (!handle) return false;
+  try {
+    const buffer = new Uint8Array(1024 * 1024);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const firstLine = new TextDecoder().decode(buffer.subarray(0, bytesRead)).split("\n").find((text) => text.trim());
+    const value = JSON.parse(firstLine ?? "null");
+    return typeof value === "object" && value !== null && "params" in value && !("body" in value);
+  } catch {
+    return false;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** What the CLI shows of an Anthropic message batch. */
+export interface MessageBatchSummary {
+  id: string;
+  processing_status: string;
+  request_counts: Record<string, number>;
+  results_url: string | null;
+}
+
+/**
  * Creates a client.
  *
  * @example
@@ -123,6 +199,10 @@ export function createApiClient(config: ClientConfig): {
   listBatches(limit: number): Promise<{ data: BatchObject[]; has_more: boolean }>;
   fileContent(id: string): Promise<ReadableStream<Uint8Array>>;
   batchEvents(id: string, signal: AbortSignal): Promise<AsyncGenerator<BatchObject> | null>;
+  createMessageBatch(path: string): Promise<MessageBatchSummary>;
+  retrieveMessageBatch(id: string): Promise<MessageBatchSummary>;
+  cancelMessageBatch(id: string): Promise<MessageBatchSummary>;
+  messageBatchResults(id: string): Promise<ReadableStream<Uint8Array>>;
 } {
   const base = config.baseUrl.replace(/\/+$/, "");
   const call = async (path: string, init: RequestInit & { duplex?: "half" } = {}): Promise<Response> => {
@@ -191,6 +271,25 @@ export function createApiClient(config: ClientConfig): {
     },
     async fileContent(id) {
       const response = await call(`/files/${encodeURIComponent(id)}/content`);
+      return response.body ?? new ReadableStream({ start: (c) => c.close() });
+    },
+    async createMessageBatch(path) {
+      try {
+        await stat(path);
+      } catch {
+        throw new ClientError(`cannot read ${path}: no such file`, EXIT.usage);
+      }
+      return await json<MessageBatchSummary>("/messages/batches", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: messageBatchBody(path),
+        duplex: "half",
+      } as RequestInit);
+    },
+    retrieveMessageBatch: (id) => json<MessageBatchSummary>(`/messages/batches/${encodeURIComponent(id)}`),
+    cancelMessageBatch: (id) => json<MessageBatchSummary>(`/messages/batches/${encodeURIComponent(id)}/cancel`, { method: "POST" }),
+    async messageBatchResults(id) {
+      const response = await call(`/messages/batches/${encodeURIComponent(id)}/results`);
       return response.body ?? new ReadableStream({ start: (c) => c.close() });
     },
   };

@@ -9,7 +9,7 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import type { BatchObject } from "../batch/model/objects.ts";
-import { type ClientConfig, ClientError, createApiClient, EXIT } from "./api_client.ts";
+import { type ClientConfig, ClientError, createApiClient, EXIT, isMessageBatchFile, type MessageBatchSummary } from "./api_client.ts";
 import { retryBatch } from "./retry.ts";
 import { ProgressView } from "./progress_bar.ts";
 
@@ -17,25 +17,29 @@ import { ProgressView } from "./progress_bar.ts";
 export const CLIENT_USAGE: Record<string, string> = {
   submit: `Usage: batchspool submit <file.jsonl> [options]
 
-Uploads a JSONL file of requests and creates a batch.
+Uploads a JSONL file of requests and creates a batch: OpenAI's request lines
+({custom_id, method, url, body}), or Anthropic's batch requests ({custom_id,
+params}) as a message batch.
 
 Options:
+  --format <f>         openai or anthropic (default: what the file's first line is)
   --endpoint <path>    endpoint of every line (default /v1/chat/completions)
   --window <dur>       completion window (default 24h)
   --metadata <k=v>     metadata pair; repeatable
   --wait               show progress until the batch ends, then download its files
-  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl)
+  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl;
+                       a message batch's results: <msgbatch_id>_results.jsonl)
   --errors <file>      with --wait: where the error file goes (default <batch_id>_errors.jsonl)
   --base-url <url>     API base URL including /v1 (env OPENAI_BASE_URL; default http://127.0.0.1:8787/v1)
   --api-key <key>      API key (env OPENAI_API_KEY)
 `,
-  status: `Usage: batchspool status <batch_id> [--json] [--base-url <url>] [--api-key <key>]
+  status: `Usage: batchspool status <batch_id|msgbatch_id> [--json] [--base-url <url>] [--api-key <key>]
 
-Shows a batch's status and counts (--json: the whole Batch object).
+Shows a batch's (or an Anthropic message batch's) status and counts (--json: the whole object).
 `,
-  cancel: `Usage: batchspool cancel <batch_id> [--base-url <url>] [--api-key <key>]
+  cancel: `Usage: batchspool cancel <batch_id|msgbatch_id> [--base-url <url>] [--api-key <key>]
 
-Asks the server to cancel a batch; finished results are kept.
+Asks the server to cancel a batch (or an Anthropic message batch); finished results are kept.
 `,
   list: `Usage: batchspool list [--limit <n>] [--base-url <url>] [--api-key <key>]
 
@@ -49,7 +53,8 @@ validation never ran and cannot be retried: fix the input and submit it again.
 
 Options:
   --wait               show progress until the new batch ends, then download its files
-  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl)
+  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl;
+                       a message batch's results: <msgbatch_id>_results.jsonl)
   --errors <file>      with --wait: where the error file goes (default <batch_id>_errors.jsonl)
   --base-url <url>     API base URL including /v1 (env OPENAI_BASE_URL; default http://127.0.0.1:8787/v1)
   --api-key <key>      API key (env OPENAI_API_KEY)
@@ -90,6 +95,30 @@ function summary(batch: BatchObject): string {
     lines.push(`  error      ${error.line ? `line ${error.line}: ` : ""}${error.code}: ${error.message}`);
   }
   return lines.join("\n");
+}
+
+function messageBatchSummary(batch: MessageBatchSummary): string {
+  const counts = Object.entries(batch.request_counts).map(([kind, n]) => `${n} ${kind}`).join(", ");
+  return [`${batch.id}  ${batch.processing_status}`, `  requests   ${counts}`, ...(batch.results_url ? [`  results    ${batch.results_url}`] : [])].join("\n");
+}
+
+/** An Anthropic message batch's id (`msgbatch_…`); its batch is `batch_` and the same suffix. */
+const isMessageBatchId = (id: string) => id.startsWith("msgbatch_");
+
+/** Creates a message batch from a file of Anthropic batch requests; with `wait`, follows it and saves its results. */
+async function submitMessageBatch(api: ReturnType<typeof createApiClient>, path: string, wait: boolean, out: string | undefined): Promise<number> {
+  const created = await api.createMessageBatch(path);
+  console.error(`created ${created.id} from ${path} (${created.request_counts.processing} requests)`);
+  console.log(created.id);
+  if (!wait) return EXIT.ok;
+  // Followed as the batch it is (its events stream, where the server has one).
+  await waitForBatch(api, `batch_${created.id.slice("msgbatch_".length)}`);
+  const done = await api.retrieveMessageBatch(created.id);
+  console.error(messageBatchSummary(done));
+  const saveTo = out ?? `${created.id}_results.jsonl`;
+  const bytes = await saveStream(await api.messageBatchResults(created.id), saveTo);
+  console.error(`saved ${saveTo} (${bytes} bytes)`);
+  return done.request_counts.canceled || done.request_counts.expired ? EXIT.batchNotCompleted : EXIT.ok;
 }
 
 const FINAL = new Set(["completed", "failed", "expired", "cancelled"]);
@@ -208,6 +237,7 @@ export async function runClientCommand(command: string, args: string[]): Promise
           allowPositionals: true,
           options: {
             ...COMMON,
+            format: { type: "string" },
             endpoint: { type: "string" },
             window: { type: "string" },
             metadata: { type: "string", multiple: true },
@@ -225,6 +255,14 @@ export async function runClientCommand(command: string, args: string[]): Promise
           metadata[pair.slice(0, at)] = pair.slice(at + 1);
         }
         const api = clientFor(values);
+        const format = values.format ?? ((await isMessageBatchFile(positionals[0])) ? "anthropic" : "openai");
+        if (format === "anthropic") {
+          if (values.endpoint || values.window || values.metadata?.length) {
+            return usage(command, EXIT.usage, "--endpoint, --window and --metadata are not for Anthropic message batches");
+          }
+          return await submitMessageBatch(api, positionals[0], values.wait ?? false, values.out);
+        }
+        if (format !== "openai") return usage(command, EXIT.usage, `--format must be openai or anthropic, got ${JSON.stringify(format)}`);
         const file = await api.uploadFile(positionals[0], "batch");
         console.error(`uploaded ${positionals[0]} as ${file.id} (${file.bytes} bytes)`);
         let batch = await api.createBatch({
@@ -248,6 +286,11 @@ export async function runClientCommand(command: string, args: string[]): Promise
         });
         if (values.help) return usage(command, EXIT.ok);
         if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
+        if (isMessageBatchId(positionals[0])) {
+          const batch = await clientFor(values).retrieveMessageBatch(positionals[0]);
+          console.log(values.json ? JSON.stringify(batch, null, 2) : messageBatchSummary(batch));
+          return EXIT.ok;
+        }
         const batch = await clientFor(values).retrieveBatch(positionals[0]);
         console.log(values.json ? JSON.stringify(batch, null, 2) : summary(batch));
         return EXIT.ok;
@@ -256,7 +299,8 @@ export async function runClientCommand(command: string, args: string[]): Promise
         const { values, positionals } = parseArgs({ args, allowPositionals: true, options: COMMON });
         if (values.help) return usage(command, EXIT.ok);
         if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
-        console.log(summary(await clientFor(values).cancelBatch(positionals[0])));
+        const id = positionals[0];
+        console.log(isMessageBatchId(id) ? messageBatchSummary(await clientFor(values).cancelMessageBatch(id)) : summary(await clientFor(values).cancelBatch(id)));
         return EXIT.ok;
       }
       case "list": {

@@ -179,3 +179,45 @@ test("ProgressView draws a bar with counts, rate and ETA", () => {
   assert.equal(line, "[#####.....] 50/100 · 45 completed · 5 failed · 5.0/s · ETA 0:10 · in_progress");
   assert.equal(view.render(batch(45, 5), 10_000, false), "50/100 · 45 completed · 5 failed · 5.0/s · ETA 0:10 · in_progress");
 });
+
+test("cli: submit of a file of Anthropic batch requests makes a message batch (detected, or --format anthropic), follows it and saves its results", async () => {
+  const dir = await tempDir();
+  const upstream = await startUpstream({ messages: true });
+  const server = await startServer(["--upstream", upstream.baseUrl, "--data", join(dir, "data"), "--api-key", "sk-cli"]);
+  try {
+    await server.waitFor(/ready/);
+    const input = join(dir, "requests.jsonl");
+    const requests = Array.from({ length: 25 }, (_, i) => JSON.stringify({ custom_id: `m${i}`, params: { model: "ok", max_tokens: 8, messages: [{ role: "user", content: `p${i}` }] } }));
+    // Blank lines and a CRLF file are what people have.
+    await writeFile(input, `\n${requests.slice(0, 10).join("\r\n")}\n\n  \n${requests.slice(10).join("\n")}\n`);
+    const out = join(dir, "results.jsonl");
+    const env = { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: "sk-cli" };
+    const result = await runCli(["submit", input, "--wait", "--out", out], env);
+    assert.equal(result.code, 0, result.stderr);
+    const id = result.stdout.trim().split("\n")[0];
+    assert.match(id, /^msgbatch_/);
+    assert.match(result.stderr, /created msgbatch_\S+ from .* \(25 requests\)/);
+    assert.match(result.stderr, /0 processing, 25 succeeded, 0 errored, 0 canceled, 0 expired/);
+    const results = (await readFile(out, "utf8")).trimEnd().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(results.map((r) => r.custom_id).sort(), requests.map((r) => JSON.parse(r).custom_id).sort());
+    assert.ok(results.every((r) => r.result.type === "succeeded" && r.result.message.type === "message"));
+    const status = await runCli(["status", id, "--json"], env);
+    assert.equal(status.code, 0, status.stderr);
+    assert.equal(JSON.parse(status.stdout).processing_status, "ended");
+    // Told, for a file the first line of which would not say.
+    const explicit = await runCli(["submit", input, "--format", "anthropic"], env);
+    assert.equal(explicit.code, 0, explicit.stderr);
+    assert.match(explicit.stdout, /^msgbatch_/);
+    const wrong = await runCli(["submit", input, "--format", "anthropic", "--window", "1h"], env);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /not for Anthropic message batches/);
+    await writeFile(input, `${requests[0]}\n${requests[0]}\n`);
+    const duplicate = await runCli(["submit", input], env);
+    assert.equal(duplicate.code, 4);
+    assert.match(duplicate.stderr, /requests\.1\.custom_id: duplicate/);
+  } finally {
+    await server.stop();
+    await upstream.close();
+    await removeDir(dir);
+  }
+});
