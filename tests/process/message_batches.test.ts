@@ -173,42 +173,44 @@ for (const adapter of ADAPTERS) {
   });
 }
 
-test("message batches: an upstream of chat completions only gets the requests translated, and each result is a Message or an error naming the field", () =>
-  withServer(ADAPTERS[0], {}, [], async ({ client, upstream }) => {
-    const anthropic = client();
-    const batch = await anthropic.messages.batches.create({
-      requests: [
-        request("plain", "hello"),
-        { custom_id: "thinking", params: { ...request("x", "y").params, thinking: { type: "enabled", budget_tokens: 1024 } } },
-        request("failing", "z", "status:400"),
-      ],
-    });
-    await ended(anthropic, batch.id);
-    const results = await resultsOf(anthropic, batch.id);
-    const plain = results.get("plain")!;
-    assert.equal(plain.type, "succeeded");
-    if (plain.type === "succeeded") {
-      assert.equal(plain.message.type, "message");
-      assert.deepEqual(plain.message.content, [{ type: "text", text: "echo hello" }]);
-      assert.equal(plain.message.stop_reason, "end_turn");
-    }
-    const thinking = results.get("thinking")!;
-    assert.equal(thinking.type, "errored");
-    if (thinking.type === "errored") {
-      assert.equal(thinking.error.error.type, "invalid_request_error");
-      assert.match(thinking.error.error.message, /^thinking: /);
-    }
-    const failing = results.get("failing")!;
-    assert.equal(failing.type, "errored");
-    if (failing.type === "errored") {
-      assert.equal(failing.error.error.type, "invalid_request_error");
-      assert.equal(failing.error.error.message, "upstream says 400");
-    }
-    assert.deepEqual(
-      upstream.requests.filter((r) => "model" in r.body).map((r) => r.path).sort(),
-      ["/v1/chat/completions", "/v1/chat/completions"],
-    );
-  }));
+for (const adapter of ADAPTERS) {
+  test(`${adapter.name}: message batches: an upstream of chat completions only gets the requests translated, and each result is a Message or an error naming the field`, () =>
+    withServer(adapter, {}, [], async ({ client, upstream }) => {
+      const anthropic = client();
+      const batch = await anthropic.messages.batches.create({
+        requests: [
+          request("plain", "hello"),
+          { custom_id: "thinking", params: { ...request("x", "y").params, thinking: { type: "enabled", budget_tokens: 1024 } } },
+          request("failing", "z", "status:400"),
+        ],
+      });
+      await ended(anthropic, batch.id);
+      const results = await resultsOf(anthropic, batch.id);
+      const plain = results.get("plain")!;
+      assert.equal(plain.type, "succeeded");
+      if (plain.type === "succeeded") {
+        assert.equal(plain.message.type, "message");
+        assert.deepEqual(plain.message.content, [{ type: "text", text: "echo hello" }]);
+        assert.equal(plain.message.stop_reason, "end_turn");
+      }
+      const thinking = results.get("thinking")!;
+      assert.equal(thinking.type, "errored");
+      if (thinking.type === "errored") {
+        assert.equal(thinking.error.error.type, "invalid_request_error");
+        assert.match(thinking.error.error.message, /^thinking: /);
+      }
+      const failing = results.get("failing")!;
+      assert.equal(failing.type, "errored");
+      if (failing.type === "errored") {
+        assert.equal(failing.error.error.type, "invalid_request_error");
+        assert.equal(failing.error.error.message, "upstream says 400");
+      }
+      assert.deepEqual(
+        upstream.requests.filter((r) => "model" in r.body).map((r) => r.path).sort(),
+        ["/v1/chat/completions", "/v1/chat/completions"],
+      );
+    }));
+}
 
 test("message batches: what a client can get wrong is refused in Anthropic's error shape, with the status the SDK expects", () =>
   withServer(ADAPTERS[0], { messages: true }, [], async ({ client, server }) => {

@@ -9,6 +9,7 @@ import { createServer } from "node:http";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI, { toFile } from "openai";
 import { Webhook } from "standardwebhooks";
 import postgres from "postgres";
@@ -69,6 +70,29 @@ test("webhooks: each end of a batch (completed, failed, cancelled, expired) is a
       assert.equal(event.object, "event");
     }
     assert.equal(new Set(events.map((e) => e.id)).size, 4);
+  } finally {
+    await server.stop();
+    await receiver.close();
+    await removeDir(dir);
+  }
+});
+
+test("webhooks: an Anthropic message batch's end is an event too (an extension: hosted message batches have none), naming its batch", async () => {
+  const dir = await tempDir();
+  const receiver = await startReceiver();
+  const secret = newSecret();
+  const server = await startServer(["--upstream", "mock", "--data", dir, "--webhook-url", receiver.url, "--webhook-secret", secret]);
+  try {
+    await server.waitFor(/ready/);
+    const anthropic = new Anthropic({ baseURL: server.baseURL.slice(0, -"/v1".length), apiKey: "unused", maxRetries: 0 });
+    const batch = await anthropic.messages.batches.create({
+      requests: [{ custom_id: "a", params: { model: "m", max_tokens: 8, messages: [{ role: "user", content: "hi" }] } }],
+    });
+    await eventually(async () => receiver.deliveries.length >= 1);
+    const event = await verified(receiver.deliveries[0], secret);
+    assert.equal(event.type, "batch.completed");
+    assert.equal(event.data.id, batch.id.replace(/^msgbatch_/, "batch_"), "the batch's id: msgbatch_ and batch_ share their suffix");
+    assert.equal((await anthropic.messages.batches.retrieve(batch.id)).processing_status, "ended");
   } finally {
     await server.stop();
     await receiver.close();
