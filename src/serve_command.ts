@@ -103,6 +103,7 @@ export async function runServe(config: ServeConfig): Promise<void> {
     browserGuard: config.apiKeys.length ? undefined : { allowedHosts: keylessHosts(config) },
     maxFileBytes: DEFAULT_FILE_LIMITS.maxFileBytes,
     idleTimeoutMs: config.idleTimeoutMs,
+    publicUrl: config.publicUrl,
   });
   const server = await serve({
     fetch: app.fetch,

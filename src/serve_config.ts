@@ -26,6 +26,8 @@ export interface ServeConfig {
   upstreamKey: string | undefined;
   /** How lines of Anthropic's Messages API reach the upstream. */
   messagesUpstream: MessagesMode;
+  /** The server's base URL as clients reach it (for absolute URLs it gives out), or undefined: each request's own. */
+  publicUrl: string | undefined;
   apiKeys: string[];
   noAuth: boolean;
   /** Most event streams one API key may hold open at once. */
@@ -99,6 +101,9 @@ Options (each also read from the environment variable shown):
                                                      one); without it they are served beside the API on a
                                                      loopback host, and not at all on another
   --admin-host <addr>      BATCHSPOOL_ADMIN_HOST     address of that listener (default 127.0.0.1)
+  --public-url <url>       BATCHSPOOL_PUBLIC_URL     the server's base URL as clients reach it (behind a proxy),
+                                                     for the message batches' results_url (default: each
+                                                     request's own)
   --allowed-hosts <names>  BATCHSPOOL_ALLOWED_HOSTS  without API keys: host names clients use besides
                                                      localhost and the bound address, comma-separated
                                                      ("*": any; others are refused, against DNS rebinding)
@@ -170,6 +175,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "api-key": { type: "string", multiple: true },
         "no-auth": { type: "boolean" },
         "allowed-hosts": { type: "string" },
+        "public-url": { type: "string" },
         "admin-port": { type: "string" },
         "max-event-streams": { type: "string" },
         "admin-host": { type: "string" },
@@ -248,6 +254,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     upstream,
     upstreamKey: values["upstream-key"] ?? env.BATCHSPOOL_UPSTREAM_KEY ?? env.OPENAI_API_KEY,
     messagesUpstream: messagesModeOf(values["messages-upstream"] ?? env.BATCHSPOOL_MESSAGES_UPSTREAM),
+    publicUrl: publicUrlOf(values["public-url"] ?? env.BATCHSPOOL_PUBLIC_URL),
     apiKeys,
     noAuth,
     allowedHosts: allowedHostsOf(values["allowed-hosts"] ?? env.BATCHSPOOL_ALLOWED_HOSTS),
@@ -271,6 +278,16 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     lockStaleAfterMs:
       (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
+}
+
+/** `--public-url`, checked: an http(s) URL, without a trailing slash. */
+function publicUrlOf(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const url = new URL(text);
+    if ((url.protocol === "http:" || url.protocol === "https:") && !url.search && !url.hash) return text.replace(/\/+$/, "");
+  } catch { /* refused below */ }
+  throw new ConfigError(`--public-url must be an http(s) URL without query, e.g. https://batch.example.com, got ${JSON.stringify(text)}`);
 }
 
 /** `--messages-upstream`, checked. */

@@ -26,7 +26,7 @@ const storage = await openStorage(config, () => void shutdown(1));
 const metrics = createPrometheusMetrics();
 const deliverer = delivererFor(config, storage);
 const engine = engineFor(config, storage, target, metrics, deliverer);
-const app = createApp({ engine, apiKeys: config.apiKeys, idleTimeoutMs: config.idleTimeoutMs, metrics });
+const app = createApp({ engine, apiKeys: config.apiKeys, idleTimeoutMs: config.idleTimeoutMs, metrics, publicUrl: config.publicUrl });
 engine.start().then(() => deliverer?.start()).catch((error) => {
   consoleLogger.error(`start-up failed: ${(error as Error).message}`);
   process.exit(1);

@@ -40,6 +40,12 @@ export interface AppOptions {
   logger?: Logger;
   /** An upload whose client sends nothing for this long is answered 408 (default 120 s). */
   idleTimeoutMs?: number;
+  /**
+   * The server's base URL as clients reach it (behind a proxy, say), for the
+   * absolute URLs it gives out (a message batch's `results_url`); by default
+   * each request's own.
+   */
+  publicUrl?: string;
   /** Where time comes from (injectable for tests). */
   clock?: Clock;
   /** How `GET /v1/batches/{id}/events` paces its stream (defaults: a look every 250 ms, a keep-alive every 5 s). */
@@ -132,7 +138,11 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
   app.route("/v1/batches", batchesRoutes(engine, options.clock ?? systemClock, options.batchEvents));
   app.route(
     "/v1/messages/batches",
-    messageBatchesRoutes(engine, { idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, clock: options.clock ?? systemClock }),
+    messageBatchesRoutes(engine, {
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      clock: options.clock ?? systemClock,
+      publicUrl: options.publicUrl,
+    }),
   );
   return app;
 }

@@ -24,6 +24,8 @@ export interface MessageBatchesRoutesOptions {
   /** A create whose client sends nothing for this long is dropped with a 408. */
   idleTimeoutMs: number;
   clock: Clock;
+  /** The server's base URL as clients reach it (see `createApp`); by default each request's own. */
+  publicUrl?: string;
 }
 
 const notFound = (id: string) => new BatchError("not_found", `No such message batch: ${id}`, { param: "message_batch_id" });
@@ -39,8 +41,9 @@ function routesBase(url: string): string {
 export function messageBatchesRoutes(engine: BatchEngine, options: MessageBatchesRoutesOptions): Hono<{ Variables: OwnerVariables }> {
   const app = new Hono<{ Variables: OwnerVariables }>();
 
+  const base = (url: string) => options.publicUrl ? `${options.publicUrl}/v1/messages/batches` : routesBase(url);
   const shown = (view: BatchView, url: string): MessageBatch =>
-    toMessageBatch(view.batch, view.messageBatch!, `${routesBase(url)}/${messageBatchIdOf(view.batch.id)}/results`);
+    toMessageBatch(view.batch, view.messageBatch!, `${base(url)}/${messageBatchIdOf(view.batch.id)}/results`);
 
   /** The message batch `id` names, of this owner (another owner's, or an OpenAI batch, is not found). */
   const viewOf = async (owner: string, id: string): Promise<BatchView> => {

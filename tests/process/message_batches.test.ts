@@ -134,6 +134,14 @@ for (const adapter of ADAPTERS) {
     }));
 }
 
+test("message batches: behind a proxy, results_url is built on --public-url", () =>
+  withServer(ADAPTERS[0], { messages: true }, ["--public-url", "https://batch.example.com/spool/"], async ({ client }) => {
+    const anthropic = client();
+    const batch = await anthropic.messages.batches.create({ requests: [request("a", "a")] });
+    const done = await ended(anthropic, batch.id);
+    assert.equal(done.results_url, `https://batch.example.com/spool/v1/messages/batches/${batch.id}/results`);
+  }));
+
 for (const adapter of ADAPTERS) {
   test(`${adapter.name}: message batches: SIGKILLed twice while it runs, the batch resumes and every request has its result once`, async () => {
     const upstream = await startUpstream({ messages: true });
@@ -244,6 +252,7 @@ test("message batches: what a client can get wrong is refused in Anthropic's err
     await assert.rejects(anthropic.messages.batches.results(batch.id), /results_url/, "the SDK's own check: no results before the end");
     const response = await fetch(`${server.baseURL}/messages/batches/${batch.id}/results`, { headers: { "x-api-key": KEYS[0] } });
     assert.equal(response.status, 404);
+    assert.equal((await anthropic.beta.messages.batches.retrieve(batch.id)).id, batch.id, "the beta namespace (?beta=true) reaches the same routes");
     const unauthenticated = await fetch(`${server.baseURL}/messages/batches`, { headers: { "x-api-key": "sk-wrong" } });
     assert.equal(unauthenticated.status, 401);
     assert.equal((await unauthenticated.json()).error.type, "authentication_error");

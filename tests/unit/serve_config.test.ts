@@ -60,3 +60,12 @@ test("serve config: --messages-upstream is auto unless a flag or the environment
     (error: unknown) => error instanceof ConfigError && /--messages-upstream must be native, translate or auto/.test(error.message),
   );
 });
+
+test("serve config: --public-url is an http(s) base URL, kept without its trailing slash", () => {
+  assert.equal(readServeConfig(base, {}).publicUrl, undefined);
+  assert.equal(readServeConfig([...base, "--public-url", "https://batch.example.com/"], {}).publicUrl, "https://batch.example.com");
+  assert.equal(readServeConfig(base, { BATCHSPOOL_PUBLIC_URL: "http://10.0.0.5:8787/spool" }).publicUrl, "http://10.0.0.5:8787/spool");
+  for (const bad of ["batch.example.com", "ftp://x", "https://x/?a=1"]) {
+    assert.throws(() => readServeConfig([...base, "--public-url", bad], {}), (error: unknown) => error instanceof ConfigError && /--public-url/.test(error.message));
+  }
+});
