@@ -13,6 +13,7 @@ import { messageBatchResult } from "../batch/message_batches/batch_results.ts";
 import { batchIdOfMessageBatch, type MessageBatch, messageBatchIdOf, toMessageBatch } from "../batch/message_batches/message_batch.ts";
 import { BatchError } from "../batch/model/errors.ts";
 import type { Clock } from "../shared/clock.ts";
+import { iteratorStream } from "../shared/iterator_stream.ts";
 import { requestBody } from "../runtime/request_body.ts";
 import type { OwnerVariables } from "./access/auth.ts";
 import { limitIdle } from "./idle_body.ts";
@@ -141,21 +142,7 @@ export function messageBatchesRoutes(engine: BatchEngine, options: MessageBatche
         }
       }
     })();
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        try {
-          const next = await results.next();
-          if (next.done) controller.close();
-          else controller.enqueue(next.value);
-        } catch (error) {
-          controller.error(error);
-        }
-      },
-      async cancel() {
-        await results.return(undefined);
-      },
-    }, { highWaterMark: 0 });
-    return new Response(body, { headers: { "content-type": "application/x-jsonl" } });
+    return new Response(iteratorStream(results), { headers: { "content-type": "application/x-jsonl" } });
   });
 
   return app;

@@ -20,6 +20,7 @@
 import type postgres from "postgres";
 import type { MarkedDigest } from "../../integrity/digest_marks.ts";
 import { concatBytes } from "../../shared/concat_bytes.ts";
+import { iteratorStream } from "../../shared/iterator_stream.ts";
 import { BlobHash, startMarkingHash } from "../blob_hash.ts";
 import { BlobSourceError, pumpBlobSource } from "../blob_source.ts";
 import { StorageError } from "../errors.ts";
@@ -255,22 +256,4 @@ async function* chunksOf(
       if (bytes.length) yield bytes;
     }
   }
-}
-
-/** A byte stream pulled from an async iterator, one item per pull. */
-function iteratorStream(iterator: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await iterator.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      } catch (error) {
-        controller.error(error);
-      }
-    },
-    async cancel() {
-      await iterator.return(undefined);
-    },
-  }, { highWaterMark: 0 });
 }
