@@ -114,7 +114,8 @@ for (const adapter of ADAPTERS) {
   test(`${adapter.name}: message batches: a cancel keeps the results so far; every other request is canceled, each once`, () =>
     withServer(adapter, { messages: true }, ["--concurrency", "2"], async ({ client, upstream }) => {
       const anthropic = client();
-      const requests = Array.from({ length: 40 }, (_, i) => request(`r${i}`, `p${i}`, "slow:100"));
+      // 40 requests of 250 ms, two at a time: five seconds of work, cancelled once a few were sent.
+      const requests = Array.from({ length: 40 }, (_, i) => request(`r${i}`, `p${i}`, "slow:250"));
       const batch = await anthropic.messages.batches.create({ requests });
       await eventually(async () => upstream.requests.filter((r) => "model" in r.body).length >= 4);
       const canceling = await anthropic.messages.batches.cancel(batch.id);
