@@ -28,6 +28,7 @@ import { offThreadScannerFor } from "../batch/input/off_thread_scan.ts";
 import { DEFAULT_VALIDATION_LIMITS } from "../batch/input/validation.ts";
 import { DEFAULT_ENDPOINTS } from "../batch/model/batch_params.ts";
 import { BatchError } from "../batch/model/errors.ts";
+import { IdempotencyKeys } from "../batch/model/idempotency.ts";
 import { isBatchId } from "../batch/model/ids.ts";
 import { type BatchObject, type BatchRecord, copyBatch, FINAL_STATUSES } from "../batch/model/objects.ts";
 import { batchDocKey } from "../batch/model/storage_keys.ts";
@@ -138,9 +139,11 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     return batch;
   };
 
+  const idempotency = new IdempotencyKeys(storage, clock);
   const engine: BatchEngine = {
     files: context.files,
     target,
+    idempotency,
     nodeId,
     get ready() {
       return ready;
@@ -158,6 +161,9 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       // Expired files are swept at start (in the background) and every hour, by every node (a sweep is idempotent).
       housekeeping.repeat(3_600_000, () =>
         context.files.sweepExpired().then(() => {}, (error) => logger.error(`expired-file sweep failed: ${(error as Error).message}`)), true);
+      // Idempotency keys past their 24 hours, likewise.
+      housekeeping.repeat(3_600_000, () =>
+        idempotency.sweep().then(() => {}, (error) => logger.error(`idempotency-key sweep failed: ${(error as Error).message}`)));
       // What writers that died left behind (on PostgreSQL, uploads of nodes that died mid-upload), by every node.
       const removeLeftovers = storage.removeLeftovers?.bind(storage);
       if (removeLeftovers) {

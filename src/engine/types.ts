@@ -11,6 +11,7 @@ import type { Target } from "../targets/types.ts";
 import type { FileLimits, FileService } from "../batch/files/file_service.ts";
 import type { ValidationLimits } from "../batch/model/input_scan.ts";
 import type { BatchObject, BatchStatus, MessageBatchState } from "../batch/model/objects.ts";
+import type { IdempotencyKeys } from "../batch/model/idempotency.ts";
 import type { OutboxEntry } from "../batch/model/webhook_event.ts";
 import type { BackoffPolicy } from "./lines/backoff.ts";
 import type { EngineObserver } from "./lines/engine_observer.ts";
@@ -153,6 +154,8 @@ export interface BatchEngine {
   readonly files: FileService;
   /** Where requests go. */
   readonly target: Target;
+  /** The first answers to creates made with an `Idempotency-Key`, kept 24 hours. */
+  readonly idempotency: IdempotencyKeys;
   /** True once recovery is done and new work is accepted. */
   readonly ready: boolean;
   /** Recovers unfinished batches and starts working. */

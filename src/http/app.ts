@@ -14,7 +14,7 @@ import { apiKeyAuth, type OwnerVariables } from "./access/auth.ts";
 import { batchesRoutes } from "./batches_routes.ts";
 import { anthropicErrorBody, errorReply } from "./error_response.ts";
 import { filesRoutes } from "./files_routes.ts";
-import { messageBatchesRoutes } from "./message_batches_routes.ts";
+import { messageBatchesRoutes } from "./anthropic/message_batches_routes.ts";
 import type { PrometheusMetrics } from "./operator/metrics.ts";
 import { OPENAPI_DOCUMENT } from "./openapi.ts";
 import { addDocsPage } from "./docs_page.ts";
@@ -133,6 +133,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
       maxFileBytes: options.maxFileBytes ?? DEFAULT_FILE_LIMITS.maxFileBytes,
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       clock: options.clock ?? systemClock,
+      idempotency: engine.idempotency,
     }),
   );
   app.route("/v1/batches", batchesRoutes(engine, options.clock ?? systemClock, options.batchEvents));

@@ -1,16 +1,21 @@
 /**
- * `/v1/batches`: create, retrieve, cancel, list, and the events of one batch.
+ * `/v1/batches`: create (with an optional `Idempotency-Key`), retrieve,
+ * cancel, list, and the events of one batch.
  *
  * @module
  */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { BatchEngine } from "../engine/engine.ts";
+import { checkIdempotencyKey, jsonFingerprint } from "../batch/model/idempotency.ts";
 import type { OwnerVariables } from "./access/auth.ts";
 import { batchEvents, type BatchEventsOptions } from "./batch_events.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
 import { integerParam, listBody } from "./query_params.ts";
 import { RequestError } from "./request_error.ts";
+
+/** Said on an answer given again for a retried `Idempotency-Key`. */
+export const REPLAYED = { "idempotent-replayed": "true" };
 
 /** Largest accepted create-batch body. */
 const MAX_JSON_BYTES = 1024 * 1024;
@@ -42,7 +47,11 @@ export function batchesRoutes(
       } catch (error) {
         throw new RequestError("invalid_request", "The request body is not valid JSON.", { cause: error });
       }
-      return c.json(await engine.createBatch(c.var.owner, body));
+      const owner = c.var.owner;
+      const key = checkIdempotencyKey(c.req.header("idempotency-key"));
+      if (key === undefined) return c.json(await engine.createBatch(owner, body));
+      const answer = await engine.idempotency.once(owner, "batches", key, jsonFingerprint(body), () => engine.createBatch(owner, body));
+      return c.json(answer.value, 200, answer.replayed ? REPLAYED : {});
     },
   );
 

@@ -11,6 +11,8 @@ import { integerParam, listBody } from "./query_params.ts";
 import { RequestError } from "./request_error.ts";
 import { requestBody } from "../runtime/request_body.ts";
 import type { Clock } from "../shared/clock.ts";
+import { checkIdempotencyKey, type IdempotencyKeys, jsonFingerprint } from "../batch/model/idempotency.ts";
+import { REPLAYED } from "./batches_routes.ts";
 import { limitIdle } from "./idle_body.ts";
 import { attachment } from "./content_disposition.ts";
 
@@ -41,6 +43,8 @@ export interface FilesRoutesOptions {
   /** An upload whose client sends nothing for this long is dropped with a 408. */
   idleTimeoutMs: number;
   clock: Clock;
+  /** Where uploads made with an `Idempotency-Key` keep their first answer (none: the header is ignored). */
+  idempotency?: IdempotencyKeys;
 }
 
 /** The `/v1/files` routes. */
@@ -49,6 +53,8 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<{ Variables: Owne
   const app = new Hono<{ Variables: OwnerVariables }>();
 
   app.post("/", async (c) => {
+    // Checked before the upload: a malformed key should not cost one.
+    const idempotencyKey = checkIdempotencyKey(c.req.header("idempotency-key"));
     const boundary = multipartBoundary(c.req.header("content-type") ?? null);
     if (!boundary) {
       throw new RequestError("unsupported_media_type", "Uploads must be sent as multipart/form-data.");
@@ -100,7 +106,18 @@ export function filesRoutes(options: FilesRoutesOptions): Hono<{ Variables: Owne
       await files.discard(received);
       throw error;
     }
-    return c.json(await files.commit(received, { purpose: fields.purpose, expiresAfterSeconds }));
+    const commit = () => files.commit(received!, { purpose: fields.purpose, expiresAfterSeconds });
+    if (idempotencyKey === undefined || !options.idempotency) return c.json(await commit());
+    // The same file (its bytes, name, purpose and expiry) under the same key is the same request.
+    const fingerprint = jsonFingerprint([received.sha256, received.filename, fields.purpose ?? null, expiresAfterSeconds ?? null]);
+    try {
+      const answer = await options.idempotency.once(owner, "files", idempotencyKey, fingerprint, commit);
+      if (answer.replayed) await files.discard(received);
+      return c.json(answer.value, 200, answer.replayed ? REPLAYED : {});
+    } catch (error) {
+      await files.discard(received).catch(() => {});
+      throw error;
+    }
   });
 
   app.get("/", async (c) => {

@@ -10,7 +10,7 @@
  * @module
  */
 import { UPLOAD_PURPOSES } from "../batch/model/objects.ts";
-import { MESSAGE_BATCH_PATHS, MESSAGE_BATCH_SCHEMAS } from "./openapi_message_batches.ts";
+import { MESSAGE_BATCH_SCHEMAS, messageBatchPaths } from "./anthropic/openapi_message_batches.ts";
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: object) => ({ "application/json": { schema } });
@@ -20,13 +20,23 @@ const errors = (...statuses: number[]) =>
 const pathId = (name: string, description: string) => ({ name, in: "path", required: true, schema: { type: "string" }, description });
 const query = (name: string, schema: object, description: string) => ({ name, in: "query", required: false, schema, description });
 const nullable = (type: string) => ({ type: [type, "null"] });
+/** The `Idempotency-Key` header of the creates (an extension). */
+const IDEMPOTENCY_KEY = {
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  schema: { type: "string", pattern: "^[\\x21-\\x7e]{1,255}$" },
+  description: "batchspool's extension: the same key and request within 24 hours (per API key) get the first answer again, " +
+    "with `idempotent-replayed: true`; the same key with another request is a 409.",
+  "x-batchspool-extension": true,
+};
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: "The request is invalid; `error.param` names the field, a validation error its line.",
   401: "No valid API key (`Authorization: Bearer <key>`).",
   404: "No such object for this key.",
   408: "The client sent nothing for the idle timeout during an upload.",
-  409: "The batch cannot be cancelled in its state.",
+  409: "The batch cannot be cancelled in its state; an `Idempotency-Key` was used with another request.",
   413: "The upload or body is over its limit.",
   403: "A server without API keys refuses this host name (DNS rebinding) or a change from another site.",
   415: "The body is not of an accepted media type.",
@@ -168,6 +178,7 @@ export const OPENAPI_DOCUMENT = {
       post: {
         operationId: "createFile",
         summary: "Upload a file (a batch input is validated as it arrives)",
+        parameters: [IDEMPOTENCY_KEY],
         requestBody: {
           required: true,
           content: {
@@ -185,7 +196,7 @@ export const OPENAPI_DOCUMENT = {
             },
           },
         },
-        responses: { "200": ok("The stored file.", ref("File")), ...errors(400, 401, 408, 413, 415, 503) },
+        responses: { "200": ok("The stored file.", ref("File")), ...errors(400, 401, 408, 409, 413, 415, 503) },
       },
       get: {
         operationId: "listFiles",
@@ -235,6 +246,7 @@ export const OPENAPI_DOCUMENT = {
       post: {
         operationId: "createBatch",
         summary: "Create a batch from an uploaded input",
+        parameters: [IDEMPOTENCY_KEY],
         requestBody: {
           required: true,
           content: json({
@@ -258,7 +270,7 @@ export const OPENAPI_DOCUMENT = {
             },
           }),
         },
-        responses: { "200": ok("The batch.", ref("Batch")), ...errors(400, 401, 404, 413, 415, 503) },
+        responses: { "200": ok("The batch.", ref("Batch")), ...errors(400, 401, 404, 409, 413, 415, 503) },
       },
       get: {
         operationId: "listBatches",
@@ -304,7 +316,7 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
-    ...MESSAGE_BATCH_PATHS,
+    ...messageBatchPaths(IDEMPOTENCY_KEY),
   },
   components: {
     securitySchemes: {

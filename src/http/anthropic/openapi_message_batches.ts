@@ -22,7 +22,7 @@ const ANTHROPIC_ERRORS: Record<number, string> = {
   400: "`invalid_request_error`: the message says which field (`requests.3.custom_id`).",
   401: "`authentication_error`: no valid API key (`x-api-key`, or `Authorization: Bearer`).",
   404: "`not_found_error`: no such message batch for this key (or its results before it ended).",
-  409: "`conflict_error`: a message batch that has not ended cannot be deleted.",
+  409: "`conflict_error`: a message batch that has not ended cannot be deleted; an `Idempotency-Key` used with other requests.",
   413: "`request_too_large`: the body is over 256 MB.",
   415: "`invalid_request_error`: the body is not JSON.",
   503: "`api_error`: the server is starting or stopping.",
@@ -30,14 +30,14 @@ const ANTHROPIC_ERRORS: Record<number, string> = {
 
 const extension = { "x-batchspool-extension": true, tags: ["Anthropic Message Batches"] };
 
-/** The paths of `/v1/messages/batches`. */
-export const MESSAGE_BATCH_PATHS = {
+/** The paths of `/v1/messages/batches`, with the document's `Idempotency-Key` parameter. */
+export const messageBatchPaths = (idempotencyKey: object) => ({
   "/v1/messages/batches": {
     post: {
       ...extension,
       operationId: "createMessageBatch",
       summary: "Create a message batch from inline requests (Anthropic's API); the body is streamed to storage as it arrives",
-      parameters: [beta],
+      parameters: [beta, idempotencyKey],
       requestBody: {
         required: true,
         content: json({
@@ -60,7 +60,7 @@ export const MESSAGE_BATCH_PATHS = {
           },
         }),
       },
-      responses: { "200": ok("The message batch.", ref("MessageBatch")), ...errors(400, 401, 413, 415, 503) },
+      responses: { "200": ok("The message batch.", ref("MessageBatch")), ...errors(400, 401, 409, 413, 415, 503) },
     },
     get: {
       ...extension,
@@ -125,7 +125,7 @@ export const MESSAGE_BATCH_PATHS = {
       },
     },
   },
-};
+});
 
 /** The schemas those paths name. */
 export const MESSAGE_BATCH_SCHEMAS = {

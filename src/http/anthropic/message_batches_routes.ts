@@ -6,19 +6,21 @@
  * @module
  */
 import { Hono } from "hono";
-import type { BatchEngine, BatchView } from "../engine/engine.ts";
-import { readLines } from "../batch/input/line_splitter.ts";
-import { messageBatchInput } from "../batch/message_batches/batch_requests.ts";
-import { messageBatchResult } from "../batch/message_batches/batch_results.ts";
-import { batchIdOfMessageBatch, type MessageBatch, messageBatchIdOf, toMessageBatch } from "../batch/message_batches/message_batch.ts";
-import { BatchError } from "../batch/model/errors.ts";
-import type { Clock } from "../shared/clock.ts";
-import { iteratorStream } from "../shared/iterator_stream.ts";
-import { requestBody } from "../runtime/request_body.ts";
-import type { OwnerVariables } from "./access/auth.ts";
-import { limitIdle } from "./idle_body.ts";
-import { integerParam } from "./query_params.ts";
-import { RequestError } from "./request_error.ts";
+import type { BatchEngine, BatchView } from "../../engine/engine.ts";
+import { readLines } from "../../batch/input/line_splitter.ts";
+import { messageBatchInput } from "../../batch/message_batches/batch_requests.ts";
+import { messageBatchResult } from "../../batch/message_batches/batch_results.ts";
+import { batchIdOfMessageBatch, type MessageBatch, messageBatchIdOf, toMessageBatch } from "../../batch/message_batches/message_batch.ts";
+import { BatchError } from "../../batch/model/errors.ts";
+import type { Clock } from "../../shared/clock.ts";
+import { iteratorStream } from "../../shared/iterator_stream.ts";
+import { requestBody } from "../../runtime/request_body.ts";
+import type { OwnerVariables } from "../access/auth.ts";
+import { limitIdle } from "../idle_body.ts";
+import { integerParam } from "../query_params.ts";
+import { RequestError } from "../request_error.ts";
+import { REPLAYED } from "../batches_routes.ts";
+import { checkIdempotencyKey } from "../../batch/model/idempotency.ts";
 
 /** Options for {@link messageBatchesRoutes}. */
 export interface MessageBatchesRoutesOptions {
@@ -62,6 +64,7 @@ export function messageBatchesRoutes(engine: BatchEngine, options: MessageBatche
     if (type && !/^application\/([\w.+-]*\+)?json\s*(;|$)/i.test(type)) {
       throw new RequestError("unsupported_media_type", "The request body must be JSON (application/json).");
     }
+    const idempotencyKey = checkIdempotencyKey(c.req.header("idempotency-key"));
     const body = requestBody(c);
     if (!body) throw new RequestError("invalid_request", "requests: field required", { param: "requests" });
     const owner = c.var.owner;
@@ -73,16 +76,28 @@ export function messageBatchesRoutes(engine: BatchEngine, options: MessageBatche
       content: input.lines,
       messageBatch: true,
     });
-    const file = await engine.files.commit(received, { purpose: "batch" });
+    const create = async (): Promise<MessageBatch> => {
+      const file = await engine.files.commit(received, { purpose: "batch" });
+      try {
+        const batch = await engine.createBatch(
+          owner,
+          { input_file_id: file.id, endpoint: "/v1/messages", completion_window: "24h" },
+          { messageBatchRequests: input.requests() },
+        );
+        return shown({ batch, messageBatch: { requests: input.requests(), results_before_end: null } }, c.req.url);
+      } catch (error) {
+        await engine.files.delete(owner, file.id).catch(() => {});
+        throw error;
+      }
+    };
+    if (idempotencyKey === undefined) return c.json(await create());
     try {
-      const batch = await engine.createBatch(
-        owner,
-        { input_file_id: file.id, endpoint: "/v1/messages", completion_window: "24h" },
-        { messageBatchRequests: input.requests() },
-      );
-      return c.json(shown({ batch, messageBatch: { requests: input.requests(), results_before_end: null } }, c.req.url));
+      // The same requests make the same input, byte for byte: its SHA-256 is the request's fingerprint.
+      const answer = await engine.idempotency.once(owner, "message_batches", idempotencyKey, received.sha256, create);
+      if (answer.replayed) await engine.files.discard(received);
+      return c.json(answer.value, 200, answer.replayed ? REPLAYED : {});
     } catch (error) {
-      await engine.files.delete(owner, file.id).catch(() => {});
+      await engine.files.discard(received).catch(() => {});
       throw error;
     }
   });
