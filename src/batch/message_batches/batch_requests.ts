@@ -96,7 +96,7 @@ export function messageBatchInput(body: AsyncIterable<Uint8Array>, maxBytes: num
   };
 
   const unexpected = (byte: number, where: string) =>
-    invalid(`unexpected ${byte === undefined ? "end of body" : JSON.stringify(String.fromCharCode(byte))} ${where}`, "requests");
+    invalid(`unexpected ${JSON.stringify(String.fromCharCode(byte))} ${where}`, "requests");
 
   /** Reads one chunk of the body; returns the request lines it completed. */
   const read = (chunk: Uint8Array): void => {
