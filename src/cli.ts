@@ -19,6 +19,8 @@ Commands:
   submit <file.jsonl>   upload a file and create a batch (--wait to follow it and download results)
   status <batch_id>     show a batch
   cancel <batch_id>     cancel a batch
+  pause <batch_id>      pause a batch (nothing more is sent until it is resumed)
+  resume <batch_id>     resume a paused batch
   list                  list batches, newest first
   download <batch_id>   download a batch's output and error files
   retry <batch_id>      a new batch of the lines that failed (--wait to follow it)

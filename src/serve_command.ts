@@ -63,6 +63,8 @@ export function engineFor(
     target,
     concurrency: config.concurrency,
     requestsPerMinute: config.requestsPerMinute,
+    ownerWeights: config.ownerWeights,
+    modelBudgets: config.modelBudgets,
     tokensPerMinute: config.tokensPerMinute,
     maxRetries: config.maxRetries,
     scanUploadsOffThread: config.scanWorker,

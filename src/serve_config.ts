@@ -5,6 +5,7 @@
  * @module
  */
 import { DEFAULT_MAX_STREAMS_PER_KEY } from "./http/batch_events.ts";
+export { SERVE_USAGE } from "./serve_usage.ts";
 import { parseArgs } from "node:util";
 import { DEFAULT_OWNER, ownerOfKey } from "./http/access/auth.ts";
 import { SCHEMA_NAME } from "./storage/postgres/migrations.ts";
@@ -12,6 +13,7 @@ import type { MessagesMode } from "./targets/messages/messages_target.ts";
 import { DEFAULT_SCHEMA } from "./storage/postgres/postgres_storage.ts";
 import type { WebhookEndpoint } from "./webhooks/deliverer.ts";
 import { WebhookConfigError, webhookEndpoints } from "./webhooks/endpoints.ts";
+import type { ModelBudget } from "./engine/lines/model_budgets.ts";
 
 /** The server's settings after flags and environment are read. */
 export interface ServeConfig {
@@ -29,6 +31,8 @@ export interface ServeConfig {
   /** The server's base URL as clients reach it (for absolute URLs it gives out), or undefined: each request's own. */
   publicUrl: string | undefined;
   apiKeys: string[];
+  /** Each owner's share of the upstream relative to the others' (by `--key-weights`; absent: 1). */
+  ownerWeights: Map<string, number>;
   noAuth: boolean;
   /** Most event streams one API key may hold open at once. */
   maxEventStreams: number;
@@ -39,6 +43,8 @@ export interface ServeConfig {
   concurrency: number;
   requestsPerMinute: number | undefined;
   tokensPerMinute: number | undefined;
+  /** Budgets by model (`--model-budget`), in the order given. */
+  modelBudgets: ModelBudget[];
   maxRetries: number;
   requestTimeoutMs: number;
   checkpointIntervalMs: number;
@@ -69,71 +75,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** The `serve` usage text. */
-export const SERVE_USAGE = `Usage: batchspool serve [options]
-
-Serves the OpenAI Files and Batches APIs, running batches against an upstream.
-
-Options (each also read from the environment variable shown):
-  --host <addr>            BATCHSPOOL_HOST           address to bind (default 127.0.0.1)
-  --port <n>               BATCHSPOOL_PORT           port (default 8787; 0 picks a free port)
-  --data <dir>             BATCHSPOOL_DATA           data directory (default ./batchspool-data)
-  --database <url>         BATCHSPOOL_DATABASE_URL   keep files, results and state in PostgreSQL instead
-                                                     (postgres://user:password@host:port/database)
-  --database-schema <name> BATCHSPOOL_DATABASE_SCHEMA  the schema of batchspool's tables (default batchspool)
-  --node-id <name>         BATCHSPOOL_NODE_ID        with --database: this node's name in the cluster
-                                                     (default: host name and a random suffix)
-  --lease-seconds <s>      BATCHSPOOL_LEASE_SECONDS  with --database: how long a node's claim on a slice of
-                                                     work outlives its last heartbeat (default 15)
-  --slice-lines <n>        BATCHSPOOL_SLICE_LINES    with --database: least lines of a batch's largest slices
-                                                     (slices start up to 8 times it, end at it; default 256)
-  --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
-                                                     the word "mock" selects the built-in mock target
-  --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
-  --messages-upstream <m>  BATCHSPOOL_MESSAGES_UPSTREAM  how /v1/messages lines reach the upstream: native
-                                                     (as they are), translate (as chat completions), or
-                                                     auto (native if the upstream serves it; default)
-  --api-key <key>          BATCHSPOOL_API_KEYS       accepted client key; repeatable (env: comma-separated)
-  --no-auth                BATCHSPOOL_NO_AUTH=1      allow a non-loopback host without API keys
-  --max-event-streams <n>  BATCHSPOOL_MAX_EVENT_STREAMS  most /events streams one API key holds open
-                                                     at once (default 32; more are refused 429)
-  --admin-port <n>         BATCHSPOOL_ADMIN_PORT     serve /metrics and /cluster on this port only (0: any free
-                                                     one); without it they are served beside the API on a
-                                                     loopback host, and not at all on another
-  --admin-host <addr>      BATCHSPOOL_ADMIN_HOST     address of that listener (default 127.0.0.1)
-  --public-url <url>       BATCHSPOOL_PUBLIC_URL     the server's base URL as clients reach it (behind a proxy),
-                                                     for the message batches' results_url (default: each
-                                                     request's own)
-  --allowed-hosts <names>  BATCHSPOOL_ALLOWED_HOSTS  without API keys: host names clients use besides
-                                                     localhost and the bound address, comma-separated
-                                                     ("*": any; others are refused, against DNS rebinding)
-  --concurrency <n>        BATCHSPOOL_CONCURRENCY    requests in flight upstream (default 32)
-  --rpm <n>                BATCHSPOOL_RPM            requests-per-minute budget upstream
-  --tpm <n>                BATCHSPOOL_TPM            tokens-per-minute budget upstream
-  --max-retries <n>        BATCHSPOOL_MAX_RETRIES    retries of 408/429/5xx/timeouts (default 5)
-  --request-timeout <s>    BATCHSPOOL_REQUEST_TIMEOUT  seconds per upstream request (default 600)
-  --max-response-mib <n>   BATCHSPOOL_MAX_RESPONSE_MIB  longest upstream answer read, in MiB; a longer one
-                                                     fails its line as response_too_large (default 64)
-  --checkpoint-interval <s> BATCHSPOOL_CHECKPOINT_INTERVAL seconds between checkpoints (default 5)
-  --mock-latency <ms>      BATCHSPOOL_MOCK_LATENCY   latency of the mock target (default 0)
-  --idle-timeout <s>       BATCHSPOOL_IDLE_TIMEOUT   a client that sends nothing for this long is dropped
-                                                     (an upload: 408); a slow upload that keeps sending is
-                                                     never cut (default 120)
-  --lock-stale-after <s>   BATCHSPOOL_LOCK_STALE_AFTER  the data directory's lock is stale once not refreshed
-                                                     for this long; a restart after a crash waits at most
-                                                     this long for it (default 10)
-  --webhook-url <url>      BATCHSPOOL_WEBHOOK_URL    where batch.completed/failed/expired/cancelled events are POSTed
-                                                     (a server without API keys)
-  --webhook-secret <whsec> BATCHSPOOL_WEBHOOK_SECRET  the Standard Webhooks secret (whsec_…) that signs them
-  --webhooks-file <file>   BATCHSPOOL_WEBHOOKS_FILE  with API keys: each key's endpoint, as JSON
-                                                     {"<api key>": {"url": "…", "secret": "whsec_…"}}
-  --scan-worker            BATCHSPOOL_SCAN_WORKER=1  validate uploads on a worker thread (frees the main
-                                                     thread; 13-50 MB more memory while an upload arrives;
-                                                     the default on Deno)
-  --no-scan-worker         BATCHSPOOL_SCAN_WORKER=0  validate uploads on the main thread (the default on
-                                                     Node and Bun, where the worker measured no faster)
-  -h, --help               show this help
-`;
 
 function integer(value: string | undefined, name: string, min: number): number | undefined {
   if (value === undefined || value === "") return undefined;
@@ -173,6 +114,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "upstream-key": { type: "string" },
         "messages-upstream": { type: "string" },
         "api-key": { type: "string", multiple: true },
+        "key-weights": { type: "string" },
+        "model-budget": { type: "string", multiple: true },
         "no-auth": { type: "boolean" },
         "allowed-hosts": { type: "string" },
         "public-url": { type: "string" },
@@ -218,6 +161,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     ...(values["api-key"] ?? []),
     ...(env.BATCHSPOOL_API_KEYS ?? "").split(","),
   ].map((key) => key.trim()).filter(Boolean);
+  const ownerWeights = keyWeightsOf(values["key-weights"] ?? env.BATCHSPOOL_KEY_WEIGHTS, apiKeys);
   const host = values.host ?? env.BATCHSPOOL_HOST ?? "127.0.0.1";
   const noAuth = values["no-auth"] ?? ENV_YES.includes(env.BATCHSPOOL_NO_AUTH ?? "");
   if (apiKeys.length === 0 && !noAuth && !LOOPBACK.test(host)) {
@@ -256,6 +200,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     messagesUpstream: messagesModeOf(values["messages-upstream"] ?? env.BATCHSPOOL_MESSAGES_UPSTREAM),
     publicUrl: publicUrlOf(values["public-url"] ?? env.BATCHSPOOL_PUBLIC_URL),
     apiKeys,
+    ownerWeights,
     noAuth,
     allowedHosts: allowedHostsOf(values["allowed-hosts"] ?? env.BATCHSPOOL_ALLOWED_HOSTS),
     maxEventStreams: integer(values["max-event-streams"] ?? env.BATCHSPOOL_MAX_EVENT_STREAMS, "--max-event-streams", 1) ??
@@ -264,6 +209,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     concurrency: integer(values.concurrency ?? env.BATCHSPOOL_CONCURRENCY, "--concurrency", 1) ?? 32,
     requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),
     tokensPerMinute: integer(values.tpm ?? env.BATCHSPOOL_TPM, "--tpm", 1),
+    modelBudgets: [...(values["model-budget"] ?? []), ...(env.BATCHSPOOL_MODEL_BUDGETS ?? "").split(";")]
+      .map((rule) => rule.trim()).filter(Boolean).map(modelBudgetOf),
     maxRetries: integer(values["max-retries"] ?? env.BATCHSPOOL_MAX_RETRIES, "--max-retries", 0) ?? 5,
     requestTimeoutMs: (integer(values["request-timeout"] ?? env.BATCHSPOOL_REQUEST_TIMEOUT, "--request-timeout", 1) ?? 600) *
       1000,
@@ -278,6 +225,47 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     lockStaleAfterMs:
       (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
+}
+
+/** A `--model-budget` rule, checked: `<pattern>=rpm:<n>,tpm:<n>` (either or both). */
+function modelBudgetOf(rule: string): ModelBudget {
+  const at = rule.indexOf("=");
+  const pattern = rule.slice(0, at).trim();
+  const budget: ModelBudget = { pattern };
+  const wrong = () =>
+    new ConfigError(`--model-budget wants <model pattern>=rpm:<n>,tpm:<n> (either or both), got ${JSON.stringify(rule)}`);
+  if (at < 1) throw wrong();
+  for (const part of rule.slice(at + 1).split(",")) {
+    const match = /^\s*(rpm|tpm):(\d+)\s*$/.exec(part);
+    if (!match || Number(match[2]) < 1) throw wrong();
+    if (match[1] === "rpm") budget.requestsPerMinute = Number(match[2]);
+    else budget.tokensPerMinute = Number(match[2]);
+  }
+  return budget;
+}
+
+/** `--key-weights`, checked: `key=weight` pairs of configured keys, by owner (the key itself is never kept). */
+function keyWeightsOf(text: string | undefined, apiKeys: readonly string[]): Map<string, number> {
+  const weights = new Map<string, number>();
+  if (text === undefined || text.trim() === "") return weights;
+  for (const pair of text.split(",")) {
+    const at = pair.lastIndexOf("=");
+    const key = pair.slice(0, at).trim();
+    const weight = Number(pair.slice(at + 1).trim());
+    if (at < 1 || !(weight > 0) || weight > 1_000_000) {
+      throw new ConfigError(`--key-weights wants <api key>=<weight> pairs, each weight a number above 0, got ${JSON.stringify(redactPair(pair))}`);
+    }
+    if (!apiKeys.includes(key)) throw new ConfigError(`--key-weights names a key that is not one of --api-key: ${JSON.stringify(redactPair(pair))}`);
+    weights.set(ownerOfKey(key), weight);
+  }
+  return weights;
+}
+
+/** A `key=weight` pair with the key hidden but its first characters, for an error message. */
+function redactPair(pair: string): string {
+  const at = pair.lastIndexOf("=");
+  const key = at < 0 ? pair : pair.slice(0, at);
+  return `${key.trim().slice(0, 4)}…${at < 0 ? "" : pair.slice(at)}`;
 }
 
 /** `--public-url`, checked: an http(s) URL, without a trailing slash. */

@@ -196,6 +196,8 @@ export function createApiClient(config: ClientConfig): {
   createBatch(body: Record<string, unknown>): Promise<BatchObject>;
   retrieveBatch(id: string): Promise<BatchObject>;
   cancelBatch(id: string): Promise<BatchObject>;
+  pauseBatch(id: string): Promise<BatchObject>;
+  resumeBatch(id: string): Promise<BatchObject>;
   listBatches(limit: number): Promise<{ data: BatchObject[]; has_more: boolean }>;
   fileContent(id: string): Promise<ReadableStream<Uint8Array>>;
   batchEvents(id: string, signal: AbortSignal): Promise<AsyncGenerator<BatchObject> | null>;
@@ -253,6 +255,8 @@ export function createApiClient(config: ClientConfig): {
       }),
     retrieveBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}`),
     cancelBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/cancel`, { method: "POST" }),
+    pauseBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/pause`, { method: "POST" }),
+    resumeBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/resume`, { method: "POST" }),
     listBatches: (limit) => json(`/batches?limit=${limit}`),
     async batchEvents(id, signal) {
       let response: Response;

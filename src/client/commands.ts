@@ -1,6 +1,7 @@
 /**
- * The client commands of the CLI: `submit`, `status`, `cancel`, `list`,
- * `download` and `retry`. They speak only the public HTTP API.
+ * The client commands of the CLI: `submit`, `status`, `cancel`, `pause`,
+ * `resume`, `list`, `download` and `retry`. They speak only the public HTTP
+ * API (and batchspool's extensions to it, for `pause` and `resume`).
  *
  * @module
  */
@@ -12,58 +13,9 @@ import type { BatchObject } from "../batch/model/objects.ts";
 import { type ClientConfig, ClientError, createApiClient, EXIT, isMessageBatchFile, type MessageBatchSummary } from "./api_client.ts";
 import { retryBatch } from "./retry.ts";
 import { ProgressView } from "./progress_bar.ts";
+import { CLIENT_USAGE } from "./usage.ts";
 
-/** Usage of each client command. */
-export const CLIENT_USAGE: Record<string, string> = {
-  submit: `Usage: batchspool submit <file.jsonl> [options]
-
-Uploads a JSONL file of requests and creates a batch: OpenAI's request lines
-({custom_id, method, url, body}), or Anthropic's batch requests ({custom_id,
-params}) as a message batch.
-
-Options:
-  --format <f>         openai or anthropic (default: what the file's first line is)
-  --endpoint <path>    endpoint of every line (default /v1/chat/completions)
-  --window <dur>       completion window (default 24h)
-  --metadata <k=v>     metadata pair; repeatable
-  --wait               show progress until the batch ends, then download its files
-  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl;
-                       a message batch's results: <msgbatch_id>_results.jsonl)
-  --errors <file>      with --wait: where the error file goes (default <batch_id>_errors.jsonl)
-  --base-url <url>     API base URL including /v1 (env OPENAI_BASE_URL; default http://127.0.0.1:8787/v1)
-  --api-key <key>      API key (env OPENAI_API_KEY)
-`,
-  status: `Usage: batchspool status <batch_id|msgbatch_id> [--json] [--base-url <url>] [--api-key <key>]
-
-Shows a batch's (or an Anthropic message batch's) status and counts (--json: the whole object).
-`,
-  cancel: `Usage: batchspool cancel <batch_id|msgbatch_id> [--base-url <url>] [--api-key <key>]
-
-Asks the server to cancel a batch (or an Anthropic message batch); finished results are kept.
-`,
-  list: `Usage: batchspool list [--limit <n>] [--base-url <url>] [--api-key <key>]
-
-Lists batches, newest first (default limit 20).
-`,
-  retry: `Usage: batchspool retry <batch_id> [options]
-
-Creates a batch of the lines of a finished batch that failed (those in its error file), with the
-same endpoint, completion window and metadata, plus retry_of=<batch_id>. Lines that failed
-validation never ran and cannot be retried: fix the input and submit it again.
-
-Options:
-  --wait               show progress until the new batch ends, then download its files
-  --out <file>         with --wait: where the output file goes (default <batch_id>_output.jsonl;
-                       a message batch's results: <msgbatch_id>_results.jsonl)
-  --errors <file>      with --wait: where the error file goes (default <batch_id>_errors.jsonl)
-  --base-url <url>     API base URL including /v1 (env OPENAI_BASE_URL; default http://127.0.0.1:8787/v1)
-  --api-key <key>      API key (env OPENAI_API_KEY)
-`,
-  download: `Usage: batchspool download <batch_id> [--out <file>] [--errors <file>] [--base-url <url>] [--api-key <key>]
-
-Downloads a finished batch's output and error files.
-`,
-};
+export { CLIENT_USAGE };
 
 const COMMON = {
   "base-url": { type: "string" },
@@ -84,11 +36,14 @@ function clientFor(values: { "base-url"?: string; "api-key"?: string }) {
 
 function summary(batch: BatchObject): string {
   const { total, completed, failed } = batch.request_counts;
+  const paused = typeof batch.paused_at === "number" ? ` (paused since ${new Date(batch.paused_at * 1000).toISOString()})` : "";
   const lines = [
-    `${batch.id}  ${batch.status}`,
+    `${batch.id}  ${batch.status}${paused}`,
     `  endpoint   ${batch.endpoint}`,
     `  requests   ${completed} completed, ${failed} failed, ${total} total`,
   ];
+  if (batch.priority) lines.push(`  priority   ${batch.priority}`);
+  if (batch.max_concurrency) lines.push(`  at most    ${batch.max_concurrency} requests in flight`);
   if (batch.output_file_id) lines.push(`  output     ${batch.output_file_id}`);
   if (batch.error_file_id) lines.push(`  errors     ${batch.error_file_id}`);
   for (const error of batch.errors?.data ?? []) {
@@ -301,6 +256,16 @@ export async function runClientCommand(command: string, args: string[]): Promise
         if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
         const id = positionals[0];
         console.log(isMessageBatchId(id) ? messageBatchSummary(await clientFor(values).cancelMessageBatch(id)) : summary(await clientFor(values).cancelBatch(id)));
+        return EXIT.ok;
+      }
+      case "pause":
+      case "resume": {
+        const { values, positionals } = parseArgs({ args, allowPositionals: true, options: COMMON });
+        if (values.help) return usage(command, EXIT.ok);
+        if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
+        const api = clientFor(values);
+        const batch = command === "pause" ? await api.pauseBatch(positionals[0]) : await api.resumeBatch(positionals[0]);
+        console.log(summary(batch));
         return EXIT.ok;
       }
       case "list": {

@@ -69,6 +69,9 @@ export async function newBatchRecord(
     cancelled_at: null,
     request_counts: { total: 0, completed: 0, failed: 0 },
     usage: emptyUsage(),
+    priority: params.priority,
+    max_concurrency: params.maxConcurrency,
+    paused_at: null,
   };
   return {
     batch,

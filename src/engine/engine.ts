@@ -64,12 +64,13 @@ function ledgerFor(options: BatchEngineOptions, parts: Pick<EngineContext, "cloc
       ...storage.database,
       ...parts,
       observer,
+      ownerWeights: options.ownerWeights,
       leaseSeconds: options.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
       sliceLimits: { ...DEFAULT_SLICE_LIMITS, ...options.sliceLimits },
     });
   }
   const checkpoints = options.checkpoints === false ? false : { keep: options.checkpoints?.keep ?? 3 };
-  return createLocalLedger({ storage, ...parts, observer, checkpoints });
+  return createLocalLedger({ storage, ...parts, observer, checkpoints, ownerWeights: options.ownerWeights });
 }
 
 /**
@@ -137,6 +138,27 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       batch.usage = live.usage;
     }
     return batch;
+  };
+
+  /**
+   * Pauses or resumes: the document first (what the API shows, and what a
+   * local ledger rebuilds from), then the ledger. Both are written every time,
+   * so a call repeated after a crash between the two makes them agree.
+   */
+  const setPaused = async (owner: string, batchId: string, paused: boolean): Promise<BatchObject> => {
+    if (!isBatchId(batchId)) throw notFound(batchId);
+    const record = await changeRecord(storage, owner, batchId, (current) => {
+      const status = current.batch.status;
+      if (paused && status !== "validating" && status !== "in_progress") {
+        throw new BatchError("conflict", `Cannot pause a batch with status '${status}'.`);
+      }
+      if (((current.batch.paused_at ?? null) !== null) === paused) return false;
+      current.batch.paused_at = paused ? Math.floor(clock.now() / 1000) : null;
+      return true;
+    });
+    if (!record) throw notFound(batchId);
+    if (!FINAL_STATUSES.has(record.batch.status)) await ledger.pauseBatch(batchId, paused);
+    return withLiveCounts(record);
   };
 
   const idempotency = new IdempotencyKeys(storage, clock);
@@ -258,6 +280,9 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       await ledger.stopBatch(batchId, "cancel");
       return withLiveCounts(record);
     },
+
+    pauseBatch: (owner, batchId) => setPaused(owner, batchId, true),
+    resumeBatch: (owner, batchId) => setPaused(owner, batchId, false),
 
     isInputOfActiveBatch: (fileId) => ledger.isInputInUse(fileId),
 

@@ -19,7 +19,7 @@ import type { EngineContext } from "./context.ts";
 import { classifyStepFailure, type StepFailure } from "./failure_policy.ts";
 import { runFinalize } from "./finalize_step.ts";
 import { Housekeeping } from "./housekeeping.ts";
-import type { HeldItem, LedgerOverview, LedgerSignal, StopReason, WorkItem, WorkKind } from "./ledger/ledger.ts";
+import type { Halt, HeldItem, LedgerOverview, LedgerSignal, WorkItem, WorkKind } from "./ledger/ledger.ts";
 import { backoffDelay, type BackoffPolicy } from "./lines/backoff.ts";
 import type { Dispatcher } from "./lines/dispatcher.ts";
 import { runSlice, type SliceInFlight } from "./slice_step.ts";
@@ -45,6 +45,7 @@ const MAX_CONFLICTS_IN_A_ROW = 5;
 interface HeldEntry {
   held: HeldItem;
   kind: WorkKind;
+  priority: number;
 }
 
 /** How a batch's item has been failing, for the backoff and for logging each change once. */
@@ -125,9 +126,15 @@ export class EngineNode {
             if (this.#stopped) return;
             const kinds: WorkKind[] = [];
             if (this.#count((kind) => kind !== "slice") < MAX_OTHER_ITEMS) kinds.push("validate", "finalize");
-            if (this.#count((kind) => kind === "slice") < this.#options.maxSlices) kinds.push("slice");
-            if (!kinds.length) break;
-            const item = await this.#context.ledger.claim(kinds);
+            const slices = this.#count((kind) => kind === "slice");
+            const { maxSlices } = this.#options;
+            if (slices < maxSlices) kinds.push("slice");
+            const { ledger } = this.#context;
+            let item = kinds.length ? await ledger.claim(kinds) : null;
+            if (!item && slices >= maxSlices && slices < 2 * maxSlices) {
+              // At its limit: only a slice that would otherwise wait behind this node's (see ClaimOptions).
+              item = await ledger.claim(["slice"], { beyondLimit: { lowestPriority: this.#lowestSlicePriority() } });
+            }
             if (!item) break;
             this.#launch(item);
           }
@@ -144,6 +151,12 @@ export class EngineNode {
     return this.#closing.signal.aborted || this.#context.run.stopping.aborted;
   }
 
+  #lowestSlicePriority(): number {
+    let lowest = Infinity;
+    for (const entry of this.#held.values()) if (entry.kind === "slice") lowest = Math.min(lowest, entry.priority);
+    return lowest;
+  }
+
   #count(test: (kind: WorkKind) => boolean): number {
     let n = 0;
     for (const entry of this.#held.values()) if (test(entry.kind)) n++;
@@ -152,7 +165,7 @@ export class EngineNode {
 
   #launch(item: WorkItem): void {
     const held = { batchId: item.batchId, item: item.item, token: item.token };
-    this.#held.set(keyOf(held), { held, kind: item.kind });
+    this.#held.set(keyOf(held), { held, kind: item.kind, priority: item.priority });
     const run = this.#runItem(item).finally(() => {
       this.#held.delete(keyOf(held));
       this.#runs.delete(run);
@@ -238,17 +251,22 @@ export class EngineNode {
     if (signal.kind === "work") return this.pump();
     const batchId = signal.batchId;
     if (![...this.#running.values()].some((entry) => entry.held.batchId === batchId)) return;
-    void this.#context.ledger.stopOf(batchId).then((found) => found?.stop && this.#stopSlices(batchId, found.stop), () => {});
+    void this.#context.ledger.stopOf(batchId).then((found) => {
+      const halt = found?.stop ?? (found?.paused ? "pause" : null);
+      if (halt) this.#stopSlices(batchId, halt);
+    }, () => {});
   }
 
   /** Stops this node's slices of a batch: no new line at once; requests in flight as the reason allows. */
-  #stopSlices(batchId: string, stop: StopReason): void {
+  #stopSlices(batchId: string, halt: Halt): void {
     for (const { held, slice } of this.#running.values()) {
       if (held.batchId !== batchId || slice.stopDispatch.signal.aborted) continue;
+      // A pause lets requests in flight finish and hands the slice back; the slice is claimed again on resume.
+      if (halt === "pause") slice.paused = true;
       slice.stopDispatch.abort();
       // A cancel lets requests in flight finish for a while; an expiry or a failure has no use for their answers.
-      if (stop === "cancel") this.#context.clock.setTimeout(() => slice.abortRequests.abort(), this.#context.cancelGraceMs, true);
-      else slice.abortRequests.abort();
+      if (halt === "cancel") this.#context.clock.setTimeout(() => slice.abortRequests.abort(), this.#context.cancelGraceMs, true);
+      else if (halt !== "pause") slice.abortRequests.abort();
     }
   }
 

@@ -3,7 +3,8 @@
  * slice resumed after a restart, or taken over from a node that died), send
  * the rest through the line runner, and record each result through the
  * ledger, fenced by the claim. When its lines are done, or its batch stopped,
- * the slice is marked done; the last one of a batch makes its finalizing.
+ * the slice is marked done; the last one of a batch makes its finalizing. A
+ * slice of a batch paused is handed back instead, with its results so far.
  *
  * @module
  */
@@ -29,7 +30,8 @@ export async function runSlice(context: EngineContext, item: WorkItem, running: 
     if (!record) throw new EngineError("not_ready", `batch ${item.batchId} has no document`);
     const sink = await ledger.resultSink(item, record);
     const finished = await sink.finishedIn(item.firstLine, item.lineCount);
-    const slice = runningSlice(item.batchId, sink.writer);
+    const queue = { id: item.batchId, owner: record.owner, priority: record.batch.priority ?? 0, maxInFlight: record.batch.max_concurrency ?? null };
+    const slice = runningSlice(queue, sink.writer);
     const key = `${item.batchId}/${item.item}`;
     running.set(key, { held, slice });
     try {
@@ -39,6 +41,8 @@ export async function runSlice(context: EngineContext, item: WorkItem, running: 
     }
     // Closing: the slice is handed back as it is, for this node's next life or another node to finish.
     if (context.run.stopping.aborted) return;
+    // Paused: handed back as it is, and claimed again once resumed (or stopped).
+    if (slice.paused) return await ledger.release(held);
   }
   await ledger.finishSlice(held);
 }

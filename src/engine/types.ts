@@ -15,6 +15,7 @@ import type { IdempotencyKeys } from "../batch/model/idempotency.ts";
 import type { OutboxEntry } from "../batch/model/webhook_event.ts";
 import type { BackoffPolicy } from "./lines/backoff.ts";
 import type { EngineObserver } from "./lines/engine_observer.ts";
+import type { ModelBudget } from "./lines/model_budgets.ts";
 
 export type { EngineObserver };
 
@@ -34,6 +35,19 @@ export interface BatchEngineOptions {
   requestsPerMinute?: number;
   /** Tokens-per-minute budget toward the target. */
   tokensPerMinute?: number;
+  /**
+   * Budgets by model, beside the global ones: each model matching a rule's
+   * pattern (`*` for any characters; the first matching rule counts) has its
+   * own requests and tokens per minute, since upstreams limit each model apart.
+   */
+  modelBudgets?: readonly ModelBudget[];
+  /**
+   * Each owner's share of the target, relative to the others' (default 1
+   * each): within a priority, owners with work waiting share the requests
+   * sent by weight, on every node, and a cluster's claims of slices favour
+   * owners holding fewer for their weight. Keys are owners (`ownerOfKey(apiKey)`).
+   */
+  ownerWeights?: ReadonlyMap<string, number>;
   /** Retries of a retryable failure before the line goes to the error file (default 5). */
   maxRetries?: number;
   /** Delays between retries (default 500 ms doubling, capped at 60 s, with jitter). */
@@ -184,6 +198,16 @@ export interface BatchEngine {
   deleteBatch(owner: string, batchId: string): Promise<void>;
   /** Moves a batch to `cancelling`. @throws {BatchError} `conflict` when it already ended, `not_found` */
   cancelBatch(owner: string, batchId: string): Promise<BatchObject>;
+  /**
+   * Pauses a batch (batchspool's extension): it sends nothing more (requests
+   * in flight finish), keeps its results, stays paused across restarts, and
+   * its completion window keeps running (it can expire while paused). Only a
+   * batch validating or in progress can be paused; pausing a paused one
+   * changes nothing.
+   */
+  pauseBatch(owner: string, batchId: string): Promise<BatchObject>;
+  /** Resumes a paused batch (resuming one that is not paused changes nothing). */
+  resumeBatch(owner: string, batchId: string): Promise<BatchObject>;
   /** Whether a file is the input of a batch that has not ended. */
   isInputOfActiveBatch(fileId: string): Promise<boolean>;
   /** What is going on now, for metrics. */

@@ -90,22 +90,24 @@ const LATER_ADDS = 16;
 /** Cuts the input into slices (resuming where an earlier claim's cut ended) and hands them to the ledger. */
 async function addSlicesAsCut(context: EngineContext, held: HeldItem, record: BatchRecord): Promise<void> {
   const { ledger, storage } = context;
-  const nodes = ledger.sliceLimits ? (await ledger.liveNodes()).count : 1;
+  // A batch with a limit of its own on requests in flight is one slice, so one node at a time runs it and keeps the limit.
+  const limits = (record.batch.max_concurrency ?? null) === null ? ledger.sliceLimits : null;
+  const nodes = limits ? (await ledger.liveNodes()).count : 1;
   const from = await ledger.slicedSoFar(held.batchId);
   let pending: SliceSpec[] = [];
   let added = 0;
   let count = 0;
-  for await (const slice of slicesOf(storage, record, ledger.sliceLimits, nodes, from)) {
+  for await (const slice of slicesOf(storage, record, limits, nodes, from)) {
     pending.push(slice);
     count++;
-    if (ledger.sliceLimits && pending.length >= (added ? LATER_ADDS : FIRST_ADD)) {
+    if (limits && pending.length >= (added ? LATER_ADDS : FIRST_ADD)) {
       if (!(await ledger.addSlices(held, pending, false))) return lostClaim(context, held);
       added += pending.length;
       pending = [];
     }
   }
   if (!(await ledger.addSlices(held, pending))) return lostClaim(context, held);
-  if (ledger.sliceLimits) context.logger.info(`batch ${held.batchId}: ${count} slice(s) cut for ${nodes} node(s)`);
+  if (limits) context.logger.info(`batch ${held.batchId}: ${count} slice(s) cut for ${nodes} node(s)`);
 }
 
 function lostClaim(context: EngineContext, held: HeldItem): void {

@@ -1,6 +1,6 @@
 /**
  * `/v1/batches`: create (with an optional `Idempotency-Key`), retrieve,
- * cancel, list, and the events of one batch.
+ * cancel, list, the events of one batch, and (extensions) pause and resume.
  *
  * @module
  */
@@ -68,6 +68,10 @@ export function batchesRoutes(
   app.get("/:id/events", batchEvents(engine, clock, events));
 
   app.post("/:id/cancel", async (c) => c.json(await engine.cancelBatch(c.var.owner, c.req.param("id"))));
+
+  // batchspool's extensions: hold a batch (requests in flight finish) and let it go on.
+  app.post("/:id/pause", async (c) => c.json(await engine.pauseBatch(c.var.owner, c.req.param("id"))));
+  app.post("/:id/resume", async (c) => c.json(await engine.resumeBatch(c.var.owner, c.req.param("id"))));
 
   return app;
 }

@@ -267,6 +267,24 @@ export const OPENAPI_DOCUMENT = {
                 type: "object",
                 properties: { anchor: { const: "created_at" }, seconds: { type: "integer" } },
               },
+              priority: {
+                type: "integer",
+                minimum: -1_000_000,
+                maximum: 1_000_000,
+                default: 0,
+                description: "Higher goes first: a batch's lines go before those of lower priority on every node; equal priorities " +
+                  "share (owners by weight, see `--key-weights`). Also accepted as `metadata.priority` (a string), so the unchanged " +
+                  "SDKs can set it.",
+                "x-batchspool-extension": true,
+              },
+              max_concurrency: {
+                type: "integer",
+                minimum: 1,
+                maximum: 100_000,
+                description: "Most of this batch's requests in flight at once, across every node (such a batch runs on one node at " +
+                  "a time). Also accepted as `metadata.max_concurrency`.",
+                "x-batchspool-extension": true,
+              },
             },
           }),
         },
@@ -296,6 +314,25 @@ export const OPENAPI_DOCUMENT = {
         summary: "Cancel a batch; results so far are kept as files",
         parameters: [pathId("batch_id", "The batch.")],
         responses: { "200": ok("The batch, cancelling.", ref("Batch")), ...errors(401, 404, 409, 503) },
+      },
+    },
+    "/v1/batches/{batch_id}/pause": {
+      post: {
+        operationId: "pauseBatch",
+        summary: "Pause a batch: nothing more is sent (requests in flight finish); results are kept; it stays paused across " +
+          "restarts; its completion window keeps running, so it can expire while paused",
+        parameters: [pathId("batch_id", "The batch.")],
+        responses: { "200": ok("The batch, with `paused_at` set.", ref("Batch")), ...errors(401, 404, 409, 503) },
+        "x-batchspool-extension": true,
+      },
+    },
+    "/v1/batches/{batch_id}/resume": {
+      post: {
+        operationId: "resumeBatch",
+        summary: "Resume a paused batch",
+        parameters: [pathId("batch_id", "The batch.")],
+        responses: { "200": ok("The batch, with `paused_at` null.", ref("Batch")), ...errors(401, 404, 503) },
+        "x-batchspool-extension": true,
       },
     },
     "/v1/batches/{batch_id}/events": {
@@ -408,6 +445,9 @@ export const OPENAPI_DOCUMENT = {
             properties: { total: { type: "integer" }, completed: { type: "integer" }, failed: { type: "integer" } },
           },
           usage: { type: ["object", "null"] },
+          priority: { type: "integer", description: "Higher goes first.", "x-batchspool-extension": true },
+          max_concurrency: { ...nullable("integer"), description: "Its own limit on requests in flight.", "x-batchspool-extension": true },
+          paused_at: { ...nullable("integer"), description: "When it was paused (null: it runs).", "x-batchspool-extension": true },
         },
       },
     },

@@ -35,7 +35,7 @@ const FILE_KEYS = ["bytes", "created_at", "expires_at", "filename", "id", "objec
 const BATCH_KEYS = [
   "cancelled_at", "cancelling_at", "completed_at", "completion_window", "created_at", "endpoint", "error_file_id",
   "errors", "expired_at", "expires_at", "failed_at", "finalizing_at", "id", "in_progress_at", "input_file_id",
-  "metadata", "model", "object", "output_file_id", "request_counts", "status", "usage",
+  "max_concurrency", "metadata", "model", "object", "output_file_id", "paused_at", "priority", "request_counts", "status", "usage",
 ];
 
 async function createBatchFrom(t: TestApp, content: string, extra: Record<string, unknown> = {}, headers = {}) {
@@ -241,6 +241,13 @@ for (const adapter of ADAPTERS) {
         [{ ...base, metadata: { k: "v".repeat(513) } }, "metadata"],
         [{ ...base, metadata: { k: 1 } }, "metadata"],
         [{ ...base, output_expires_after: { anchor: "created_at", seconds: 10 } }, "output_expires_after.seconds"],
+        [{ ...base, priority: 1.5 }, "priority"],
+        [{ ...base, priority: "high" }, "priority"],
+        [{ ...base, priority: 2_000_000 }, "priority"],
+        [{ ...base, metadata: { priority: "high" } }, "metadata"],
+        [{ ...base, priority: 3, metadata: { priority: "4" } }, "priority"],
+        [{ ...base, max_concurrency: 0 }, "max_concurrency"],
+        [{ ...base, metadata: { max_concurrency: "-2" } }, "metadata"],
       ];
       for (const [body, param] of cases) {
         await expectError(await postJson(t.app, "/v1/batches", body), 400, param);
@@ -257,6 +264,10 @@ for (const adapter of ADAPTERS) {
       assert.equal(short.status, 200);
       const batch = await short.json() as BatchObject;
       assert.equal(batch.expires_at - batch.created_at, 90);
+      assert.deepEqual([batch.priority, batch.max_concurrency, batch.paused_at], [0, null, null]);
+      // The extensions in the body, or (for the unchanged SDKs) in the metadata, the same in both if both.
+      const scheduled = await (await postJson(t.app, "/v1/batches", { ...base, priority: -3, metadata: { max_concurrency: " 8 ", priority: "-3" } })).json() as BatchObject;
+      assert.deepEqual([scheduled.priority, scheduled.max_concurrency], [-3, 8]);
     }));
 
   test(`${adapter.name}: validation: every error is collected with its code, param and 1-based line, and the batch fails`, () =>
@@ -319,12 +330,19 @@ for (const adapter of ADAPTERS) {
       assert.match(failed.errors!.data[2].message, /^2 more/);
     }));
 
-  test(`${adapter.name}: batches: cancel of an ended batch is 409, of an unknown one 404`, () =>
+  test(`${adapter.name}: batches: cancel or pause of an ended batch is 409, of an unknown one 404`, () =>
     withApp({}, async (t) => {
       const done = await waitForBatch(t.app, (await createBatchFrom(t, chatLine("a"))).id);
       const error = await expectError(await t.app.request(`/v1/batches/${done.id}/cancel`, { method: "POST" }), 409);
       assert.equal(error.message, "Cannot cancel a batch with status 'completed'.");
       await expectError(await t.app.request(`/v1/batches/batch_${"0".repeat(36)}/cancel`, { method: "POST" }), 404, "id");
+      const notPaused = await expectError(await t.app.request(`/v1/batches/${done.id}/pause`, { method: "POST" }), 409);
+      assert.equal(notPaused.message, "Cannot pause a batch with status 'completed'.");
+      await expectError(await t.app.request(`/v1/batches/batch_${"0".repeat(36)}/pause`, { method: "POST" }), 404, "id");
+      await expectError(await t.app.request(`/v1/batches/nope/resume`, { method: "POST" }), 404, "id");
+      // Resuming a batch that is not paused changes nothing.
+      const resumed = await (await t.app.request(`/v1/batches/${done.id}/resume`, { method: "POST" })).json() as BatchObject;
+      assert.deepEqual(resumed, done);
     }));
 
   test(`${adapter.name}: batches: list is newest first with first_id, last_id, has_more and after`, () =>

@@ -106,6 +106,20 @@ for (const adapter of ADAPTERS) {
       assert.equal(backAll.has_more, false);
       assert.deepEqual((await client(1).messages.batches.list()).data, [], "another key sees none of them");
 
+      // The scheduling extensions, as headers from the unchanged SDK; a bad one is refused before the body is read.
+      const scheduled = await anthropic.messages.batches.create(
+        { requests: [request("s-one", "one")] },
+        { headers: { "batchspool-priority": "7", "batchspool-max-concurrency": "2" } },
+      );
+      const asBatch = await (await fetch(`${anthropic.baseURL}/v1/batches/${scheduled.id.replace("msgbatch_", "batch_")}`, {
+        headers: { "x-api-key": anthropic.apiKey! },
+      })).json();
+      assert.deepEqual([asBatch.priority, asBatch.max_concurrency], [7, 2]);
+      await assert.rejects(
+        anthropic.messages.batches.create({ requests: [request("s-two", "two")] }, { headers: { "batchspool-priority": "high" } }),
+        (error: unknown) => error instanceof Anthropic.BadRequestError && /priority/.test(error.message),
+      );
+
       const deleted = await anthropic.messages.batches.delete(batch.id);
       assert.deepEqual(deleted, { id: batch.id, type: "message_batch_deleted" });
       await assert.rejects(anthropic.messages.batches.retrieve(batch.id), Anthropic.NotFoundError);

@@ -15,10 +15,10 @@ export function line(customId: string, model: string, extra: Record<string, unkn
   });
 }
 
-/** Uploads `lines` as a batch input file of {@link OWNER}; returns its id. */
-export async function uploadInput(engine: BatchEngine, lines: string[]): Promise<string> {
+/** Uploads `lines` as a batch input file of `owner` ({@link OWNER} by default); returns its id. */
+export async function uploadInput(engine: BatchEngine, lines: string[], owner = OWNER): Promise<string> {
   const received = await engine.files.receive({
-    owner: OWNER,
+    owner,
     filename: "in.jsonl",
     purpose: "batch",
     content: new TextEncoder().encode(lines.join("\n") + "\n"),

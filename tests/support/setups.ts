@@ -11,8 +11,10 @@ import { createMemoryStorage } from "../../src/storage/memory.ts";
 import type { Storage } from "../../src/storage/types.ts";
 import { FS, POSTGRES, type StoragePlace } from "./adapters.ts";
 
-/** Options for the nodes of a setup (the target is required). */
-export type NodeOptions = Partial<BatchEngineOptions> & Pick<BatchEngineOptions, "target">;
+/** Options for the nodes of a setup (the target is required); `targetOf` gives node `i` a target of its own. */
+export type NodeOptions = Partial<BatchEngineOptions> & Pick<BatchEngineOptions, "target"> & {
+  targetOf?: (node: number) => BatchEngineOptions["target"];
+};
 
 /** The running nodes of a setup. */
 export interface Nodes {
@@ -62,8 +64,9 @@ async function startNodes(
   reuse: Storage[] = [],
 ): Promise<{ engines: BatchEngine[]; storages: Storage[] }> {
   const storages = reuse.length ? reuse : await Promise.all(Array.from({ length: count }, () => open()));
+  const { targetOf, ...engineOptions } = options;
   const engines = storages.map((storage, i) =>
-    createBatchEngine({ storage, logger: silentLogger, checkpoints: false, nodeId: `node-${i}`, ...options })
+    createBatchEngine({ storage, logger: silentLogger, checkpoints: false, nodeId: `node-${i}`, ...engineOptions, target: targetOf?.(i) ?? options.target })
   );
   await Promise.all(engines.map((engine) => engine.start()));
   return { engines, storages };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Dispatcher, type Lease } from "../../src/engine/lines/dispatcher.ts";
+import { Dispatcher, type Lease, type QueueSpec } from "../../src/engine/lines/dispatcher.ts";
 import { backoffDelay } from "../../src/engine/lines/backoff.ts";
 import { retryAfterMs } from "../../src/targets/retry_after.ts";
 import { ManualClock, settle } from "../support/clock.ts";
@@ -163,4 +163,127 @@ test("responseRecord() splices a one-line body as received and serialises a mult
   const multiLine = responseRecord(8, "c8", response, '{\n  "a": [1, 2],\n  "s": "x\\ny"\n}');
   assert.ok(!multiLine.includes("\n"));
   assert.deepEqual(JSON.parse(multiLine).response.body, response.body);
+});
+
+/** Queues `count` acquires on `spec` behind a blocker, then grants one at a time and returns the grant order's queue ids. */
+async function grantOrder(
+  dispatcher: Dispatcher,
+  waiting: { spec: QueueSpec; count: number }[],
+  grants: number,
+): Promise<string[]> {
+  const blocker = await dispatcher.acquire({ id: "blocker", owner: "x", priority: 1_000, maxInFlight: null });
+  const order: string[] = [];
+  const leases: Promise<void>[] = [];
+  for (const { spec, count } of waiting) {
+    for (let i = 0; i < count; i++) {
+      leases.push(dispatcher.acquire(spec).then((lease) => {
+        order.push(spec.id);
+        // Released only after the next one is granted would be a deadlock at concurrency 1: release at once.
+        lease.release();
+      }));
+    }
+  }
+  blocker.release();
+  await Promise.all(leases);
+  return order.slice(0, grants);
+}
+
+const queue = (id: string, owner: string, priority = 0, maxInFlight: number | null = null): QueueSpec => ({ id, owner, priority, maxInFlight });
+
+test("Dispatcher grants a higher priority's requests first, whatever waited longer", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  const order = await grantOrder(dispatcher, [
+    { spec: queue("low", "a", 0), count: 5 },
+    { spec: queue("high", "b", 10), count: 5 },
+    { spec: queue("negative", "c", -1), count: 2 },
+  ], 12);
+  assert.deepEqual(order, [...Array(5).fill("high"), ...Array(5).fill("low"), "negative", "negative"]);
+});
+
+test("Dispatcher shares a priority between owners by weight, whatever number of batches each has", async () => {
+  const weights = new Map([["heavy", 3], ["light", 1]]);
+  const dispatcher = new Dispatcher({ concurrency: 1, weightOf: (owner) => weights.get(owner) ?? 1 });
+  const order = await grantOrder(dispatcher, [
+    // The light owner has four batches: it still gets a quarter, not four fifths.
+    ...["l1", "l2", "l3", "l4"].map((id) => ({ spec: queue(id, "light"), count: 50 })),
+    { spec: queue("h1", "heavy"), count: 200 },
+  ], 200);
+  const heavy = order.filter((id) => id === "h1").length;
+  assert.equal(heavy, 150);
+  // Within the light owner, its batches take turns.
+  const light = order.filter((id) => id !== "h1").slice(0, 8);
+  assert.deepEqual(light, ["l1", "l2", "l3", "l4", "l1", "l2", "l3", "l4"]);
+});
+
+test("Dispatcher: an owner that had nothing waiting gets no credit for the time it was idle", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 1 });
+  // Owner a alone for a while, always with requests waiting.
+  await grantOrder(dispatcher, [{ spec: queue("a1", "a"), count: 100 }], 100);
+  const order = await grantOrder(dispatcher, [
+    { spec: queue("a1", "a"), count: 10 },
+    { spec: queue("b1", "b"), count: 10 },
+  ], 10);
+  // b, new, does not get 100 grants in a row to catch up: the two alternate from the start.
+  assert.deepEqual(order, ["b1", "a1", "b1", "a1", "b1", "a1", "b1", "a1", "b1", "a1"]);
+});
+
+test("Dispatcher never has more of a queue's requests in flight than its own limit, and lends the rest to others", async () => {
+  const dispatcher = new Dispatcher({ concurrency: 8 });
+  const capped = queue("capped", "a", 5, 3);
+  let out = 0;
+  let peak = 0;
+  const others: Lease[] = [];
+  const cappedRuns = Array.from({ length: 40 }, async () => {
+    const lease = await dispatcher.acquire(capped);
+    out++;
+    peak = Math.max(peak, out);
+    await settle();
+    out--;
+    lease.release();
+  });
+  // A lower priority queue gets the slots the capped one cannot use.
+  for (let i = 0; i < 5; i++) others.push(await dispatcher.acquire(queue("other", "b", 0)));
+  await Promise.all(cappedRuns);
+  assert.equal(peak, 3);
+  assert.equal(others.length, 5);
+  for (const lease of others) lease.release();
+  assert.equal(dispatcher.inFlight, 0);
+});
+
+test("Dispatcher: a model out of its own budget waits while other models go on; its budget refills", async () => {
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 100, clock, modelBudgets: [{ pattern: "gpt-*", requestsPerMinute: 60 }] }); // 1 a second each
+  // Each model matching the pattern has a budget of its own.
+  for (let i = 0; i < 60; i++) (await dispatcher.acquire("q", 0, undefined, "gpt-a")).release();
+  for (let i = 0; i < 60; i++) (await dispatcher.acquire("q", 0, undefined, "gpt-b")).release();
+  const held = watchGrant(dispatcher.acquire("held", 0, undefined, "gpt-a"));
+  // Another queue behind it, of a model without a budget, is not held up.
+  const other = watchGrant(dispatcher.acquire("other", 0, undefined, "llama"));
+  await settle();
+  assert.equal(held.granted(), false);
+  assert.equal(other.granted(), true);
+  await clock.advance(999);
+  assert.equal(held.granted(), false);
+  await clock.advance(1);
+  assert.equal(held.granted(), true);
+});
+
+test("Dispatcher: a model's token budget is corrected by reported usage, and shared among nodes", async () => {
+  const clock = new ManualClock();
+  const dispatcher = new Dispatcher({ concurrency: 100, clock, modelBudgets: [{ pattern: "m", tokensPerMinute: 6_000 }] });
+  const lease = await dispatcher.acquire("q", 1_000, undefined, "m");
+  lease.release(6_000); // it used all of the minute's tokens
+  const next = watchGrant(dispatcher.acquire("q", 100, undefined, "m"));
+  await settle();
+  assert.equal(next.granted(), false);
+  await clock.advance(1_000); // 100 tokens back
+  assert.equal(next.granted(), true);
+  (await next.lease).release(100);
+  // Half the budget for this node: 50 tokens a second.
+  dispatcher.shareBudgets(0.5);
+  const shared = watchGrant(dispatcher.acquire("q", 100, undefined, "m"));
+  await clock.advance(1_000);
+  assert.equal(shared.granted(), false);
+  await clock.advance(1_000);
+  assert.equal(shared.granted(), true);
 });

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, readServeConfig, targetFor } from "../../src/serve_command.ts";
+import { ownerOfKey } from "../../src/http/access/auth.ts";
 
 const base = ["--upstream", "mock"];
 
@@ -67,5 +68,33 @@ test("serve config: --public-url is an http(s) base URL, kept without its traili
   assert.equal(readServeConfig(base, { BATCHSPOOL_PUBLIC_URL: "http://10.0.0.5:8787/spool" }).publicUrl, "http://10.0.0.5:8787/spool");
   for (const bad of ["batch.example.com", "ftp://x", "https://x/?a=1"]) {
     assert.throws(() => readServeConfig([...base, "--public-url", bad], {}), (error: unknown) => error instanceof ConfigError && /--public-url/.test(error.message));
+  }
+});
+
+test("serve config: --key-weights gives each configured key's owner its weight, and refuses what it cannot use", () => {
+  const keys = ["--upstream", "mock", "--api-key", "sk-team-a", "--api-key", "sk-team-b"];
+  const config = readServeConfig([...keys, "--key-weights", "sk-team-a=3, sk-team-b=0.5"], {});
+  assert.deepEqual([...config.ownerWeights], [[ownerOfKey("sk-team-a"), 3], [ownerOfKey("sk-team-b"), 0.5]]);
+  assert.equal(readServeConfig(keys, { BATCHSPOOL_KEY_WEIGHTS: "sk-team-b=2" }).ownerWeights.get(ownerOfKey("sk-team-b")), 2);
+  assert.equal(readServeConfig(keys, {}).ownerWeights.size, 0);
+  for (const bad of ["sk-team-a", "sk-team-a=0", "sk-team-a=x", "sk-other=2"]) {
+    assert.throws(() => readServeConfig([...keys, "--key-weights", bad], {}), (error: Error) =>
+      error instanceof ConfigError && /--key-weights/.test(error.message) && !error.message.includes("sk-team-a=") && !error.message.includes("sk-other"));
+  }
+});
+
+test("serve config: --model-budget rules, in order, from flags and the environment; a wrong one is refused", () => {
+  const config = readServeConfig([...base, "--model-budget", "gpt-*=rpm:500,tpm:200000", "--model-budget", "llama=tpm:9000"], {
+    BATCHSPOOL_MODEL_BUDGETS: "claude-*=rpm:50; mistral=rpm:5",
+  });
+  assert.deepEqual(config.modelBudgets, [
+    { pattern: "gpt-*", requestsPerMinute: 500, tokensPerMinute: 200000 },
+    { pattern: "llama", tokensPerMinute: 9000 },
+    { pattern: "claude-*", requestsPerMinute: 50 },
+    { pattern: "mistral", requestsPerMinute: 5 },
+  ]);
+  assert.deepEqual(readServeConfig(base, {}).modelBudgets, []);
+  for (const bad of ["gpt-4", "=rpm:5", "gpt=rpm:0", "gpt=rps:5", "gpt=rpm:5,"]) {
+    assert.throws(() => readServeConfig([...base, "--model-budget", bad], {}), (error: Error) => error instanceof ConfigError && /--model-budget/.test(error.message));
   }
 });

@@ -33,7 +33,16 @@ export interface BatchParams {
   windowSeconds: number;
   metadata: Record<string, string> | null;
   outputExpiresAfterSeconds: number | null;
+  /** Higher goes first (batchspool's extension; default 0). */
+  priority: number;
+  /** Most of its requests in flight at once (batchspool's extension; null: no limit of its own). */
+  maxConcurrency: number | null;
 }
+
+/** The range of a batch's `priority`. */
+export const PRIORITY_RANGE = { min: -1_000_000, max: 1_000_000 } as const;
+/** The largest `max_concurrency` a batch may ask for. */
+export const MAX_BATCH_CONCURRENCY = 100_000;
 
 const WINDOW = /^([1-9]\d{0,8})([smh])$/;
 const UNIT_SECONDS = { s: 1, m: 60, h: 3600 } as const;
@@ -87,13 +96,70 @@ export function parseBatchParams(body: unknown, endpoints: readonly string[]): B
       "completion_window",
     );
   }
+  const metadata = parseMetadata(b.metadata);
   return {
     inputFileId: b.input_file_id,
     endpoint: b.endpoint,
     completionWindow: b.completion_window as string,
     windowSeconds,
-    metadata: parseMetadata(b.metadata),
+    metadata,
     outputExpiresAfterSeconds: parseOutputExpiry(b.output_expires_after),
+    priority: scheduleInteger(b, metadata, "priority", PRIORITY_RANGE.min, PRIORITY_RANGE.max) ?? 0,
+    maxConcurrency: scheduleInteger(b, metadata, "max_concurrency", 1, MAX_BATCH_CONCURRENCY) ?? null,
+  };
+}
+
+/**
+ * A scheduling parameter (batchspool's extension), given in the body or, so
+ * that the unchanged SDKs can set it, as a metadata value: an integer within
+ * [min, max]; both places at once must agree. Undefined when absent.
+ */
+function scheduleInteger(
+  body: Record<string, unknown>,
+  metadata: Record<string, string> | null,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const given = body[name];
+  const inMetadata = metadata?.[name];
+  let value: number | undefined;
+  if (given !== undefined && given !== null) {
+    if (typeof given !== "number" || !Number.isInteger(given) || given < min || given > max) {
+      throw invalid(`'${name}' must be an integer between ${min} and ${max}.`, name);
+    }
+    value = given;
+  }
+  if (inMetadata !== undefined) {
+    const fromMetadata = /^-?\d{1,7}$/.test(inMetadata.trim()) ? Number(inMetadata.trim()) : NaN;
+    if (!(fromMetadata >= min && fromMetadata <= max)) {
+      throw invalid(`'metadata.${name}' must be an integer between ${min} and ${max}, got ${JSON.stringify(inMetadata)}.`, "metadata");
+    }
+    if (value !== undefined && value !== fromMetadata) {
+      throw invalid(`'${name}' is ${value} but 'metadata.${name}' is ${fromMetadata}: give one, or the same in both.`, name);
+    }
+    value = fromMetadata;
+  }
+  return value;
+}
+
+/**
+ * The scheduling extensions given as headers (`batchspool-priority`,
+ * `batchspool-max-concurrency`), for a create whose body has no room for
+ * them (Anthropic's): the body members they stand for.
+ *
+ * @throws {BatchError} `invalid_request` naming `priority` or `max_concurrency`.
+ */
+export function scheduleFromHeaders(priority: string | undefined, maxConcurrency: string | undefined): Record<string, number> {
+  const body: Record<string, unknown> = {};
+  for (const [name, text] of [["priority", priority], ["max_concurrency", maxConcurrency]] as const) {
+    if (text !== undefined) body[name] = /^\s*-?\d{1,7}\s*$/.test(text) ? Number(text) : text;
+  }
+  const priorityValue = scheduleInteger(body, null, "priority", PRIORITY_RANGE.min, PRIORITY_RANGE.max);
+  const maxValue = scheduleInteger(body, null, "max_concurrency", 1, MAX_BATCH_CONCURRENCY);
+  return {
+    ...(priorityValue === undefined ? {} : { priority: priorityValue }),
+    ...(maxValue === undefined ? {} : { max_concurrency: maxValue }),
   };
 }
 

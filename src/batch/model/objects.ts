@@ -159,6 +159,12 @@ export interface BatchObject {
   request_counts: RequestCounts;
   /** Tokens summed over the responses. */
   usage: BatchUsage;
+  /** batchspool's extension: higher goes first (absent in records older than it: 0). */
+  priority?: number;
+  /** batchspool's extension: most of its requests in flight at once (null: no limit of its own). */
+  max_concurrency?: number | null;
+  /** batchspool's extension: when it was paused (null: it runs). */
+  paused_at?: number | null;
 }
 
 /** The stored record of a batch: the public object plus the engine's own state. */

@@ -31,6 +31,9 @@ export const FINALIZE_ITEM = -2;
 /** Why a batch must stop sending lines before they are all done. */
 export type StopReason = "cancel" | "expire" | "fail";
 
+/** Why a running slice must stop sending: its batch stopped, or it is paused (its slices are handed back, not done). */
+export type Halt = StopReason | "pause";
+
 /** A stretch of a batch's input whose lines one claim runs. */
 export interface SliceSpec {
   /** Its first physical input line (1-based) and how many lines it spans. */
@@ -58,6 +61,20 @@ export interface WorkItem extends SliceSpec {
   token: number;
   /** Whether the batch must stop, as the claim saw it. */
   stop: StopReason | null;
+  /** The batch's priority (higher goes first). */
+  priority: number;
+}
+
+/**
+ * How a node claims. A node at its limit of slices may still claim one that
+ * would otherwise wait behind its own: of a higher priority than all it runs,
+ * or of an owner that holds fewer slices for its weight than another owner at
+ * that priority (so a key that arrives behind another's huge batch starts at
+ * once).
+ */
+export interface ClaimOptions {
+  /** The node is at its limit: only such a slice, where this is the lowest priority it runs. */
+  beyondLimit?: { lowestPriority: number };
 }
 
 /** A held item, named for a heartbeat, a fenced write or a release. */
@@ -74,10 +91,11 @@ export interface BatchTotals {
   usage: BatchUsage;
 }
 
-/** A batch's stop, and the `errors.data` entry (as JSON) of a failure. */
+/** A batch's stop, the `errors.data` entry (as JSON) of a failure, and whether it is paused. */
 export interface BatchStop {
   stop: StopReason | null;
   failure: string | null;
+  paused: boolean;
 }
 
 /** What a node needs to record a claimed item's results. */
@@ -100,7 +118,7 @@ export interface ResultFileContent {
   marks?: DigestMarks;
 }
 
-/** Told of work to claim, and of batches that must stop. */
+/** Told of work to claim, and of batches that must stop (or pause). */
 export type LedgerSignal = { kind: "work" } | { kind: "stop"; batchId: string };
 
 /** A node, as the node table shows it. */
@@ -178,8 +196,15 @@ export interface WorkLedger {
   stopBatch(batchId: string, reason: StopReason, failure?: string | null): Promise<boolean>;
   /** A batch's stop; undefined when the batch is not in the ledger (it ended). */
   stopOf(batchId: string): Promise<BatchStop | undefined>;
-  /** The stops of those of these batches that must stop. */
-  stopsOf(batchIds: readonly string[]): Promise<Map<string, StopReason>>;
+  /** Why those of these batches that must stop sending do (a stop before a pause). */
+  stopsOf(batchIds: readonly string[]): Promise<Map<string, Halt>>;
+  /**
+   * Pauses (its slices are not claimed, and running ones are told to stop and
+   * are handed back) or resumes a batch; a stop overrides a pause. False when
+   * the batch is not in the ledger. The batch document says the same (a local
+   * ledger rebuilds it from there).
+   */
+  pauseBatch(batchId: string, paused: boolean): Promise<boolean>;
   /** Stops (for expiry) the batches whose completion window ended, by the ledger's clock; returns their ids. */
   expireDue(): Promise<string[]>;
   /** Whether a file is the input of a batch that has not ended. */
@@ -189,8 +214,12 @@ export interface WorkLedger {
   /** A batch's results, once finalizing (they no longer change). */
   totals(batchId: string): Promise<BatchTotals>;
 
-  /** Claims one item nobody holds (validations and finalizing first), of `kinds` only. */
-  claim(kinds: readonly WorkKind[]): Promise<WorkItem | null>;
+  /**
+   * Claims one item nobody holds, of `kinds` only: validations and finalizing
+   * first, then slices of batches not paused, by priority (highest first),
+   * then of the owner holding fewest for its weight, then oldest batch first.
+   */
+  claim(kinds: readonly WorkKind[], options?: ClaimOptions): Promise<WorkItem | null>;
   /** Renews this node's claims; returns the ones it still holds. */
   heartbeat(held: readonly HeldItem[]): Promise<HeldItem[]>;
   /** Hands back a held item, for any node to claim. */

@@ -1,11 +1,17 @@
 /**
  * Admission control toward the target: one global limit on requests in flight,
- * optional requests-per-minute and tokens-per-minute budgets, fair rotation
- * between batches, and a target-wide slow-down when the target answers 429.
+ * optional requests-per-minute and tokens-per-minute budgets (global, and by
+ * model in `model_budgets.ts`), a target-wide
+ * slow-down when the target answers 429, and the order of grants between the
+ * batches waiting (see {@link Dispatcher}).
  *
  * @module
  */
 import { type Clock, type ClockTimer, systemClock } from "../../shared/clock.ts";
+import { type ModelBudget, ModelBudgets } from "./model_budgets.ts";
+import { TokenBucket } from "./token_bucket.ts";
+
+export type { ModelBudget };
 
 /** Options for {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -15,8 +21,22 @@ export interface DispatcherOptions {
   requestsPerMinute?: number;
   /** Tokens-per-minute budget (none when absent); spent by estimate, corrected by reported usage. */
   tokensPerMinute?: number;
+  /** Budgets by model (each model matching a rule has its own), beside the global ones. */
+  modelBudgets?: readonly ModelBudget[];
+  /** Each owner's share of the grants within a priority, relative to the others' (1 when absent). */
+  weightOf?: (owner: string) => number;
   /** Time for budgets and pauses (injectable for tests). */
   clock?: Clock;
+}
+
+/** A queue of requests (a batch's): who owns it, its priority, and its own limit on requests in flight. */
+export interface QueueSpec {
+  id: string;
+  owner: string;
+  /** Higher goes first. */
+  priority: number;
+  /** Most of its requests in flight at once (null: only the global limit). */
+  maxInFlight: number | null;
 }
 
 /** Permission to send one request; release it when the request is over. */
@@ -27,49 +47,35 @@ export interface Lease {
 
 interface Waiter {
   tokens: number;
+  model: string | undefined;
   signal: AbortSignal | undefined;
   grant(lease: Lease): void;
   fail(reason: unknown): void;
 }
 
-/** A budget refilled continuously at `perMinute` units a minute, holding at most a minute's worth. */
-class TokenBucket {
-  #level: number;
-  #updatedAt: number;
-  constructor(public perMinute: number, private readonly clock: Clock) {
-    this.#level = perMinute;
-    this.#updatedAt = clock.monotonic();
-  }
-  /** Changes the rate; what is saved up stays, up to a minute's worth at the new rate. */
-  setRate(perMinute: number) {
-    this.#refill();
-    this.perMinute = perMinute;
-    this.#level = Math.min(this.#level, perMinute);
-  }
-  #refill() {
-    const now = this.clock.monotonic();
-    this.#level = Math.min(this.perMinute, this.#level + ((now - this.#updatedAt) * this.perMinute) / 60_000);
-    this.#updatedAt = now;
-  }
-  /** Milliseconds until `amount` can be spent (0: now). Amounts above a minute's worth wait for a full bucket. */
-  waitFor(amount: number): number {
-    this.#refill();
-    const needed = Math.min(amount, this.perMinute);
-    return this.#level >= needed ? 0 : Math.ceil(((needed - this.#level) * 60_000) / this.perMinute);
-  }
-  spend(amount: number) {
-    this.#refill();
-    this.#level -= amount;
-  }
-  refund(amount: number) {
-    this.#refill();
-    this.#level = Math.min(this.perMinute, this.#level + amount);
-  }
+interface Queue {
+  spec: QueueSpec;
+  waiters: Waiter[];
+  inFlight: number;
+  /** When it was last granted (a grant counter): the queue served longest ago goes first among equals. */
+  servedAt: number;
+}
+
+interface Owner {
+  weight: number;
+  /** Its virtual time: grants it had, each counting 1 / weight (stride scheduling). */
+  pass: number;
+  /** Its queues with waiters. */
+  waiting: number;
 }
 
 /**
- * Grants leases in round-robin order across queues (one queue per batch), so a
- * huge batch cannot starve a small one.
+ * Grants leases in this order: the highest priority first; within a
+ * priority, owners share by weight (stride scheduling: each grant advances its
+ * owner's virtual time by 1 / weight, the owner furthest behind goes next, and
+ * an owner that had nothing waiting starts at the others' time rather than
+ * with credit saved up); within an owner, its batches in rotation. A queue at
+ * its own limit waits, and the others go on.
  *
  * @example
  * ```ts
@@ -83,14 +89,20 @@ export class Dispatcher {
   #limit: number;
   #inFlight = 0;
   #pausedUntil = 0;
-  #queues = new Map<string, Waiter[]>();
-  #rotation: string[] = [];
-  #next = 0;
+  #queues = new Map<string, Queue>();
+  #owners = new Map<string, Owner>();
+  /** Queues with waiters. */
+  #waiting = 0;
+  #grants = 0;
+  /** The virtual time of the last grant: where an owner that starts waiting again begins. */
+  #virtualTime = 0;
   #timer: ClockTimer | undefined;
   #timerAt = Infinity;
   #requests: TokenBucket | undefined;
   #tokens: TokenBucket | undefined;
+  #models: ModelBudgets;
   #budgets: { requestsPerMinute?: number; tokensPerMinute?: number };
+  #weightOf: (owner: string) => number;
   #clock: Clock;
   /** Signals with the one listener that fails their waiters (a batch run passes the same signal every time). */
   #watched = new WeakSet<AbortSignal>();
@@ -102,9 +114,11 @@ export class Dispatcher {
     this.concurrency = options.concurrency;
     this.#limit = options.concurrency;
     this.#clock = options.clock ?? systemClock;
+    this.#weightOf = options.weightOf ?? (() => 1);
     this.#budgets = { requestsPerMinute: options.requestsPerMinute, tokensPerMinute: options.tokensPerMinute };
     if (options.requestsPerMinute) this.#requests = new TokenBucket(options.requestsPerMinute, this.#clock);
     if (options.tokensPerMinute) this.#tokens = new TokenBucket(options.tokensPerMinute, this.#clock);
+    this.#models = new ModelBudgets(options.modelBudgets ?? [], this.#clock);
   }
 
   /** Requests in flight now. */
@@ -117,27 +131,31 @@ export class Dispatcher {
     return Math.max(1, Math.floor(this.#limit));
   }
 
-  /** Waits for a slot for `queue`; rejects with the signal's reason when aborted first. */
-  acquire(queue: string, estimatedTokens = 0, signal?: AbortSignal): Promise<Lease> {
+  /**
+   * Waits for a slot for a request of `model` in `queue` (a name alone: owner
+   * "", priority 0, no limit of its own); rejects with the signal's reason
+   * when aborted first.
+   */
+  acquire(queue: QueueSpec | string, estimatedTokens = 0, signal?: AbortSignal, model?: string): Promise<Lease> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    // Fast path: nobody waits and every budget allows it — no waiter, no abort listener.
-    if (this.#rotation.length === 0 && this.#inFlight < this.limit && this.#clock.monotonic() >= this.#pausedUntil) {
-      if ((this.#requests?.waitFor(1) ?? 0) === 0 && (this.#tokens?.waitFor(estimatedTokens) ?? 0) === 0) {
-        this.#requests?.spend(1);
-        this.#tokens?.spend(estimatedTokens);
-        this.#inFlight++;
-        return Promise.resolve(this.#lease(estimatedTokens));
+    const spec = typeof queue === "string" ? { id: queue, owner: "", priority: 0, maxInFlight: null } : queue;
+    const found = this.#queueOf(spec);
+    // Fast path: nobody waits and every limit and budget allows it — no waiter, no abort listener.
+    if (
+      this.#waiting === 0 && this.#inFlight < this.limit && this.#underOwnLimit(found) &&
+      this.#clock.monotonic() >= this.#pausedUntil
+    ) {
+      if (
+        (this.#requests?.waitFor(1) ?? 0) === 0 && (this.#tokens?.waitFor(estimatedTokens) ?? 0) === 0 &&
+        this.#models.waitFor(model, estimatedTokens) === 0
+      ) {
+        return Promise.resolve(this.#grant(found, estimatedTokens, model));
       }
     }
     return new Promise<Lease>((resolve, reject) => {
       if (signal) this.#watch(signal);
-      let waiters = this.#queues.get(queue);
-      if (!waiters) {
-        waiters = [];
-        this.#queues.set(queue, waiters);
-        this.#rotation.push(queue);
-      }
-      waiters.push({ tokens: estimatedTokens, signal, grant: resolve, fail: reject });
+      if (found.waiters.length === 0) this.#startWaiting(found);
+      found.waiters.push({ tokens: estimatedTokens, model, signal, grant: resolve, fail: reject });
       this.#pump();
     });
   }
@@ -151,6 +169,7 @@ export class Dispatcher {
     const { requestsPerMinute, tokensPerMinute } = this.#budgets;
     if (requestsPerMinute) this.#requests!.setRate(requestsPerMinute * share);
     if (tokensPerMinute) this.#tokens!.setRate(tokensPerMinute * share);
+    this.#models.share(share);
     this.#pump();
   }
 
@@ -170,9 +189,57 @@ export class Dispatcher {
   /** Rejects every waiter and stops timers. */
   close(reason: unknown = new Error("dispatcher closed")): void {
     this.#clock.clearTimeout(this.#timer);
-    for (const waiters of this.#queues.values()) for (const waiter of waiters) waiter.fail(reason);
+    for (const queue of this.#queues.values()) {
+      const waiters = queue.waiters;
+      queue.waiters = [];
+      for (const waiter of waiters) waiter.fail(reason);
+    }
     this.#queues.clear();
-    this.#rotation = [];
+    this.#owners.clear();
+    this.#waiting = 0;
+  }
+
+  #queueOf(spec: QueueSpec): Queue {
+    let queue = this.#queues.get(spec.id);
+    if (!queue) {
+      queue = { spec, waiters: [], inFlight: 0, servedAt: 0 };
+      this.#queues.set(spec.id, queue);
+    } else if (queue.spec !== spec) {
+      // A batch's priority or limit can change between its slices (the latest one counts).
+      queue.spec = spec;
+    }
+    return queue;
+  }
+
+  #underOwnLimit(queue: Queue): boolean {
+    return queue.spec.maxInFlight === null || queue.inFlight < queue.spec.maxInFlight;
+  }
+
+  #startWaiting(queue: Queue) {
+    this.#waiting++;
+    const name = queue.spec.owner;
+    let owner = this.#owners.get(name);
+    if (!owner) {
+      owner = { weight: Math.max(Number.MIN_VALUE, this.#weightOf(name)), pass: this.#virtualTime, waiting: 0 };
+      this.#owners.set(name, owner);
+    }
+    // No credit for the time it had nothing waiting.
+    if (owner.waiting++ === 0) owner.pass = Math.max(owner.pass, this.#virtualTime);
+  }
+
+  #stopWaiting(queue: Queue) {
+    this.#waiting--;
+    const owner = this.#owners.get(queue.spec.owner)!;
+    owner.waiting--;
+    this.#forgetIfIdle(queue);
+  }
+
+  /** Drops a queue with nothing waiting or in flight (and its owner once it has no queue). */
+  #forgetIfIdle(queue: Queue) {
+    if (queue.waiters.length || queue.inFlight) return;
+    this.#queues.delete(queue.spec.id);
+    const owner = this.#owners.get(queue.spec.owner);
+    if (owner && owner.waiting === 0 && owner.pass <= this.#virtualTime) this.#owners.delete(queue.spec.owner);
   }
 
   /** Makes `signal`'s abort fail every waiter that passed it, through one listener per signal. */
@@ -180,55 +247,91 @@ export class Dispatcher {
     if (this.#watched.has(signal)) return;
     this.#watched.add(signal);
     signal.addEventListener("abort", () => {
-      for (const [queue, waiters] of [...this.#queues]) {
-        const kept = waiters.filter((waiter) => waiter.signal !== signal);
-        if (kept.length === waiters.length) continue;
+      for (const queue of [...this.#queues.values()]) {
+        const waiters = queue.waiters;
+        if (!waiters.some((waiter) => waiter.signal === signal)) continue;
+        queue.waiters = waiters.filter((waiter) => waiter.signal !== signal);
         for (const waiter of waiters) if (waiter.signal === signal) waiter.fail(signal.reason);
-        if (kept.length) this.#queues.set(queue, kept);
-        else this.#dropQueue(queue);
+        if (queue.waiters.length === 0) this.#stopWaiting(queue);
       }
+      this.#pump();
     }, { once: true });
   }
 
-  #dropQueue(queue: string) {
-    this.#queues.delete(queue);
-    const at = this.#rotation.indexOf(queue);
-    this.#rotation.splice(at, 1);
-    if (at < this.#next) this.#next--;
-    if (this.#next >= this.#rotation.length) this.#next = 0;
+  /**
+   * The queue whose head waiter goes next (see the class's comment), or null
+   * when every waiting queue is at its limit or its head's model is out of
+   * budget (then `modelWait` is how long until the first of those fits).
+   */
+  #next(): { queue: Queue | null; modelWait: number } {
+    let best: Queue | null = null;
+    let bestPass = 0;
+    let modelWait = Infinity;
+    for (const queue of this.#queues.values()) {
+      if (queue.waiters.length === 0 || !this.#underOwnLimit(queue)) continue;
+      const pass = this.#owners.get(queue.spec.owner)!.pass;
+      if (
+        best === null ||
+        queue.spec.priority > best.spec.priority ||
+        (queue.spec.priority === best.spec.priority &&
+          (pass < bestPass || (pass === bestPass && queue.servedAt < best.servedAt)))
+      ) {
+        // A model out of budget waits; other models go on.
+        if (this.#models.any) {
+          const wait = this.#models.waitFor(queue.waiters[0].model, queue.waiters[0].tokens);
+          if (wait > 0) {
+            modelWait = Math.min(modelWait, wait);
+            continue;
+          }
+        }
+        best = queue;
+        bestPass = pass;
+      }
+    }
+    return { queue: best, modelWait };
   }
 
   #pump() {
-    while (this.#rotation.length && this.#inFlight < this.limit) {
+    while (this.#waiting && this.#inFlight < this.limit) {
       const now = this.#clock.monotonic();
       if (now < this.#pausedUntil) return this.#schedule(this.#pausedUntil);
-      if (this.#next >= this.#rotation.length) this.#next = 0;
-      const queue = this.#rotation[this.#next];
-      const waiters = this.#queues.get(queue)!;
-      const waiter = waiters[0];
+      const { queue, modelWait } = this.#next();
+      if (!queue) return modelWait < Infinity ? this.#schedule(now + modelWait) : undefined;
+      const waiter = queue.waiters[0];
       const wait = Math.max(this.#requests?.waitFor(1) ?? 0, this.#tokens?.waitFor(waiter.tokens) ?? 0);
       if (wait > 0) return this.#schedule(now + wait);
-      waiters.shift();
-      this.#requests?.spend(1);
-      this.#tokens?.spend(waiter.tokens);
-      this.#inFlight++;
-      if (waiters.length) this.#next++;
-      else this.#dropQueue(queue);
-      waiter.grant(this.#lease(waiter.tokens));
+      queue.waiters.shift();
+      const lease = this.#grant(queue, waiter.tokens, waiter.model);
+      if (queue.waiters.length === 0) this.#stopWaiting(queue);
+      waiter.grant(lease);
     }
   }
 
-  #lease(estimated: number): Lease {
+  #grant(queue: Queue, estimated: number, model: string | undefined): Lease {
+    this.#requests?.spend(1);
+    this.#tokens?.spend(estimated);
+    this.#models.spend(model, estimated);
+    this.#inFlight++;
+    queue.inFlight++;
+    queue.servedAt = ++this.#grants;
+    const owner = this.#owners.get(queue.spec.owner);
+    if (owner) {
+      this.#virtualTime = Math.max(this.#virtualTime, owner.pass);
+      owner.pass += 1 / owner.weight;
+    }
     let released = false;
     return {
       release: (actualTokens) => {
         if (released) return;
         released = true;
         this.#inFlight--;
-        if (this.#tokens && actualTokens !== undefined && actualTokens > 0) {
+        queue.inFlight--;
+        this.#forgetIfIdle(queue);
+        if (actualTokens !== undefined && actualTokens > 0) {
           const difference = actualTokens - estimated;
-          if (difference > 0) this.#tokens.spend(difference);
-          else this.#tokens.refund(-difference);
+          if (difference > 0) this.#tokens?.spend(difference);
+          else this.#tokens?.refund(-difference);
+          this.#models.correct(model, estimated, actualTokens);
         }
         this.#pump();
       },
@@ -249,13 +352,22 @@ export class Dispatcher {
 
 /** An engine's dispatcher, from the engine's options (32 requests in flight by default). */
 export function dispatcherFor(
-  options: { concurrency?: number; requestsPerMinute?: number; tokensPerMinute?: number },
+  options: {
+    concurrency?: number;
+    requestsPerMinute?: number;
+    tokensPerMinute?: number;
+    modelBudgets?: readonly ModelBudget[];
+    ownerWeights?: ReadonlyMap<string, number>;
+  },
   clock: Clock,
 ): Dispatcher {
+  const weights = options.ownerWeights;
   return new Dispatcher({
     concurrency: options.concurrency ?? 32,
+    weightOf: weights ? (owner) => weights.get(owner) ?? 1 : undefined,
     requestsPerMinute: options.requestsPerMinute,
     tokensPerMinute: options.tokensPerMinute,
+    modelBudgets: options.modelBudgets,
     clock,
   });
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { setMaxListeners } from "node:events";
-import type { Dispatcher, Lease } from "./dispatcher.ts";
+import type { Dispatcher, Lease, QueueSpec } from "./dispatcher.ts";
 import { createEventLoopShare } from "./event_loop_share.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type Clock, sleep } from "../../shared/clock.ts";
@@ -46,8 +46,8 @@ export function runContextOf(
 
 /** A slice being run: where its results go, and the signals that stop it. */
 export interface RunningSlice {
-  /** Its batch: the dispatcher's queue. */
-  batchId: string;
+  /** Its batch's queue at the dispatcher (its id is the batch's). */
+  queue: QueueSpec;
   /** Where its results go. */
   results: ResultWriter;
   /** Aborted when dispatching must stop: wakes waits for slots and backoffs. */
@@ -56,11 +56,13 @@ export interface RunningSlice {
   abortRequests: AbortController;
   /** Input lines whose requests are in flight now. */
   inFlight: Set<number>;
+  /** Set when it stops because its batch was paused: it is handed back, not done. */
+  paused: boolean;
 }
 
 /** A slice's state before it runs. */
-export function runningSlice(batchId: string, results: ResultWriter): RunningSlice {
-  return { batchId, results, stopDispatch: new AbortController(), abortRequests: new AbortController(), inFlight: new Set() };
+export function runningSlice(queue: QueueSpec, results: ResultWriter): RunningSlice {
+  return { queue, results, stopDispatch: new AbortController(), abortRequests: new AbortController(), inFlight: new Set(), paused: false };
 }
 
 /** Most lines of one batch in flight or waiting to retry, as a multiple of the concurrency. */
@@ -105,7 +107,7 @@ export async function dispatchLines(
   active: RunningSlice,
   lines: AsyncIterable<LineToRun[]>,
 ): Promise<void> {
-  const batchId = active.batchId;
+  const queue = active.queue;
   const results = active.results;
   const stopSignal = AbortSignal.any([active.stopDispatch.signal, ctx.stopping]);
   // One combined signal for every request of this run (not one per request: AbortSignal.any is costly).
@@ -135,7 +137,7 @@ export async function dispatchLines(
         const bodyText = rawMemberValue(text, "body") ?? JSON.stringify(request.body);
         let lease: Lease;
         try {
-          lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
+          lease = await ctx.dispatcher.acquire(queue, estimateRequestTokens(bodyText, request.body), stopSignal, modelOf(request));
         } catch (error) {
           // Only the stop signal makes a wait for a slot fail.
           if (stopSignal.aborted) break dispatch;
@@ -182,7 +184,6 @@ async function runLine(
   stopSignal: AbortSignal,
   requestSignal: AbortSignal,
 ): Promise<void> {
-  const batchId = active.batchId;
   let lease: Lease | null = firstLease;
   let outcome: Outcome;
   for (let attempt = 0;; attempt++) {
@@ -219,13 +220,19 @@ async function runLine(
     if (status === 429) ctx.dispatcher.backOff(delay);
     if (!(await sleep(ctx.clock, delay, stopSignal))) return;
     try {
-      lease = await ctx.dispatcher.acquire(batchId, estimateRequestTokens(bodyText, request.body), stopSignal);
+      lease = await ctx.dispatcher.acquire(active.queue, estimateRequestTokens(bodyText, request.body), stopSignal, modelOf(request));
     } catch (error) {
       if (stopSignal.aborted) return;
       throw error;
     }
   }
   recordOutcome(active, line, request.custom_id, outcome);
+}
+
+/** The model a line's body names (for budgets by model). */
+function modelOf(request: RequestLine): string | undefined {
+  const model = (request.body as { model?: unknown }).model;
+  return typeof model === "string" ? model : undefined;
 }
 
 /** Queues the result of a line for its file. */

@@ -11,6 +11,7 @@ import { readLines } from "../../batch/input/line_splitter.ts";
 import { messageBatchInput } from "../../batch/message_batches/batch_requests.ts";
 import { messageBatchResult } from "../../batch/message_batches/batch_results.ts";
 import { batchIdOfMessageBatch, type MessageBatch, messageBatchIdOf, toMessageBatch } from "../../batch/message_batches/message_batch.ts";
+import { scheduleFromHeaders } from "../../batch/model/batch_params.ts";
 import { BatchError } from "../../batch/model/errors.ts";
 import type { Clock } from "../../shared/clock.ts";
 import { iteratorStream } from "../../shared/iterator_stream.ts";
@@ -68,6 +69,8 @@ export function messageBatchesRoutes(engine: BatchEngine, options: MessageBatche
     const body = requestBody(c);
     if (!body) throw new RequestError("invalid_request", "requests: field required", { param: "requests" });
     const owner = c.var.owner;
+    // batchspool's scheduling extensions, as headers: Anthropic's body has no room for them.
+    const schedule = scheduleFromHeaders(c.req.header("batchspool-priority"), c.req.header("batchspool-max-concurrency"));
     const input = messageBatchInput(limitIdle(body, options.idleTimeoutMs, options.clock));
     const received = await engine.files.receive({
       owner,
@@ -81,7 +84,7 @@ export function messageBatchesRoutes(engine: BatchEngine, options: MessageBatche
       try {
         const batch = await engine.createBatch(
           owner,
-          { input_file_id: file.id, endpoint: "/v1/messages", completion_window: "24h" },
+          { input_file_id: file.id, endpoint: "/v1/messages", completion_window: "24h", ...schedule },
           { messageBatchRequests: input.requests() },
         );
         return shown({ batch, messageBatch: { requests: input.requests(), results_before_end: null } }, c.req.url);

@@ -12,6 +12,26 @@ const json = (schema: object) => ({ "application/json": { schema } });
 const ok = (description: string, schema: object) => ({ description, content: json(schema) });
 const nullable = (type: string) => ({ type: [type, "null"] });
 const batchId = { name: "message_batch_id", in: "path", required: true, schema: { type: "string" }, description: "The message batch (`msgbatch_…`)." };
+/** batchspool's scheduling extensions, as headers (Anthropic's create body has no room for them). */
+const scheduleHeaders = [
+  {
+    name: "batchspool-priority",
+    in: "header",
+    required: false,
+    schema: { type: "integer", minimum: -1_000_000, maximum: 1_000_000, default: 0 },
+    description: "batchspool's extension: higher goes first (as `priority` of `POST /v1/batches`). From the SDK: `{ headers: { 'batchspool-priority': '5' } }`.",
+    "x-batchspool-extension": true,
+  },
+  {
+    name: "batchspool-max-concurrency",
+    in: "header",
+    required: false,
+    schema: { type: "integer", minimum: 1, maximum: 100_000 },
+    description: "batchspool's extension: most of the batch's requests in flight at once (as `max_concurrency` of `POST /v1/batches`).",
+    "x-batchspool-extension": true,
+  },
+];
+
 const beta = { name: "beta", in: "query", required: false, schema: { type: "string" }, description: "Sent by the SDKs' beta namespace; ignored." };
 
 /** Errors in Anthropic's envelope, by status. */
@@ -37,7 +57,7 @@ export const messageBatchPaths = (idempotencyKey: object) => ({
       ...extension,
       operationId: "createMessageBatch",
       summary: "Create a message batch from inline requests (Anthropic's API); the body is streamed to storage as it arrives",
-      parameters: [beta, idempotencyKey],
+      parameters: [beta, idempotencyKey, ...scheduleHeaders],
       requestBody: {
         required: true,
         content: json({

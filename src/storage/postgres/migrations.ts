@@ -156,6 +156,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `drop table cluster_results`,
     ],
   },
+  {
+    version: 4,
+    name: "batches scheduled by priority, and paused",
+    statements: [
+      // A batch's priority orders the claims of slices (higher first); a paused batch's slices are not
+      // claimed unless it must stop.
+      `alter table cluster_batches add column priority integer not null default 0`,
+      `alter table cluster_batches add column paused boolean not null default false`,
+    ],
+  },
 ];
 
 /** The newest schema version this build knows. */

@@ -15,28 +15,25 @@
  *
  * @module
  */
-import { DEFAULT_MARK_EVERY, MarkingSha256 } from "../../../integrity/digest_marks.ts";
 import { thisProcess } from "../../../runtime/process_identity.ts";
 import type { Clock } from "../../../shared/clock.ts";
 import type { Logger } from "../../../shared/logger.ts";
 import type { Storage } from "../../../storage/types.ts";
-import { type BatchRecord, type BatchStatus, copyUsage, emptyUsage } from "../../../batch/model/objects.ts";
+import { type BatchRecord, copyUsage, emptyUsage } from "../../../batch/model/objects.ts";
 import { activeBatchKey, errorLogKey, outputLogKey } from "../../../batch/model/storage_keys.ts";
 import type { EngineObserver } from "../../lines/engine_observer.ts";
 import {
-  type BatchInWork,
   type BatchStop,
   type BatchTotals,
   FINALIZE_ITEM,
   type HeldItem,
-  type HeldItemView,
-  type LedgerOverview,
+  type ClaimOptions,
+  type Halt,
   type LedgerSignal,
   type NodeRow,
   type ResultFileContent,
   type ResultSink,
   type SliceSpec,
-  type StopReason,
   VALIDATE_ITEM,
   type WorkKind,
   type WorkLedger,
@@ -45,6 +42,9 @@ import { BatchProgress } from "./batch_progress.ts";
 import { CheckpointStore, snapshotOf } from "./checkpoints.ts";
 import { type ActiveEntry, absorbLogTails, recoverBatches } from "./recovery.ts";
 import { createResultWriter, type LogResultWriter } from "./result_writer.ts";
+import { hashLog } from "./running_log_digest.ts";
+import { chooseSlice } from "./slice_choice.ts";
+import { batchesInWorkOf, heldItemsOf, overviewOf, statusOf } from "./local_views.ts";
 
 /** Options for {@link createLocalLedger}. */
 export interface LocalLedgerOptions {
@@ -55,9 +55,11 @@ export interface LocalLedgerOptions {
   nodeId: string;
   /** Checkpoints kept (none: `false`). */
   checkpoints: { keep: number } | false;
+  /** Owners' weights (default 1), for the order of claims between owners. */
+  ownerWeights?: ReadonlyMap<string, number>;
 }
 
-interface LocalItem extends SliceSpec {
+export interface LocalItem extends SliceSpec {
   kind: WorkKind;
   item: number;
   token: number;
@@ -66,7 +68,7 @@ interface LocalItem extends SliceSpec {
 }
 
 /** A batch that has not ended, as the ledger keeps it. */
-interface LocalBatch {
+export interface LocalBatch {
   id: string;
   entry: ActiveEntry;
   inputFileId: string;
@@ -74,6 +76,10 @@ interface LocalBatch {
   expiresAt: number;
   /** When it was added (or found at start), on the clock. */
   addedAt: number;
+  /** Its priority (higher goes first). */
+  priority: number;
+  /** Whether it is paused (as its document says). */
+  paused: boolean;
   items: LocalItem[];
   /** What its logs hold, once its lines run. */
   progress: BatchProgress | null;
@@ -117,13 +123,6 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
       ? { completed: progress.completed, failed: progress.failed, usage: copyUsage(progress.usage) }
       : { completed: 0, failed: 0, usage: emptyUsage() };
 
-  const statusOf = (batch: LocalBatch): BatchStatus => {
-    if (batch.entry.stop === "cancel") return "cancelling";
-    if (!batch.items.find((i) => i.kind === "validate")?.done) return "validating";
-    if (batch.items.some((i) => i.kind === "finalize") && !batch.entry.stop) return "finalizing";
-    return "in_progress";
-  };
-
   const saveEntry = (batch: LocalBatch) => storage.documents.put(activeBatchKey(batch.id), batch.entry);
 
   const ledger: WorkLedger = {
@@ -146,6 +145,8 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
           inputFileId: b.input_file_id,
           expiresAt: b.expires_at,
           addedAt: clock.now(),
+          priority: b.priority ?? 0,
+          paused: (b.paused_at ?? null) !== null,
           items: [],
           progress,
           writer: null,
@@ -177,6 +178,8 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
         inputFileId: b.input_file_id,
         expiresAt: b.expires_at,
         addedAt: clock.now(),
+        priority: b.priority ?? 0,
+        paused: false,
         items: [item("validate", VALIDATE_ITEM)],
         progress: null,
         writer: null,
@@ -198,16 +201,27 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
 
     async stopOf(batchId): Promise<BatchStop | undefined> {
       const batch = batches.get(batchId);
-      return batch && { stop: batch.entry.stop ?? null, failure: batch.entry.failure ?? null };
+      return batch && { stop: batch.entry.stop ?? null, failure: batch.entry.failure ?? null, paused: batch.paused };
     },
 
     async stopsOf(batchIds) {
-      const stops = new Map<string, StopReason>();
+      const halts = new Map<string, Halt>();
       for (const id of batchIds) {
-        const stop = batches.get(id)?.entry.stop;
-        if (stop) stops.set(id, stop);
+        const batch = batches.get(id);
+        const halt = batch?.entry.stop ?? (batch?.paused ? "pause" : undefined);
+        if (halt) halts.set(id, halt);
       }
-      return stops;
+      return halts;
+    },
+
+    async pauseBatch(batchId, paused) {
+      const batch = batches.get(batchId);
+      if (!batch) return false;
+      if (batch.paused !== paused) {
+        batch.paused = paused;
+        signal(paused ? { kind: "stop", batchId } : { kind: "work" });
+      }
+      return true;
     },
 
     async expireDue() {
@@ -235,18 +249,22 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
       return totalsOf(batches.get(batchId)?.progress ?? null);
     },
 
-    async claim(kinds) {
-      for (const slices of [false, true]) {
+    async claim(kinds, how: ClaimOptions = {}) {
+      const claimed = (batch: LocalBatch, found: LocalItem) => {
+        found.held = true;
+        found.token++;
+        const { held: _, done: __, ...spec } = found;
+        return { ...spec, batchId: batch.id, owner: batch.entry.owner, stop: batch.entry.stop ?? null, priority: batch.priority };
+      };
+      if (!how.beyondLimit) {
         for (const batch of batches.values()) {
-          const found = batch.items.find((i) => !i.held && !i.done && (i.kind === "slice") === slices && kinds.includes(i.kind));
-          if (!found) continue;
-          found.held = true;
-          found.token++;
-          const { held: _, done: __, ...spec } = found;
-          return { ...spec, batchId: batch.id, owner: batch.entry.owner, stop: batch.entry.stop ?? null };
+          const found = batch.items.find((i) => !i.held && !i.done && i.kind !== "slice" && kinds.includes(i.kind));
+          if (found) return claimed(batch, found);
         }
       }
-      return null;
+      if (!kinds.includes("slice")) return null;
+      const chosen = chooseSlice([...batches.values()], how, (owner) => options.ownerWeights?.get(owner) ?? 1);
+      return chosen && claimed(chosen.batch, chosen.slice);
     },
 
     async heartbeat(items) {
@@ -339,40 +357,9 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
       return [{ ...me, nodeId, startedAt, heartbeatAt: now, silentSeconds: 0 }];
     },
 
-    async heldItems(): Promise<HeldItemView[]> {
-      const views: HeldItemView[] = [];
-      for (const batch of batches.values()) {
-        for (const i of batch.items) {
-          if (!i.held || i.done) continue;
-          views.push({ nodeId, batchId: batch.id, item: i.item, kind: i.kind, firstLine: i.firstLine, lineCount: i.lineCount, leaseSeconds: null });
-        }
-      }
-      return views;
-    },
-
-    async batchesInWork(): Promise<BatchInWork[]> {
-      return [...batches.values()].map((batch) => {
-        const slices = batch.items.filter((i) => i.kind === "slice");
-        const validated = batch.items.find((i) => i.kind === "validate")?.done;
-        return {
-          batchId: batch.id,
-          stop: batch.entry.stop ?? null,
-          slices: slices.length,
-          slicesLeft: validated ? slices.filter((i) => !i.done).length : null,
-        };
-      });
-    },
-
-    async overview(): Promise<LedgerOverview> {
-      const overview: LedgerOverview = { batches: {}, linesWaiting: 0 };
-      for (const batch of batches.values()) {
-        const status = statusOf(batch);
-        overview.batches[status] = (overview.batches[status] ?? 0) + 1;
-        const progress = batch.progress;
-        if (progress && status !== "cancelling") overview.linesWaiting += Math.max(0, progress.lines - progress.finished);
-      }
-      return overview;
-    },
+    heldItems: async () => heldItemsOf(batches.values(), nodeId),
+    batchesInWork: async () => batchesInWorkOf(batches.values()),
+    overview: async () => overviewOf(batches.values()),
 
     async checkpoint() {
       if (!checkpoints) return null;
@@ -391,9 +378,3 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
   return ledger;
 }
 
-/** Reads a log back and hashes it: for a log its batch's writer did not write whole. */
-async function hashLog(storage: Storage, key: string) {
-  const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
-  for await (const chunk of await storage.logs.read(key)) hash.update(chunk);
-  return hash.finish();
-}

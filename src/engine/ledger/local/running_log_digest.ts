@@ -9,7 +9,7 @@
  * @module
  */
 import { DEFAULT_MARK_EVERY, type MarkedDigest, MarkingSha256 } from "../../../integrity/digest_marks.ts";
-import type { AppendResult } from "../../../storage/types.ts";
+import type { AppendResult, Storage } from "../../../storage/types.ts";
 
 const encoder = new TextEncoder();
 const NEWLINE = 10;
@@ -87,4 +87,11 @@ export class RunningLogDigest {
     }
     return this.#finished;
   }
+}
+
+/** Reads a log back and hashes it: for a log its batch's writer did not write whole. */
+export async function hashLog(storage: Storage, key: string): Promise<MarkedDigest> {
+  const hash = new MarkingSha256(DEFAULT_MARK_EVERY);
+  for await (const chunk of await storage.logs.read(key)) hash.update(chunk);
+  return hash.finish();
 }

@@ -7,7 +7,7 @@
 import type postgres from "postgres";
 import type { BatchStatus } from "../../../batch/model/objects.ts";
 import { query } from "../../../storage/postgres/shared.ts";
-import type { BatchInWork, HeldItemView, LedgerOverview, NodeRow, StopReason } from "../ledger.ts";
+import type { BatchInWork, BatchStop, Halt, HeldItemView, LedgerOverview, NodeRow } from "../ledger.ts";
 
 /** A recorded group of results of one kind: its lines ascending, its records joined by newlines in that order. */
 export interface StoredResultGroup {
@@ -79,18 +79,19 @@ export class ClusterReads {
 
 
   /** The stop of each of these batches that must stop. */
-  async stopsOf(batchIds: readonly string[]): Promise<Map<string, StopReason>> {
+  async stopsOf(batchIds: readonly string[]): Promise<Map<string, Halt>> {
     if (!batchIds.length) return new Map();
     const rows = await query("read stops", undefined, () =>
-      this.sql`select batch_id, stop from cluster_batches where batch_id = any(${batchIds as string[]}::text[]) and stop is not null`);
-    return new Map(rows.map((row) => [row.batch_id as string, row.stop as StopReason]));
+      this.sql`select batch_id, coalesce(stop, 'pause') as halt from cluster_batches
+        where batch_id = any(${batchIds as string[]}::text[]) and (stop is not null or paused)`);
+    return new Map(rows.map((row) => [row.batch_id as string, row.halt as Halt]));
   }
 
-  /** A batch's stop and why it failed (null: none); undefined when the batch is not in the cluster. */
-  async stopOf(batchId: string): Promise<{ stop: StopReason | null; failure: string | null } | undefined> {
+  /** A batch's stop, why it failed (null: none) and whether it is paused; undefined when the batch is not in the cluster. */
+  async stopOf(batchId: string): Promise<BatchStop | undefined> {
     const rows = await query("read a stop", batchId, () =>
-      this.sql`select stop, failure from cluster_batches where batch_id = ${batchId}`);
-    return rows.length ? { stop: rows[0].stop, failure: rows[0].failure } : undefined;
+      this.sql`select stop, failure, paused from cluster_batches where batch_id = ${batchId}`);
+    return rows.length ? { stop: rows[0].stop, failure: rows[0].failure, paused: rows[0].paused } : undefined;
   }
 
   /** Whether a file is the input of a batch that has not ended. */

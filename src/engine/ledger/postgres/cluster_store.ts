@@ -17,6 +17,7 @@ import type { ProcessIdentity } from "../../../runtime/process_identity.ts";
 import { sha256Hex } from "../../../integrity/sha256.ts";
 import { query } from "../../../storage/postgres/shared.ts";
 import {
+  type ClaimOptions,
   FINALIZE_ITEM,
   type HeldItem,
   type SliceSpec,
@@ -83,6 +84,7 @@ function workItem(row: Row): ClaimedItem {
     byteEnd: Number(row.byte_end),
     sha256: row.sha256,
     token: row.token,
+    priority: row.priority ?? 0,
     completed: row.completed,
     failed: row.failed,
     usage: row.usage,
@@ -163,29 +165,44 @@ export class ClusterStore extends ClusterReads {
   }
 
   /**
-   * Claims one item nobody holds (or whose lease lapsed): validations and
-   * finalizing first, then slices in batch order; only those of `kinds`.
+   * Claims one item nobody holds (or whose lease lapsed), in the order of
+   * `WorkLedger.claim` (as `../local/slice_choice.ts`); `weights` is JSON,
+   * owner to weight (1 when absent).
    */
-  claim(kinds: readonly WorkKind[]): Promise<ClaimedItem | null> {
+  claim(kinds: readonly WorkKind[], weights = "{}", how: ClaimOptions = {}): Promise<ClaimedItem | null> {
+    const beyond = how.beyondLimit;
     return query("claim work", undefined, async () => {
-      const rows = await this.sql`update cluster_work w
+      const rows = await this.sql`
+        with held as (
+          select b.owner, count(*) / coalesce((${weights}::jsonb ->> b.owner)::float8, 1) as share
+          from cluster_work h join cluster_batches b on b.batch_id = h.batch_id
+          where h.kind = 'slice' and not h.done and h.lease_until >= now()
+          group by b.owner),
+        most as (select coalesce(max(share), 0) as share from held)
+        update cluster_work w
         set node_id = ${this.nodeId}, token = w.token + 1, lease_until = now() + make_interval(secs => ${this.leaseSeconds})
-        from (select batch_id, item from cluster_work
-              where not done and (lease_until is null or lease_until < now()) and kind = any(${kinds as string[]}::text[])
-              order by kind = 'slice', batch_id, item
-              limit 1 for update skip locked) c, cluster_batches b
-        where w.batch_id = c.batch_id and w.item = c.item and b.batch_id = w.batch_id
-        returning w.*, b.owner, b.stop`;
+        from (select c.batch_id, c.item from cluster_work c
+                join cluster_batches cb on cb.batch_id = c.batch_id
+                left join held on held.owner = cb.owner
+              where not c.done and (c.lease_until is null or c.lease_until < now())
+                and c.kind = any(${kinds as string[]}::text[])
+                and (c.kind <> 'slice' or not cb.paused or cb.stop is not null)
+                ${beyond ? this.sql`and c.kind = 'slice' and (cb.priority > ${beyond.lowestPriority} or coalesce(held.share, 0)
+                  + 1 / coalesce((${weights}::jsonb ->> cb.owner)::float8, 1) <= (select share from most))` : this.sql``}
+              order by c.kind = 'slice', cb.priority desc, coalesce(held.share, 0), c.batch_id, c.item
+              limit 1 for update of c skip locked) picked, cluster_batches b
+        where w.batch_id = picked.batch_id and w.item = picked.item and b.batch_id = w.batch_id
+        returning w.*, b.owner, b.stop, b.priority`;
       return rows.length ? workItem(rows[0]) : null;
     });
   }
 
   /** Adds a new batch and its validation item; `notify` tells the nodes (once the batch document exists). */
-  addBatch(batchId: string, owner: string, inputFileId: string, expiresAt: number): Promise<void> {
+  addBatch(batchId: string, owner: string, inputFileId: string, expiresAt: number, priority = 0): Promise<void> {
     return query("add a batch to the cluster", batchId, async () => {
       await this.sql.begin(async (tx) => {
-        await tx`insert into cluster_batches (batch_id, owner, input_file_id, expires_at)
-          values (${batchId}, ${owner}, ${inputFileId}, ${expiresAt})`;
+        await tx`insert into cluster_batches (batch_id, owner, input_file_id, expires_at, priority)
+          values (${batchId}, ${owner}, ${inputFileId}, ${expiresAt}, ${priority})`;
         await tx`insert into cluster_work (batch_id, item, kind) values (${batchId}, ${VALIDATE_ITEM}, 'validate')`;
       });
     });
@@ -322,6 +339,16 @@ export class ClusterStore extends ClusterReads {
    * Tells every node that a batch must stop (`failure` says why, for `fail`);
    * false when it had already been told (or is not in the cluster).
    */
+  /** Pauses or resumes a batch and tells the nodes (a pause as a stop to look at, a resume as work); false when it is not in the cluster. */
+  pauseBatch(batchId: string, paused: boolean): Promise<boolean> {
+    return query(paused ? "pause a batch" : "resume a batch", batchId, () =>
+      this.sql.begin(async (tx) => {
+        const rows = await tx`update cluster_batches set paused = ${paused} where batch_id = ${batchId} returning 1`;
+        if (rows.length) await tx`select pg_notify(${this.channel}, ${paused ? `stop:${batchId}` : "work"})`;
+        return rows.length === 1;
+      }) as Promise<boolean>);
+  }
+
   stopBatch(batchId: string, reason: StopReason, failure: string | null = null): Promise<boolean> {
     return query("stop a batch", batchId, () =>
       this.sql.begin(async (tx) => {

@@ -40,6 +40,8 @@ export interface PostgresLedgerOptions {
   clock: Clock;
   logger: Logger;
   observer: EngineObserver;
+  /** Owners' weights (default 1), for the order of claims between owners. */
+  ownerWeights?: ReadonlyMap<string, number>;
 }
 
 /** The default lease. */
@@ -88,6 +90,7 @@ export function createPostgresLedger(options: PostgresLedgerOptions): WorkLedger
   /** The counts each held slice had when it was claimed, by claim. */
   const claimedCounts = new Map<string, ClaimedItem>();
   const claimKey = (held: HeldItem) => `${held.batchId}/${held.item}/${held.token}`;
+  const weights = JSON.stringify(Object.fromEntries(options.ownerWeights ?? []));
   let me: ProcessIdentity | null = null;
   let unlisten: (() => Promise<void>) | null = null;
 
@@ -117,11 +120,13 @@ export function createPostgresLedger(options: PostgresLedgerOptions): WorkLedger
       await Promise.all([work.end({ timeout: 5 }), reads.end({ timeout: 5 })]);
     },
 
-    addBatch: (record) => store.addBatch(record.batch.id, record.owner, record.batch.input_file_id, record.batch.expires_at),
+    addBatch: (record) =>
+      store.addBatch(record.batch.id, record.owner, record.batch.input_file_id, record.batch.expires_at, record.batch.priority ?? 0),
     notifyWork: () => store.notifyWork(),
     stopBatch: (batchId, reason, failure) => store.stopBatch(batchId, reason, failure ?? null),
     stopOf: (batchId) => store.stopOf(batchId),
     stopsOf: (batchIds) => store.stopsOf(batchIds),
+    pauseBatch: (batchId, paused) => store.pauseBatch(batchId, paused),
     expireDue: () => store.expireDue(),
     isInputInUse: (fileId) => api.isInputInUse(fileId),
 
@@ -135,8 +140,8 @@ export function createPostgresLedger(options: PostgresLedgerOptions): WorkLedger
       return { completed: sizes.output.rows, failed: sizes.errors.rows, usage: usageOf(await store.sliceUsages(batchId)) };
     },
 
-    async claim(kinds) {
-      const claimed = await store.claim(kinds);
+    async claim(kinds, how) {
+      const claimed = await store.claim(kinds, weights, how);
       if (!claimed) return null;
       if (claimed.kind === "slice") claimedCounts.set(claimKey(claimed), claimed);
       const { completed: _, failed: __, usage: ___, ...item } = claimed;
