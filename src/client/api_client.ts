@@ -197,6 +197,7 @@ export function createApiClient(config: ClientConfig): {
   retrieveBatch(id: string): Promise<BatchObject>;
   cancelBatch(id: string): Promise<BatchObject>;
   pauseBatch(id: string): Promise<BatchObject>;
+  resultsSoFar(id: string, after: string | undefined): Promise<{ records: ReadableStream<Uint8Array>; next: string; complete: boolean }>;
   resumeBatch(id: string): Promise<BatchObject>;
   listBatches(limit: number): Promise<{ data: BatchObject[]; has_more: boolean }>;
   fileContent(id: string): Promise<ReadableStream<Uint8Array>>;
@@ -256,6 +257,16 @@ export function createApiClient(config: ClientConfig): {
     retrieveBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}`),
     cancelBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/cancel`, { method: "POST" }),
     pauseBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/pause`, { method: "POST" }),
+    async resultsSoFar(id, after) {
+      const query = after === undefined ? "" : `?after=${encodeURIComponent(after)}`;
+      const response = await call(`/batches/${encodeURIComponent(id)}/results${query}`);
+      const next = response.headers.get("batchspool-next");
+      if (next === null || !response.body) {
+        await response.body?.cancel();
+        throw new ClientError("this server does not serve results while a batch runs (no batchspool-next header)", EXIT.rejected);
+      }
+      return { records: response.body, next, complete: response.headers.get("batchspool-complete") === "true" };
+    },
     resumeBatch: (id) => json<BatchObject>(`/batches/${encodeURIComponent(id)}/resume`, { method: "POST" }),
     listBatches: (limit) => json(`/batches?limit=${limit}`),
     async batchEvents(id, signal) {

@@ -108,6 +108,33 @@ async function downloadResults(
   }
 }
 
+/** How long `download --follow` waits between two reads of a running batch's results. */
+const FOLLOW_EVERY_MS = 1_000;
+
+/** Writes a batch's results to `path` as they are recorded, until it ends; exit 1 unless it completed. */
+async function followResults(api: ReturnType<typeof createApiClient>, id: string, path: string): Promise<number> {
+  const handle = await open(path, "w");
+  let after: string | undefined;
+  let lines = 0;
+  try {
+    for (;;) {
+      const found = await api.resultsSoFar(id, after);
+      for await (const chunk of found.records) {
+        await handle.write(chunk);
+        for (const byte of chunk) if (byte === 10) lines++;
+      }
+      after = found.next;
+      if (found.complete) break;
+      await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
+    }
+  } finally {
+    await handle.close();
+  }
+  const batch = await api.retrieveBatch(id);
+  console.error(`saved ${path} (${lines} results; the batch is ${batch.status})`);
+  return batch.status === "completed" ? EXIT.ok : EXIT.batchNotCompleted;
+}
+
 /** Asks a yes/no question on the terminal. */
 function ask(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
@@ -315,11 +342,12 @@ export async function runClientCommand(command: string, args: string[]): Promise
         const { values, positionals } = parseArgs({
           args,
           allowPositionals: true,
-          options: { ...COMMON, out: { type: "string" }, errors: { type: "string" } },
+          options: { ...COMMON, out: { type: "string" }, errors: { type: "string" }, follow: { type: "boolean" } },
         });
         if (values.help) return usage(command, EXIT.ok);
         if (positionals.length !== 1) return usage(command, EXIT.usage, "give one batch id");
         const api = clientFor(values);
+        if (values.follow) return await followResults(api, positionals[0], values.out ?? `${positionals[0]}_results.jsonl`);
         const batch = await api.retrieveBatch(positionals[0]);
         if (!batch.output_file_id && !batch.error_file_id) {
           console.error(`batch ${batch.id} is ${batch.status} and has no result files yet`);

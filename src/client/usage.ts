@@ -59,8 +59,10 @@ Options:
   --base-url <url>     API base URL including /v1 (env OPENAI_BASE_URL; default http://127.0.0.1:8787/v1)
   --api-key <key>      API key (env OPENAI_API_KEY)
 `,
-  download: `Usage: batchspool download <batch_id> [--out <file>] [--errors <file>] [--base-url <url>] [--api-key <key>]
+  download: `Usage: batchspool download <batch_id> [--out <file>] [--errors <file>] [--follow] [--base-url <url>] [--api-key <key>]
 
-Downloads a finished batch's output and error files.
+Downloads a finished batch's output and error files. With --follow (a batchspool extension), writes
+its results to --out (default <batch_id>_results.jsonl) as they are recorded, output and error
+records in one file, each once, until the batch ends; exits 1 unless it completed.
 `,
 };

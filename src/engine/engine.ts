@@ -281,6 +281,17 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       return withLiveCounts(record);
     },
 
+    async resultsSoFar(owner, batchId, after) {
+      if (!isBatchId(batchId)) throw notFound(batchId);
+      const record = await readRecord(storage, owner, batchId);
+      if (!record) throw notFound(batchId);
+      // Ended before the read: every result is in what it reads.
+      const complete = FINAL_STATUSES.has(record.batch.status);
+      const found = await ledger.recordedSince(batchId, after ?? null);
+      if (!found) throw new BatchError("invalid_request", `'after' is not a position of this batch's results: ${JSON.stringify(after)}.`, { param: "after" });
+      return { ...found, complete };
+    },
+
     pauseBatch: (owner, batchId) => setPaused(owner, batchId, true),
     resumeBatch: (owner, batchId) => setPaused(owner, batchId, false),
 

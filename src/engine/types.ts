@@ -199,6 +199,14 @@ export interface BatchEngine {
   /** Moves a batch to `cancelling`. @throws {BatchError} `conflict` when it already ended, `not_found` */
   cancelBatch(owner: string, batchId: string): Promise<BatchObject>;
   /**
+   * The results of a batch recorded so far (batchspool's extension), from
+   * `after` on (the `next` of an earlier call; undefined: from the first):
+   * JSONL records as in its output and error files, each once across calls,
+   * in an order a repeated call gives again. `complete`: the batch had ended
+   * before this read, so nothing follows.
+   */
+  resultsSoFar(owner: string, batchId: string, after?: string): Promise<{ records: ReadableStream<Uint8Array>; next: string; complete: boolean }>;
+  /**
    * Pauses a batch (batchspool's extension): it sends nothing more (requests
    * in flight finish), keeps its results, stays paused across restarts, and
    * its completion window keeps running (it can expire while paused). Only a

@@ -69,6 +69,18 @@ export function batchesRoutes(
 
   app.post("/:id/cancel", async (c) => c.json(await engine.cancelBatch(c.var.owner, c.req.param("id"))));
 
+  // batchspool's extension: the results recorded so far, to follow a batch while it runs.
+  app.get("/:id/results", async (c) => {
+    const found = await engine.resultsSoFar(c.var.owner, c.req.param("id"), c.req.query("after") || undefined);
+    return new Response(found.records, {
+      headers: {
+        "content-type": "application/jsonl",
+        "batchspool-next": found.next,
+        "batchspool-complete": String(found.complete),
+      },
+    });
+  });
+
   // batchspool's extensions: hold a batch (requests in flight finish) and let it go on.
   app.post("/:id/pause", async (c) => c.json(await engine.pauseBatch(c.var.owner, c.req.param("id"))));
   app.post("/:id/resume", async (c) => c.json(await engine.resumeBatch(c.var.owner, c.req.param("id"))));

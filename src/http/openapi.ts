@@ -316,6 +316,29 @@ export const OPENAPI_DOCUMENT = {
         responses: { "200": ok("The batch, cancelling.", ref("Batch")), ...errors(401, 404, 409, 503) },
       },
     },
+    "/v1/batches/{batch_id}/results": {
+      get: {
+        operationId: "batchResultsSoFar",
+        summary: "The results recorded so far, while the batch runs and after: JSONL records as in its output and error files, " +
+          "each once across reads that pass on `batchspool-next` as `after`, in an order the same `after` gives again",
+        parameters: [
+          pathId("batch_id", "The batch."),
+          query("after", { type: "string" }, "The `batchspool-next` of the previous read (none: from the first result)."),
+        ],
+        responses: {
+          "200": {
+            description: "The records since `after`.",
+            headers: {
+              "batchspool-next": { schema: { type: "string" }, description: "Where the next read starts (pass it as `after`)." },
+              "batchspool-complete": { schema: { type: "string", enum: ["true", "false"] }, description: "`true`: the batch had ended before this read; nothing follows." },
+            },
+            content: { "application/jsonl": { schema: { type: "string" } } },
+          },
+          ...errors(400, 401, 404, 503),
+        },
+        "x-batchspool-extension": true,
+      },
+    },
     "/v1/batches/{batch_id}/pause": {
       post: {
         operationId: "pauseBatch",

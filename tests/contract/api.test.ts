@@ -340,6 +340,13 @@ for (const adapter of ADAPTERS) {
       assert.equal(notPaused.message, "Cannot pause a batch with status 'completed'.");
       await expectError(await t.app.request(`/v1/batches/batch_${"0".repeat(36)}/pause`, { method: "POST" }), 404, "id");
       await expectError(await t.app.request(`/v1/batches/nope/resume`, { method: "POST" }), 404, "id");
+      await expectError(await t.app.request(`/v1/batches/${done.id}/results?after=nonsense`), 400, "after");
+      await expectError(await t.app.request(`/v1/batches/batch_${"0".repeat(36)}/results`), 404, "id");
+      const results = await t.app.request(`/v1/batches/${done.id}/results`);
+      assert.equal(results.headers.get("batchspool-complete"), "true");
+      assert.deepEqual((await results.text()).trimEnd().split("\n").map((l) => JSON.parse(l).custom_id), ["a"]);
+      const after = await t.app.request(`/v1/batches/${done.id}/results?after=${encodeURIComponent(results.headers.get("batchspool-next")!)}`);
+      assert.equal(await after.text(), "");
       // Resuming a batch that is not paused changes nothing.
       const resumed = await (await t.app.request(`/v1/batches/${done.id}/resume`, { method: "POST" })).json() as BatchObject;
       assert.deepEqual(resumed, done);

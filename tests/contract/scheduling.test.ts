@@ -13,6 +13,13 @@ import { allCustomIds, ended, line, OWNER, uploadInput, waitUntil } from "../sup
 import { RecordingTarget } from "../support/recording_target.ts";
 import { SETUPS } from "../support/setups.ts";
 
+/** The lines of a result file, as written. */
+async function recordsOf(api: BatchEngine, fileId: string | null): Promise<string[]> {
+  if (!fileId) return [];
+  const { stream } = await api.files.content(OWNER, fileId);
+  return (await new Response(stream).text()).split("\n").filter(Boolean);
+}
+
 const linesOf = (group: string, count: number) => Array.from({ length: count }, (_, i) => line(`${group}-${i}`, "ok"));
 
 async function create(api: BatchEngine, lines: string[], extra: Record<string, unknown> = {}, owner = OWNER): Promise<BatchObject> {
@@ -109,6 +116,49 @@ for (const setup of SETUPS) {
       }
       assert.equal(upstream.peak.get("capped"), 3, "the limit is reached, never passed");
       assert.ok(upstream.peak.get("free")! > 3, `the other batch had up to ${upstream.peak.get("free")} in flight`);
+    });
+  });
+
+  test(`${setup.name}: scheduling: results so far can be read while a batch runs, each once, and add up to its files`, async () => {
+    const upstream = new RecordingTarget();
+    await setup.with({ target: upstream.targetOf(0), targetOf: upstream.targetOf, concurrency: 2, ...small }, async (nodes) => {
+      upstream.gated.add("r").add("bad");
+      const lines = [...linesOf("r", 30), ...linesOf("bad", 6)];
+      const batch = await create(nodes.api, lines);
+      const read = async (after?: string) => {
+        const found = await nodes.api.resultsSoFar(OWNER, batch.id, after);
+        const text = await new Response(found.records).text();
+        return { lines: text.split("\n").filter(Boolean), next: found.next, complete: found.complete };
+      };
+      const first = await read();
+      assert.equal(first.complete, false);
+      const seen: string[] = [...first.lines];
+      let cursor = first.next;
+      let reads = 0;
+      let partial = 0;
+      for (;;) {
+        upstream.releaseHeld();
+        await upstream.arrivalBeyond(upstream.sent.length, 20);
+        const next = await read(cursor);
+        // The same position gives those records again (and any recorded since).
+        const again = new Set((await read(cursor)).lines);
+        assert.ok(next.lines.every((line) => again.has(line)));
+        seen.push(...next.lines);
+        cursor = next.next;
+        reads++;
+        if (next.lines.length && !next.complete) partial++;
+        if (next.complete) break;
+        if (reads > 2_000) throw new Error("the batch does not end");
+      }
+      assert.ok(partial >= 1, "some results were read before the end");
+      const done = await nodes.api.getBatch(OWNER, batch.id);
+      assert.equal(done.status, "completed");
+      const ids = seen.map((text) => JSON.parse(text).custom_id as string);
+      assert.equal(new Set(ids).size, ids.length, "each result once");
+      const files = [...await recordsOf(nodes.api, done.output_file_id), ...await recordsOf(nodes.api, done.error_file_id)];
+      assert.deepEqual([...seen].sort(), files.sort(), "the results read are the files' lines");
+      assert.equal((await read(cursor)).lines.length, 0, "nothing after the end");
+      await assert.rejects(nodes.api.resultsSoFar(OWNER, batch.id, "nonsense"), { code: "invalid_request", param: "after" });
     });
   });
 

@@ -221,3 +221,30 @@ test("cli: submit of a file of Anthropic batch requests makes a message batch (d
     await removeDir(dir);
   }
 });
+
+test("cli: download --follow writes a running batch's results as they are recorded, each once, until it ends", async () => {
+  const dir = await tempDir();
+  const server = await startServer(["--upstream", "mock", "--mock-latency", "20", "--concurrency", "4", "--data", join(dir, "data")]);
+  try {
+    await server.waitFor(/ready/);
+    const input = join(dir, "in.jsonl");
+    await writeFile(input, Array.from({ length: 80 }, (_, i) => line(`f${i}`, "m")).join("\n"));
+    const submitted = await runCli(["submit", input, "--base-url", server.baseURL]);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const batchId = submitted.stdout.trim().split("\n")[0];
+    const out = join(dir, "followed.jsonl");
+    const followed = await runCli(["download", batchId, "--follow", "--out", out, "--base-url", server.baseURL]);
+    assert.equal(followed.code, 0, followed.stderr);
+    assert.match(followed.stderr, /80 results; the batch is completed/);
+    const lines = (await readFile(out, "utf8")).trimEnd().split("\n");
+    const ids = lines.map((l) => JSON.parse(l).custom_id);
+    assert.deepEqual([...ids].sort(), Array.from({ length: 80 }, (_, i) => `f${i}`).sort());
+    const api = createApiClient({ baseUrl: server.baseURL, apiKey: undefined });
+    const batch = await api.retrieveBatch(batchId);
+    const output = (await new Response(await api.fileContent(batch.output_file_id!)).text()).trimEnd().split("\n");
+    assert.deepEqual([...lines].sort(), [...output].sort(), "the lines followed are the output file's");
+  } finally {
+    await server.stop();
+    await removeDir(dir);
+  }
+});

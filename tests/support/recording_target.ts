@@ -2,8 +2,9 @@
  * A target for scheduling tests: one per node, recording which node sent
  * which line and when, counting each batch's requests in flight, and holding
  * the requests of gated batches until the test lets them go. A custom_id is
- * `<group>-<n>`; the group names a batch for the counts and the gate. Every
- * answer comes in a later macrotask, as a real upstream's would.
+ * `<group>-<n>`; the group names a batch for the counts and the gate (lines
+ * of the group `bad` are answered 400). Every answer comes in a later
+ * macrotask, as a real upstream's would.
  */
 import { type Target, TargetError, type TargetRequest, type TargetResponse } from "../../src/targets/types.ts";
 
@@ -83,6 +84,10 @@ export class RecordingTarget {
       this.#inFlight.set(group, this.#inFlight.get(group)! - 1);
     }
     const answer = { id: `chatcmpl-${id}`, object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
+    if (group === "bad") {
+      const error = { error: { message: "bad request", type: "invalid_request_error" } };
+      return { status: 400, body: error, bodyJson: JSON.stringify(error), json: true, requestId: null, retryAfterMs: null };
+    }
     return { status: 200, body: answer, bodyJson: JSON.stringify(answer), json: true, requestId: null, retryAfterMs: null };
   }
 }

@@ -211,6 +211,14 @@ export interface WorkLedger {
   isInputInUse(fileId: string): Promise<boolean>;
   /** A running batch's results so far (null before its lines run). */
   liveTotals(batchId: string): Promise<BatchTotals | null>;
+  /**
+   * The results of a batch recorded so far, from `after` on (where an earlier
+   * call said the next starts; null: from the first), as JSONL records of its
+   * output and error files: each result once across calls, in an order a
+   * repeated call gives again, and only durable ones. Null when `after` is not
+   * such a position.
+   */
+  recordedSince(batchId: string, after: string | null): Promise<{ records: ReadableStream<Uint8Array>; next: string } | null>;
   /** A batch's results, once finalizing (they no longer change). */
   totals(batchId: string): Promise<BatchTotals>;
 

@@ -164,6 +164,10 @@ export const MIGRATIONS: readonly Migration[] = [
       // claimed unless it must stop.
       `alter table cluster_batches add column priority integer not null default 0`,
       `alter table cluster_batches add column paused boolean not null default false`,
+      // The transaction that recorded a group: results read while a batch runs are given out in this order,
+      // up to the oldest transaction still running (every group before it is committed or never will be).
+      `alter table cluster_result_groups add column txid bigint not null default 0`,
+      `alter table cluster_result_groups alter column txid set default txid_current()`,
     ],
   },
 ];

@@ -42,6 +42,7 @@ import { BatchProgress } from "./batch_progress.ts";
 import { CheckpointStore, snapshotOf } from "./checkpoints.ts";
 import { type ActiveEntry, absorbLogTails, recoverBatches } from "./recovery.ts";
 import { createResultWriter, type LogResultWriter } from "./result_writer.ts";
+import { logStretches } from "./log_stretches.ts";
 import { hashLog } from "./running_log_digest.ts";
 import { chooseSlice } from "./slice_choice.ts";
 import { batchesInWorkOf, heldItemsOf, overviewOf, statusOf } from "./local_views.ts";
@@ -243,6 +244,17 @@ export function createLocalLedger(options: LocalLedgerOptions): WorkLedger {
     async liveTotals(batchId) {
       const progress = batches.get(batchId)?.progress;
       return progress ? totalsOf(progress) : null;
+    },
+
+    async recordedSince(batchId, after) {
+      // A position is where each log was read to: logs only grow, and only their durable length is read.
+      const match = after === null ? ["", "0", "0"] : /^o(\d{1,15})\.e(\d{1,15})$/.exec(after);
+      if (!match) return null;
+      const keys = [outputLogKey(batchId), errorLogKey(batchId)];
+      const from = [Number(match[1]), Number(match[2])];
+      const to = await Promise.all(keys.map((key) => storage.logs.length(key)));
+      const parts = keys.map((key, i) => ({ key, from: from[i], to: Math.max(from[i], to[i]) }));
+      return { records: logStretches(storage, parts), next: `o${parts[0].to}.e${parts[1].to}` };
     },
 
     async totals(batchId) {

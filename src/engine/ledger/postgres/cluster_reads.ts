@@ -145,6 +145,38 @@ export class ClusterReads {
     }
   }
 
+  /**
+   * A batch's result groups recorded by transactions from `after` on that
+   * have all ended, in the order they were recorded, and where the next read
+   * starts: no transaction older than that can still record any.
+   */
+  async recordedSince(batchId: string, after: number): Promise<{ next: number; groups: AsyncGenerator<StoredResultGroup[]> }> {
+    const [{ horizon }] = await query("read the results horizon", batchId, () =>
+      this.sql`select txid_snapshot_xmin(txid_current_snapshot())::float8 as horizon`);
+    const sql = this.sql;
+    async function* groups(): AsyncGenerator<StoredResultGroup[]> {
+      let from = { txid: after, isError: false, firstLine: -1 };
+      for (;;) {
+        const rows = await query("read results so far", batchId, () =>
+          sql`select txid::float8 as txid, is_error, first_line, lines, records, digest from cluster_result_groups
+            where batch_id = ${batchId} and txid < ${horizon}
+              and (txid, is_error, first_line) > (${from.txid}::bigint, ${from.isError}, ${from.firstLine})
+            order by txid, is_error, first_line limit 16`);
+        if (!rows.length) return;
+        const last = rows[rows.length - 1];
+        from = { txid: last.txid, isError: last.is_error, firstLine: last.first_line };
+        yield rows.map((row) => ({
+          firstLine: row.first_line as number,
+          lines: row.lines as number[],
+          records: row.records as string,
+          digest: row.digest as Uint8Array | null,
+        }));
+      }
+    }
+    // The first read starts before any transaction (those of groups recorded before schema version 4 are 0).
+    return { next: Math.max(after, horizon), groups: groups() };
+  }
+
   /** Each slice's usage, for a batch's total. */
   async sliceUsages(batchId: string): Promise<unknown[]> {
     const rows = await query("read usage", batchId, () =>
