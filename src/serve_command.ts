@@ -8,6 +8,7 @@ import process from "node:process";
 import { type BatchEngine, createBatchEngine } from "./engine/engine.ts";
 import { createPrometheusMetrics, type PrometheusMetrics } from "./http/operator/metrics.ts";
 import { DEFAULT_FILE_LIMITS } from "./batch/files/file_service.ts";
+import { DEFAULT_ENDPOINTS } from "./batch/model/batch_params.ts";
 import { consoleLogger } from "./shared/logger.ts";
 import { createHttpTarget } from "./targets/http_target.ts";
 import { createMockTarget } from "./targets/mock.ts";
@@ -65,6 +66,7 @@ export function engineFor(
     requestsPerMinute: config.requestsPerMinute,
     ownerWeights: config.ownerWeights,
     modelBudgets: config.modelBudgets,
+    endpoints: [...DEFAULT_ENDPOINTS, ...config.endpoints],
     tokensPerMinute: config.tokensPerMinute,
     maxRetries: config.maxRetries,
     scanUploadsOffThread: config.scanWorker,

@@ -14,6 +14,7 @@ import { DEFAULT_SCHEMA } from "./storage/postgres/postgres_storage.ts";
 import type { WebhookEndpoint } from "./webhooks/deliverer.ts";
 import { WebhookConfigError, webhookEndpoints } from "./webhooks/endpoints.ts";
 import type { ModelBudget } from "./engine/lines/model_budgets.ts";
+import { DEFAULT_ENDPOINTS } from "./batch/model/batch_params.ts";
 
 /** The server's settings after flags and environment are read. */
 export interface ServeConfig {
@@ -43,6 +44,8 @@ export interface ServeConfig {
   concurrency: number;
   requestsPerMinute: number | undefined;
   tokensPerMinute: number | undefined;
+  /** Endpoints a batch may target besides the built-in ones (`--endpoint`), forwarded as they are. */
+  endpoints: string[];
   /** Budgets by model (`--model-budget`), in the order given. */
   modelBudgets: ModelBudget[];
   maxRetries: number;
@@ -116,6 +119,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "api-key": { type: "string", multiple: true },
         "key-weights": { type: "string" },
         "model-budget": { type: "string", multiple: true },
+        endpoint: { type: "string", multiple: true },
         "no-auth": { type: "boolean" },
         "allowed-hosts": { type: "string" },
         "public-url": { type: "string" },
@@ -209,6 +213,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     concurrency: integer(values.concurrency ?? env.BATCHSPOOL_CONCURRENCY, "--concurrency", 1) ?? 32,
     requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),
     tokensPerMinute: integer(values.tpm ?? env.BATCHSPOOL_TPM, "--tpm", 1),
+    endpoints: endpointsOf([...(values.endpoint ?? []), ...(env.BATCHSPOOL_ENDPOINTS ?? "").split(",")]),
     modelBudgets: [...(values["model-budget"] ?? []), ...(env.BATCHSPOOL_MODEL_BUDGETS ?? "").split(";")]
       .map((rule) => rule.trim()).filter(Boolean).map(modelBudgetOf),
     maxRetries: integer(values["max-retries"] ?? env.BATCHSPOOL_MAX_RETRIES, "--max-retries", 0) ?? 5,
@@ -225,6 +230,18 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     lockStaleAfterMs:
       (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
+}
+
+/** `--endpoint` paths, checked: `/v1/…` POST endpoints besides the built-in ones, each once. */
+function endpointsOf(paths: readonly string[]): string[] {
+  const endpoints: string[] = [];
+  for (const path of paths.map((p) => p.trim()).filter(Boolean)) {
+    if (!/^\/v1\/[A-Za-z0-9][A-Za-z0-9_.\/-]{0,199}$/.test(path) || path.includes("//") || path.includes("/../")) {
+      throw new ConfigError(`--endpoint wants a path under /v1/, e.g. /v1/rerank, got ${JSON.stringify(path)}`);
+    }
+    if (!DEFAULT_ENDPOINTS.includes(path) && !endpoints.includes(path)) endpoints.push(path);
+  }
+  return endpoints;
 }
 
 /** A `--model-budget` rule, checked: `<pattern>=rpm:<n>,tpm:<n>` (either or both). */

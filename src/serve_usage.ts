@@ -48,6 +48,10 @@ Options (each also read from the environment variable shown):
   --concurrency <n>        BATCHSPOOL_CONCURRENCY    requests in flight upstream (default 32)
   --rpm <n>                BATCHSPOOL_RPM            requests-per-minute budget upstream
   --tpm <n>                BATCHSPOOL_TPM            tokens-per-minute budget upstream
+  --endpoint <path>        BATCHSPOOL_ENDPOINTS      another endpoint batches may target (besides the built-in
+                                                     chat/completions, completions, embeddings, responses,
+                                                     moderations, messages), e.g. /v1/rerank; its lines are
+                                                     forwarded as written; repeatable (env: comma-separated)
   --model-budget <rule>    BATCHSPOOL_MODEL_BUDGETS  a budget for each model matching a pattern, beside the
                                                      global ones, e.g. "gpt-*=rpm:500,tpm:200000"; repeatable
                                                      (env: ";"-separated; the first matching rule counts)

@@ -256,10 +256,12 @@ export const OPENAPI_DOCUMENT = {
               input_file_id: { type: "string" },
               endpoint: {
                 type: "string",
-                enum: ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations", "/v1/messages"],
-                description: "OpenAI's endpoints, and as an extension `/v1/messages` (Anthropic's Messages API: sent as written, " +
-                  "or translated to chat completions for an upstream without it; see `--messages-upstream`).",
-                "x-batchspool-extension": ["/v1/messages"],
+                examples: ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations", "/v1/messages"],
+                description: "OpenAI's endpoints, and as extensions `/v1/messages` (Anthropic's Messages API: sent as written, " +
+                  "or translated to chat completions for an upstream without it; see `--messages-upstream`) and any `/v1/…` " +
+                  "endpoint the operator allows with `--endpoint` (e.g. `/v1/rerank`, `/v1/score`), whose lines are forwarded as " +
+                  "written. Another is a 400 naming the endpoints allowed.",
+                "x-batchspool-extension": ["/v1/messages", "--endpoint"],
               },
               completion_window: { type: "string", description: "`24h`, or as an extension `<n>s|m|h` of at least 1 s." },
               metadata: { type: "object", additionalProperties: { type: "string", maxLength: 512 }, maxProperties: 16 },

@@ -17,6 +17,8 @@ export interface UpstreamRequest {
   anthropicVersion: string | undefined;
   /** Its body, parsed. */
   body: Record<string, unknown>;
+  /** Its body as received. */
+  raw: string;
   model: string;
   prompt: string;
   authorization: string | undefined;
@@ -42,8 +44,10 @@ export async function startUpstream(options: { messages?: boolean } = {}): Promi
     // "aborted" error must not become an uncaught one (Deno's node:http emits it even with no listener).
     request.on("error", () => {});
     let body;
+    let raw = "";
     try {
-      body = JSON.parse(await readBody(request));
+      raw = await readBody(request);
+      body = JSON.parse(raw);
     } catch {
       return response.destroy(); // its body was cut short: nobody is waiting for an answer
     }
@@ -54,7 +58,7 @@ export async function startUpstream(options: { messages?: boolean } = {}): Promi
     };
     const model: string = body.model ?? "ok";
     const prompt: string = body.messages?.[0]?.content ?? body.input ?? "";
-    requests.push({ at: Date.now(), path, anthropicVersion: request.headers["anthropic-version"] as string | undefined, body, model, prompt, authorization: request.headers.authorization });
+    requests.push({ at: Date.now(), path, anthropicVersion: request.headers["anthropic-version"] as string | undefined, body, raw, model, prompt, authorization: request.headers.authorization });
     const messagesApi = path === "/v1/messages";
     if (messagesApi && !options.messages) return send(404, { detail: "Not Found" });
     if (messagesApi && typeof body.model !== "string") {

@@ -98,3 +98,13 @@ test("serve config: --model-budget rules, in order, from flags and the environme
     assert.throws(() => readServeConfig([...base, "--model-budget", bad], {}), (error: Error) => error instanceof ConfigError && /--model-budget/.test(error.message));
   }
 });
+
+test("serve config: --endpoint adds /v1 paths batches may target, each once; others are refused", () => {
+  const config = readServeConfig([...base, "--endpoint", "/v1/rerank", "--endpoint", "/v1/score", "--endpoint", "/v1/chat/completions"], {
+    BATCHSPOOL_ENDPOINTS: "/v1/classify, /v1/rerank",
+  });
+  assert.deepEqual(config.endpoints, ["/v1/rerank", "/v1/score", "/v1/classify"]);
+  for (const bad of ["rerank", "/v2/rerank", "/v1/", "/v1//x", "/v1/a/../b", "/v1/a b"]) {
+    assert.throws(() => readServeConfig([...base, "--endpoint", bad], {}), (error: Error) => error instanceof ConfigError && /--endpoint/.test(error.message));
+  }
+});
