@@ -22,10 +22,9 @@ import { addUsage } from "../../../batch/model/usage.ts";
 import type { Clock } from "../../../shared/clock.ts";
 import type { EngineObserver } from "../../lines/engine_observer.ts";
 import type { BatchTotals, HeldItem, LedgerSignal, ResultFileContent, WorkLedger } from "../ledger.ts";
-import { ClusterReads, type StoredResultGroup } from "./cluster_reads.ts";
-import { IntegrityError } from "../../../integrity/envelope.ts";
+import { ClusterReads } from "./cluster_reads.ts";
 import { type ClaimedItem, ClusterStore } from "./cluster_store.ts";
-import { resultFileStore } from "./result_files.ts";
+import { recordsSoFar, resultFileStore } from "./result_files.ts";
 import { createSliceWriter } from "./slice_writer.ts";
 
 /** Options for {@link createPostgresLedger}. */
@@ -73,29 +72,6 @@ function usageOf(usages: readonly unknown[]): BatchUsage {
   return usage;
 }
 
-/** Result groups as JSONL, each checked against the SHA-256 recorded with it before any of it is given out. */
-function checkedRecords(groups: AsyncGenerator<StoredResultGroup[]>, batchId: string): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const { done, value } = await groups.next();
-      if (done) return controller.close();
-      const text: string[] = [];
-      for (const group of value) {
-        if (group.digest && sha256Hex(group.records) !== hexOf(group.digest)) {
-          throw new IntegrityError(`a group of results of batch ${batchId} differs from what was recorded`);
-        }
-        text.push(group.records, "\n");
-      }
-      controller.enqueue(encoder.encode(text.join("")));
-    },
-    async cancel() {
-      await groups.return(undefined);
-    },
-  }, { highWaterMark: 0 });
-}
-
-const hexOf = (bytes: Uint8Array) => Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 
 /** Creates the PostgreSQL ledger of one node. */
 export function createPostgresLedger(options: PostgresLedgerOptions): WorkLedger {
@@ -165,7 +141,7 @@ export function createPostgresLedger(options: PostgresLedgerOptions): WorkLedger
       const from = after === null ? 0 : /^t\d{1,18}$/.test(after) ? Number(after.slice(1)) : null;
       if (from === null) return null;
       const { next, groups } = await api.recordedSince(batchId, from);
-      return { records: checkedRecords(groups, batchId), next: `t${next}` };
+      return { records: recordsSoFar(groups, batchId), next: `t${next}` };
     },
 
     async totals(batchId): Promise<BatchTotals> {

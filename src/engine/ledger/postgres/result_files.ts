@@ -10,11 +10,15 @@
  * lines before its first are given out, and memory holds the groups that
  * overlap where the file is, about one slice's results.
  *
+ * A running batch's results so far are read from the same table, checked
+ * the same way (`recordsSoFar`).
+ *
  * @module
  */
 import type postgres from "postgres";
 import { IntegrityError } from "../../../integrity/envelope.ts";
 import { sha256Hex } from "../../../integrity/sha256.ts";
+import { iteratorStream } from "../../../shared/iterator_stream.ts";
 import { query } from "../../../storage/postgres/shared.ts";
 import type { FileContentRef } from "../../../batch/model/objects.ts";
 import type { ResultFileStore } from "../ledger.ts";
@@ -116,4 +120,20 @@ export function resultFileStore(reads: ClusterReads, sql: postgres.Sql): ResultF
       });
     },
   };
+}
+
+/** A running batch's result groups (`ClusterReads.recordedSince`) as JSONL, each checked against the SHA-256 recorded with it before any of it is given out. */
+export function recordsSoFar(groups: AsyncGenerator<StoredResultGroup[]>, batchId: string): ReadableStream<Uint8Array> {
+  return iteratorStream((async function* () {
+    for await (const page of groups) {
+      const text: string[] = [];
+      for (const group of page) {
+        if (group.digest && sha256Hex(group.records) !== hex(group.digest)) {
+          throw new IntegrityError(`a group of results of batch ${batchId} differs from what was recorded`);
+        }
+        text.push(group.records, "\n");
+      }
+      yield encoder.encode(text.join(""));
+    }
+  })());
 }
