@@ -26,6 +26,7 @@ export { createWebhookDeliverer, type WebhookDeliverer, type WebhookDelivererOpt
 export { signatureHeaders } from "./src/webhooks/signature.ts";
 export { DEFAULT_OWNER, ownerOfKey } from "./src/http/access/auth.ts";
 export { type BatchEngine, type BatchEngineOptions, type BatchPage, type ClusterView, createBatchEngine } from "./src/engine/engine.ts";
+export type { ModelBudget } from "./src/engine/lines/model_budgets.ts";
 export { BatchError, type BatchErrorCode } from "./src/batch/model/errors.ts";
 export { DEFAULT_ENDPOINTS, parseCompletionWindow } from "./src/batch/model/batch_params.ts";
 export { DEFAULT_FILE_LIMITS, type FileLimits, type FileService } from "./src/batch/files/file_service.ts";
