@@ -302,6 +302,11 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
       return { batches, linesWaiting: Math.max(0, linesWaiting - dispatcher.inFlight), requestsInFlight: dispatcher.inFlight };
     },
 
+    async freshStats() {
+      await node.freshStats();
+      return engine.stats();
+    },
+
     checkpoint: () => ledger.checkpoint(),
 
     async describeCluster(): Promise<ClusterView> {

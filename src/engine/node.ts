@@ -75,6 +75,7 @@ export class EngineNode {
   #overview: LedgerOverview = { batches: {}, linesWaiting: 0 };
   /** Whether this node reports the ledger's overview (one node does, so metrics summed over nodes count each batch once). */
   #reporting = true;
+  #freshLook: Promise<LedgerOverview> | null = null;
   #pollFailing: string | null = null;
   #heartbeatFailing: string | null = null;
 
@@ -87,6 +88,24 @@ export class EngineNode {
   /** What the node's metrics show: its requests in flight, and (on the reporting node) the batches and lines waiting. */
   get stats(): LedgerOverview {
     return this.#reporting ? this.#overview : { batches: {}, linesWaiting: 0 };
+  }
+
+  /**
+   * The same, read from the ledger now rather than at the last poll (a batch
+   * that just ended is no longer counted); reads made at once share one look.
+   */
+  freshStats(): Promise<LedgerOverview> {
+    this.#freshLook ??= (async () => {
+      try {
+        if (this.#reporting) this.#overview = await this.#context.ledger.overview();
+      } catch {
+        // The ledger does not answer: the last poll's figures stand.
+      } finally {
+        this.#freshLook = null;
+      }
+      return this.stats;
+    })();
+    return this.#freshLook;
   }
 
   /** Joins and starts working. */

@@ -220,6 +220,8 @@ export interface BatchEngine {
   isInputOfActiveBatch(fileId: string): Promise<boolean>;
   /** What is going on now, for metrics. */
   stats(): EngineStats;
+  /** What the engine is doing now, its batches' figures read from the ledger at once (not as of the last poll). */
+  freshStats(): Promise<EngineStats>;
   /** Writes a checkpoint now; returns its sequence number (null when checkpoints are off, or on PostgreSQL). */
   checkpoint(): Promise<number | null>;
   /** The nodes, what each holds, and the batches in work. */

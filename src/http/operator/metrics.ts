@@ -52,8 +52,8 @@ export function createPrometheusMetrics(): PrometheusMetrics {
     help: "Batches that have not ended, by status.",
     labelNames: ["status"],
     registers,
-    collect() {
-      const batches = engine?.stats().batches ?? {};
+    async collect() {
+      const batches = (await engine?.freshStats())?.batches ?? {};
       for (const status of UNFINISHED) this.set({ status }, batches[status] ?? 0);
     },
   });
@@ -91,8 +91,8 @@ export function createPrometheusMetrics(): PrometheusMetrics {
     name: "batchspool_lines_waiting",
     help: "Lines of running batches not yet sent, or waiting to be sent again.",
     registers,
-    collect() {
-      this.set(engine?.stats().linesWaiting ?? 0);
+    async collect() {
+      this.set((await engine?.freshStats())?.linesWaiting ?? 0);
     },
   });
   new Gauge({
