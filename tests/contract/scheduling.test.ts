@@ -162,6 +162,30 @@ for (const setup of SETUPS) {
     });
   });
 
+  test(`${setup.name}: scheduling: a paused batch can be cancelled (it ends at once, its results kept) and expires when its window ends`, async () => {
+    const upstream = new RecordingTarget();
+    await setup.with({ target: upstream.targetOf(0), targetOf: upstream.targetOf, concurrency: 2, ...small }, async (nodes) => {
+      upstream.gated.add("c").add("x");
+      // Paused as soon as it is created (its window is short): it expires while paused.
+      const expiring = await create(nodes.api, linesOf("x", 20), { completion_window: "3s" });
+      await nodes.api.pauseBatch(OWNER, expiring.id);
+      const cancelled = await create(nodes.api, linesOf("c", 20));
+      await until(() => upstream.heldCount >= 1, "it runs");
+      await nodes.api.pauseBatch(OWNER, cancelled.id);
+      await releaseUntil(upstream, async () =>
+        !(await sliceHeld(nodes.api, cancelled.id)) && !(await sliceHeld(nodes.api, expiring.id)) && upstream.heldCount === 0);
+      const sent = upstream.sent.length;
+      await nodes.api.cancelBatch(OWNER, cancelled.id);
+      const ended1 = await waitUntil(nodes.api, cancelled.id, ended);
+      assert.equal(ended1.status, "cancelled");
+      assert.equal(ended1.request_counts.completed, upstream.sent.filter((line) => line.group === "c").length, "its results kept");
+      const ended2 = await waitUntil(nodes.api, expiring.id, ended);
+      assert.equal(ended2.status, "expired");
+      assert.equal(ended2.request_counts.completed, upstream.sent.filter((line) => line.group === "x").length);
+      assert.equal(upstream.sent.length, sent, "nothing more was sent");
+    });
+  });
+
   test(`${setup.name}: scheduling: a paused batch sends nothing, keeps its results, stays paused after a restart, and resumes to the end`, async () => {
     const upstream = new RecordingTarget();
     await setup.with({ target: upstream.targetOf(0), targetOf: upstream.targetOf, concurrency: 2, ...small }, async (first) => {
