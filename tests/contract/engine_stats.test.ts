@@ -1,8 +1,7 @@
 /**
  * The engine's gauges as a scrape reads them: from the work ledger at the
  * scrape, not as of the node's last poll, so a batch that has just ended is
- * no longer counted (found by a run with both cores busy: a scrape right
- * after a batch completed still said a line was waiting).
+ * no longer counted.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
