@@ -38,4 +38,7 @@ export { createHttpTarget, type HttpTargetOptions } from "./src/targets/http_tar
 export { createInProcessTarget, type FetchHandler } from "./src/targets/in_process.ts";
 export { createMockTarget, type MockTargetOptions } from "./src/targets/mock.ts";
 export { type MessagesMode, withMessagesMode } from "./src/targets/messages/messages_target.ts";
-export { type Target, TargetError, type TargetRequest, type TargetResponse } from "./src/targets/types.ts";
+export { type ReplicaState, type Target, TargetError, type TargetRequest, type TargetResponse, type UpstreamLimits } from "./src/targets/types.ts";
+export { createRoutedTarget, type RoutedTargetOptions, type UpstreamRoute } from "./src/targets/routing/routed_target.ts";
+export type { BreakerOptions } from "./src/targets/routing/replica_set.ts";
+export { RouteConfigError, routesFromArgs, routesFromFile } from "./src/targets/routing/route_config.ts";

@@ -69,11 +69,14 @@ export function report(name: string, result: Record<string, unknown>): void {
   console.log(`BENCH_RESULT ${JSON.stringify({ name, runtime: currentRuntime(), ...result })}`);
 }
 
-/** Starts bench/_upstream_server.mjs in its own Node process; resolves with its base URL and a stop function. */
-export async function startBenchUpstream(latencyMs: number): Promise<{ baseUrl: string; stop(): Promise<void> }> {
+/**
+ * Starts bench/_upstream_server.mjs in its own Node process (refusing with 429
+ * above `capacity` in flight when given); resolves with its base URL and a stop function.
+ */
+export async function startBenchUpstream(latencyMs: number, capacity?: number): Promise<{ baseUrl: string; stop(): Promise<void> }> {
   const { spawn } = await import("node:child_process");
   const { fileURLToPath } = await import("node:url");
-  const child = spawn("node", [fileURLToPath(new URL("./_upstream_server.mjs", import.meta.url)), String(latencyMs)], {
+  const child = spawn("node", [fileURLToPath(new URL("./_upstream_server.mjs", import.meta.url)), String(latencyMs), ...(capacity ? [String(capacity)] : [])], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const port = await new Promise<number>((resolve, reject) => {

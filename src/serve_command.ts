@@ -23,28 +23,46 @@ import { withMessagesMode } from "./targets/messages/messages_target.ts";
 import { ConfigError, isLoopback, type ServeConfig } from "./serve_config.ts";
 import { createAdminApp } from "./http/operator/operator_routes.ts";
 import { redactUrl } from "./shared/redact.ts";
+import { createRoutedTarget, type UpstreamRoute } from "./targets/routing/routed_target.ts";
+import { MOCK_URL } from "./targets/routing/route_config.ts";
 
 export { ConfigError, readServeConfig, SERVE_USAGE, type ServeConfig } from "./serve_config.ts";
 
 /**
- * Builds the target a configuration names.
+ * Builds the target a configuration names: one upstream's, or one that routes
+ * by model over several (each replica of each its own target).
  *
  * @throws {ConfigError} when no request could be sent as configured (an upstream key that is not a valid header).
  */
 export function targetFor(config: ServeConfig): Target {
-  if (config.upstream === "mock") return createMockTarget({ latencyMs: config.mockLatencyMs });
+  const [only] = config.routes;
   try {
-    const target = createHttpTarget({
-      baseUrl: config.upstream,
-      apiKey: config.upstreamKey,
-      timeoutMs: config.requestTimeoutMs,
-      maxResponseBytes: config.maxResponseBytes,
-    });
-    return withMessagesMode(target, config.messagesUpstream);
+    if (config.routes.length === 1 && only.model === undefined && only.urls.length === 1 && !hasLimits(only)) {
+      return replicaTarget(config, only.urls[0], only);
+    }
+    return createRoutedTarget({ routes: config.routes, targetOf: (url, route) => replicaTarget(config, url, route) });
   } catch (error) {
     if (error instanceof TargetError) throw new ConfigError(`--upstream: ${error.message}`);
     throw error;
   }
+}
+
+/** Whether a route sets limits of its own (then the engine must know of it as an upstream). */
+function hasLimits(route: UpstreamRoute): boolean {
+  return route.concurrency !== undefined || route.requestsPerMinute !== undefined || route.tokensPerMinute !== undefined ||
+    route.adaptive !== undefined;
+}
+
+/** The target of one upstream URL of a route. */
+function replicaTarget(config: ServeConfig, url: string, route: UpstreamRoute): Target {
+  if (url === MOCK_URL) return createMockTarget({ latencyMs: config.mockLatencyMs });
+  const target = createHttpTarget({
+    baseUrl: url,
+    apiKey: route.apiKey ?? config.upstreamKey,
+    timeoutMs: route.timeoutMs ?? config.requestTimeoutMs,
+    maxResponseBytes: config.maxResponseBytes,
+  });
+  return withMessagesMode(target, config.messagesUpstream);
 }
 
 /**

@@ -15,6 +15,9 @@ import type { WebhookEndpoint } from "./webhooks/deliverer.ts";
 import { WebhookConfigError, webhookEndpoints } from "./webhooks/endpoints.ts";
 import type { ModelBudget } from "./engine/lines/model_budgets.ts";
 import { DEFAULT_ENDPOINTS } from "./batch/model/batch_params.ts";
+import { readFileSync } from "node:fs";
+import type { UpstreamRoute } from "./targets/routing/routed_target.ts";
+import { RouteConfigError, routesFromArgs, routesFromFile } from "./targets/routing/route_config.ts";
 
 /** The server's settings after flags and environment are read. */
 export interface ServeConfig {
@@ -25,7 +28,9 @@ export interface ServeConfig {
   databaseUrl: string | undefined;
   /** The schema of the database that holds batchspool's tables. */
   databaseSchema: string;
-  upstream: string;
+  /** Where lines go, first match first (`--upstream`, `--routes-file`); one route of one URL for a single upstream. */
+  routes: UpstreamRoute[];
+  /** The key of upstreams whose route names none. */
   upstreamKey: string | undefined;
   /** How lines of Anthropic's Messages API reach the upstream. */
   messagesUpstream: MessagesMode;
@@ -113,7 +118,8 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "node-id": { type: "string" },
         "lease-seconds": { type: "string" },
         "slice-lines": { type: "string" },
-        upstream: { type: "string" },
+        upstream: { type: "string", multiple: true },
+        "routes-file": { type: "string" },
         "upstream-key": { type: "string" },
         "messages-upstream": { type: "string" },
         "api-key": { type: "string", multiple: true },
@@ -146,21 +152,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }
-  const upstream = values.upstream ?? env.BATCHSPOOL_UPSTREAM;
-  if (!upstream) {
-    throw new ConfigError(
-      "no upstream: pass --upstream <url> (an OpenAI-style base URL including /v1, e.g. http://127.0.0.1:8000/v1) " +
-        "or --upstream mock, or set BATCHSPOOL_UPSTREAM",
-    );
-  }
-  if (upstream !== "mock") {
-    try {
-      const url = new URL(upstream);
-      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error();
-    } catch {
-      throw new ConfigError(`--upstream must be an http(s) URL or "mock", got ${JSON.stringify(upstream)}`);
-    }
-  }
+  const routes = routesOf(values.upstream, values["routes-file"] ?? env.BATCHSPOOL_ROUTES_FILE, env);
   const apiKeys = [
     ...(values["api-key"] ?? []),
     ...(env.BATCHSPOOL_API_KEYS ?? "").split(","),
@@ -199,7 +191,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     dataDir: values.data ?? env.BATCHSPOOL_DATA ?? "./batchspool-data",
     databaseUrl: databaseUrlOf(values.database ?? env.BATCHSPOOL_DATABASE_URL),
     databaseSchema: schemaOf(values["database-schema"] ?? env.BATCHSPOOL_DATABASE_SCHEMA ?? DEFAULT_SCHEMA),
-    upstream,
+    routes,
     upstreamKey: values["upstream-key"] ?? env.BATCHSPOOL_UPSTREAM_KEY ?? env.OPENAI_API_KEY,
     messagesUpstream: messagesModeOf(values["messages-upstream"] ?? env.BATCHSPOOL_MESSAGES_UPSTREAM),
     publicUrl: publicUrlOf(values["public-url"] ?? env.BATCHSPOOL_PUBLIC_URL),
@@ -230,6 +222,33 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     lockStaleAfterMs:
       (integer(values["lock-stale-after"] ?? env.BATCHSPOOL_LOCK_STALE_AFTER, "--lock-stale-after", 1) ?? 10) * 1000,
   };
+}
+
+/** The routes of `--upstream` values (else `BATCHSPOOL_UPSTREAM`'s, space-separated) or of a routes file. */
+function routesOf(args: string[] | undefined, file: string | undefined, env: Record<string, string | undefined>): UpstreamRoute[] {
+  const values = args?.length ? args : (env.BATCHSPOOL_UPSTREAM ?? "").split(/\s+/).filter(Boolean);
+  try {
+    if (file !== undefined) {
+      if (values.length) throw new ConfigError("give upstreams either with --upstream or in --routes-file, not both");
+      let text;
+      try {
+        text = readFileSync(file, "utf8");
+      } catch (error) {
+        throw new ConfigError(`--routes-file ${JSON.stringify(file)} cannot be read: ${(error as Error).message}`);
+      }
+      return routesFromFile(text, env);
+    }
+    if (!values.length) {
+      throw new ConfigError(
+        "no upstream: pass --upstream <url> (an OpenAI-style base URL including /v1, e.g. http://127.0.0.1:8000/v1), " +
+          "--upstream <model-pattern>=<url> for each model server, --upstream mock, or --routes-file; or set BATCHSPOOL_UPSTREAM",
+      );
+    }
+    return routesFromArgs(values);
+  } catch (error) {
+    if (error instanceof RouteConfigError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 /** `--endpoint` paths, checked: `/v1/…` POST endpoints besides the built-in ones, each once. */

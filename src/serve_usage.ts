@@ -23,8 +23,13 @@ Options (each also read from the environment variable shown):
                                                      work outlives its last heartbeat (default 15)
   --slice-lines <n>        BATCHSPOOL_SLICE_LINES    with --database: least lines of a batch's largest slices
                                                      (slices start up to 8 times it, end at it; default 256)
-  --upstream <url|mock>    BATCHSPOOL_UPSTREAM       OpenAI-style base URL including /v1, as OPENAI_BASE_URL;
-                                                     the word "mock" selects the built-in mock target
+  --upstream [<model>=]<url>  BATCHSPOOL_UPSTREAM    OpenAI-style base URL including /v1, as OPENAI_BASE_URL
+                                                     ("mock": the built-in mock target); repeatable: a
+                                                     model pattern (glob, first match wins) routes those
+                                                     models there, one without is the default, the same
+                                                     pattern again adds a replica (env: space-separated)
+  --routes-file <path>     BATCHSPOOL_ROUTES_FILE    upstreams in JSON or YAML, each with its own api_key,
+                                                     concurrency, rpm, tpm, timeout_seconds (see README)
   --upstream-key <key>     BATCHSPOOL_UPSTREAM_KEY   key sent upstream (else OPENAI_API_KEY)
   --messages-upstream <m>  BATCHSPOOL_MESSAGES_UPSTREAM  how /v1/messages lines reach the upstream: native
                                                      (as they are), translate (as chat completions), or

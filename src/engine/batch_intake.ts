@@ -9,7 +9,7 @@
 import type { Clock } from "../shared/clock.ts";
 import type { Storage } from "../storage/types.ts";
 import { type FileService, messageBatchLimits } from "../batch/files/file_service.ts";
-import { resolveScan, validateInput } from "../batch/input/validation.ts";
+import { type ModelCheck, resolveScan, validateInput } from "../batch/input/validation.ts";
 import type { ValidationLimits } from "../batch/model/input_scan.ts";
 import { type BatchParams, parseBatchParams } from "../batch/model/batch_params.ts";
 import { BatchError } from "../batch/model/errors.ts";
@@ -96,7 +96,7 @@ export type InputCheck =
  * not ended, and are read as the batch recorded them.
  */
 export async function checkInput(
-  context: { files: FileService; storage: Storage; validationLimits: ValidationLimits },
+  context: { files: FileService; storage: Storage; validationLimits: ValidationLimits; accepts?: ModelCheck },
   record: BatchRecord,
 ): Promise<InputCheck> {
   const { files, storage } = context;
@@ -108,7 +108,7 @@ export async function checkInput(
   } catch (error) {
     if (!(error instanceof BatchError && error.code === "not_found")) throw error;
   }
-  let result = fileRecord?.scan && resolveScan(fileRecord.scan, batch.endpoint, validationLimits);
+  let result = fileRecord?.scan && resolveScan(fileRecord.scan, batch.endpoint, validationLimits, context.accepts);
   if (!result) {
     const key = fileBlobKey(batch.input_file_id);
     if (!(await storage.blobs.stat(key))) {
@@ -117,7 +117,7 @@ export async function checkInput(
         errors: [{ code: "invalid_request", message: "The input file no longer exists.", param: "input_file_id", line: null }],
       };
     }
-    const validated = await validateInput(await storage.blobs.get(key), batch.endpoint, validationLimits);
+    const validated = await validateInput(await storage.blobs.get(key), batch.endpoint, validationLimits, context.accepts);
     const expected = record.input_digest.sha256;
     if (validated.sha256 !== expected) {
       return {

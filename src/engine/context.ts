@@ -23,6 +23,8 @@ export interface EngineContext {
   /** What running lines needs (target, dispatcher, retries, stop signals). */
   readonly run: RunContext;
   readonly validationLimits: ValidationLimits;
+  /** Whether the target has somewhere to send a model's requests (absent: everywhere). */
+  readonly accepts: ((model: string) => boolean) | undefined;
   /** How long requests in flight may finish after a cancel. */
   readonly cancelGraceMs: number;
   /** Who gets webhook events (none: no event is recorded). */

@@ -43,6 +43,7 @@ import type { BackoffPolicy } from "./lines/backoff.ts";
 import { dispatcherFor } from "./lines/dispatcher.ts";
 import { NO_OBSERVER } from "./lines/engine_observer.ts";
 import { runContextOf } from "./lines/line_runner.ts";
+import { upstreamViews } from "./lines/upstream_views.ts";
 import { EngineNode } from "./node.ts";
 import { DEFAULT_SLICE_LIMITS } from "./slicing.ts";
 import { setStatus } from "./status.ts";
@@ -96,7 +97,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
   const abandoning = new AbortController();
   const housekeeping = new Housekeeping(clock, closing.signal);
   const ledger = ledgerFor(options, { clock, logger, nodeId });
-  const dispatcher = dispatcherFor(options, clock);
+  const dispatcher = dispatcherFor(options, clock, target.upstreamOf?.bind(target));
   const offThreadScanner = offThreadScannerFor(options.scanUploadsOffThread, logger);
   const validationLimits = { ...DEFAULT_VALIDATION_LIMITS, ...options.validation };
   const context: EngineContext = {
@@ -115,6 +116,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
     logger,
     run: runContextOf(options, { target, dispatcher, stopping: closing.signal, abandon: abandoning.signal, logger, clock }),
     validationLimits,
+    accepts: target.accepts?.bind(target),
     cancelGraceMs: options.cancelGraceMs ?? 30_000,
     webhooks: options.webhooks,
   };
@@ -332,6 +334,7 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
           })),
         })),
         batches: batches.map((b) => ({ batch_id: b.batchId, stop: b.stop, slices: b.slices, slices_left: b.slicesLeft })),
+        upstreams: upstreamViews(dispatcher, target),
       };
     },
 

@@ -16,8 +16,9 @@ import type { OutboxEntry } from "../batch/model/webhook_event.ts";
 import type { BackoffPolicy } from "./lines/backoff.ts";
 import type { EngineObserver } from "./lines/engine_observer.ts";
 import type { ModelBudget } from "./lines/model_budgets.ts";
+import type { UpstreamView } from "./lines/upstream_views.ts";
 
-export type { EngineObserver };
+export type { EngineObserver, UpstreamView };
 
 /** Options for {@link createBatchEngine}. */
 export interface BatchEngineOptions {
@@ -158,6 +159,8 @@ export interface ClusterView {
   nodes: ClusterNodeView[];
   /** Batches not yet ended, with their slices. */
   batches: { batch_id: string; stop: string | null; slices: number; slices_left: number | null }[];
+  /** The upstreams as the answering node sees them. */
+  upstreams: UpstreamView[];
 }
 
 /** What the HTTP layer (or an embedding program) uses. */

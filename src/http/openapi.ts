@@ -99,7 +99,7 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           "200": ok("The cluster as the answering node sees it.", {
             type: "object",
-            required: ["object", "node_id", "lease_seconds", "nodes", "batches"],
+            required: ["object", "node_id", "lease_seconds", "nodes", "batches", "upstreams"],
             properties: {
               object: { const: "cluster" },
               node_id: { type: "string" },
@@ -141,6 +141,32 @@ export const OPENAPI_DOCUMENT = {
                     stop: nullable("string"),
                     slices: { type: "integer" },
                     slices_left: nullable("integer"),
+                  },
+                },
+              },
+              upstreams: {
+                type: "array",
+                description: "Each upstream (route) as the answering node sees it: its adaptive limit on requests in flight and its replicas' circuit breakers.",
+                items: {
+                  type: "object",
+                  properties: {
+                    upstream: { type: "string", description: "The route's model pattern (`*`: the default route), or `default` for a single upstream." },
+                    in_flight: { type: "integer" },
+                    limit: { type: "integer", description: "Requests allowed in flight now: lowered on 429/503 and rising latency, raised back on successes." },
+                    max_limit: { type: "integer" },
+                    replicas: {
+                      type: "array",
+                      items: {
+                        type: "object",
+                        properties: {
+                          url: { type: "string" },
+                          breaker: { enum: ["closed", "open", "half-open"] },
+                          in_flight: { type: "integer" },
+                          failures_in_a_row: { type: "integer" },
+                          retry_in_ms: nullable("integer"),
+                        },
+                      },
+                    },
                   },
                 },
               },

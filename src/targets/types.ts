@@ -13,6 +13,8 @@ export interface TargetRequest {
   bodyText: string;
   /** Aborts the request (cancel, expiry, shutdown or timeout). */
   signal: AbortSignal;
+  /** The body's `model`, when it names one (targets that route by model read it here). */
+  model?: string;
 }
 
 /** What came back. */
@@ -51,10 +53,41 @@ export class TargetError extends Error {
   }
 }
 
+/** An upstream's limits, which the engine keeps for the requests a target sends it. */
+export interface UpstreamLimits {
+  /** Names the upstream (in logs and state), unique within its target. */
+  id: string;
+  /** Most of its requests in flight (the engine's concurrency when absent or larger). */
+  concurrency?: number;
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  /** False: its limit stays at `concurrency` whatever it answers (default: adapted to its answers). */
+  adaptive?: boolean;
+}
+
 /** Where a batch's requests go. */
 export interface Target {
   /** A short description for logs, e.g. `http://127.0.0.1:8000/v1` or `mock`. */
   readonly description: string;
   /** Sends one request. @throws {TargetError} when no response came. */
   send(request: TargetRequest): Promise<TargetResponse>;
+  /**
+   * Whether it has somewhere to send requests for `model` (absent: every
+   * model). A batch naming a model it refuses fails validation (`model_not_found`).
+   */
+  accepts?(model: string): boolean;
+  /** The upstream that requests for `model` go to, with its limits (absent or null: one upstream for all). */
+  upstreamOf?(model: string | undefined): UpstreamLimits | null;
+  /** Each upstream's replicas and their state (for operators), by the ids of {@link upstreamOf}. */
+  describeUpstreams?(): { limits: UpstreamLimits; replicas: ReplicaState[] }[];
+}
+
+/** A replica's state, as operators see it. */
+export interface ReplicaState {
+  url: string;
+  /** `closed`: in use; `open`: taken out until `retryInMs`; `half-open`: a probe may go. */
+  breaker: "closed" | "open" | "half-open";
+  inFlight: number;
+  failuresInARow: number;
+  retryInMs: number | null;
 }

@@ -158,7 +158,7 @@ for (const setup of SETUPS) {
     }));
 
   // One node's dispatcher pauses its own requests; several nodes each learn of a 429 by their own requests.
-  if (single) test(`${setup.name}: engine: a 429 with Retry-After pauses the whole target, then the line succeeds`, () =>
+  if (single) test(`${setup.name}: engine: a 429 with Retry-After pauses its upstream, then the line succeeds`, () =>
     withUpstream({ concurrency: 4, maxRetries: 3 }, async (engine, upstream) => {
       const lines = [line("limited", "ratelimit:1:1"), ...Array.from({ length: 40 }, (_, i) => line(`n${i}`, "slow:30"))];
       const batch = await submit(engine, lines);

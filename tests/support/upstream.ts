@@ -5,7 +5,8 @@
  * `flaky` and `ratelimit` fail the first <n> attempts of each distinct prompt.
  * It serves any path as chat completions, except `/v1/messages`: answered as
  * Anthropic's Messages API when started with `{ messages: true }`, else 404
- * (as a server without that route).
+ * (as a server without that route). Started with `{ failWith: status }`, it
+ * answers every request with that status (a replica gone bad).
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 
@@ -36,7 +37,7 @@ async function readBody(request: IncomingMessage): Promise<string> {
   return text;
 }
 
-export async function startUpstream(options: { messages?: boolean } = {}): Promise<Upstream> {
+export async function startUpstream(options: { messages?: boolean; failWith?: number } = {}): Promise<Upstream> {
   const requests: UpstreamRequest[] = [];
   const attempts = new Map<string, number>();
   const server: Server = createServer(async (request, response) => {
@@ -64,6 +65,7 @@ export async function startUpstream(options: { messages?: boolean } = {}): Promi
     if (messagesApi && typeof body.model !== "string") {
       return send(400, { type: "error", error: { type: "invalid_request_error", message: "model: Field required" } });
     }
+    if (options.failWith) return send(options.failWith, { error: { message: "replica broken", type: "server_error", param: null, code: null } });
     const attempt = (attempts.get(prompt) ?? 0) + 1;
     attempts.set(prompt, attempt);
     const [kind, a, b] = model.split(":");

@@ -81,19 +81,46 @@ test("Dispatcher spends the token budget by estimate and corrects it by reported
   (await third.lease).release();
 });
 
-test("Dispatcher.backOff() pauses every grant and halves the concurrency", async () => {
+test("Dispatcher: an upstream that answers 429 with Retry-After pauses only its own requests, and its limit falls", async () => {
   const clock = new ManualClock();
-  const dispatcher = new Dispatcher({ concurrency: 8, clock });
-  dispatcher.backOff(200);
-  assert.equal(dispatcher.limit, 4);
-  const pending = watchGrant(dispatcher.acquire("q"));
+  const lanes = (model: string | undefined) => model === "a" ? { id: "a", concurrency: 8 } : { id: "b" };
+  const dispatcher = new Dispatcher({ concurrency: 16, clock, lanes });
+  const lease = await dispatcher.acquire("q", 0, undefined, "a");
+  lease.release(undefined, { kind: "overloaded", latencyMs: 5, retryAfterMs: 200 });
+  assert.deepEqual(dispatcher.upstreams().find((lane) => lane.id === "a"), { id: "a", inFlight: 0, limit: 7, maxLimit: 8 });
+  const paused = watchGrant(dispatcher.acquire("qa", 0, undefined, "a"));
+  const other = watchGrant(dispatcher.acquire("qb", 0, undefined, "b"));
+  await settle();
+  assert.equal(paused.granted(), false, "no request to the upstream that asked for a pause");
+  assert.equal(other.granted(), true, "another upstream's request goes at once");
   await clock.advance(199);
-  assert.equal(pending.granted(), false, "no grant during the pause");
+  assert.equal(paused.granted(), false);
   await clock.advance(1);
-  assert.equal(pending.granted(), true);
-  (await pending.lease).release();
-  for (let i = 0; i < 100; i++) dispatcher.noteSuccess();
-  assert.equal(dispatcher.limit, 8, "successes raise the limit back");
+  assert.equal(paused.granted(), true);
+  (await paused.lease).release(undefined, { kind: "success", latencyMs: 5 });
+  (await other.lease).release();
+  // Successes bring the request back (near where it was refused, four limits' worth of them).
+  for (let i = 0; i < 7; i++) (await dispatcher.acquire("q", 0, undefined, "a")).release(undefined, { kind: "success", latencyMs: 5 });
+  assert.equal(dispatcher.upstreams().find((lane) => lane.id === "a")!.limit, 7);
+  for (let i = 0; i < 30; i++) (await dispatcher.acquire("q", 0, undefined, "a")).release(undefined, { kind: "success", latencyMs: 5 });
+  assert.equal(dispatcher.upstreams().find((lane) => lane.id === "a")!.limit, 8);
+});
+
+test("Dispatcher: a full upstream holds its requests while another upstream's go", async () => {
+  const lanes = (model: string | undefined) => ({ id: model ?? "default", concurrency: model === "slow" ? 1 : undefined });
+  const dispatcher = new Dispatcher({ concurrency: 4, lanes });
+  const first = await dispatcher.acquire("q1", 0, undefined, "slow");
+  const second = watchGrant(dispatcher.acquire("q1", 0, undefined, "slow"));
+  const fast = watchGrant(dispatcher.acquire("q2", 0, undefined, "fast"));
+  await settle();
+  assert.equal(second.granted(), false, "the slow upstream takes one at a time");
+  assert.equal(fast.granted(), true, "the other upstream is not held behind it");
+  first.release();
+  await settle();
+  assert.equal(second.granted(), true);
+  (await second.lease).release();
+  (await fast.lease).release();
+  assert.equal(dispatcher.inFlight, 0);
 });
 
 test("Dispatcher.acquire() rejects when its signal aborts while waiting", async () => {

@@ -108,3 +108,27 @@ test("serve config: --endpoint adds /v1 paths batches may target, each once; oth
     assert.throws(() => readServeConfig([...base, "--endpoint", bad], {}), (error: Error) => error instanceof ConfigError && /--endpoint/.test(error.message));
   }
 });
+
+test("serve config: --upstream routes by model, replicas by repeating a pattern; a routes file stands instead", () => {
+  const config = readServeConfig(["--upstream", "llama-*=http://a/v1", "--upstream", "http://b/v1", "--upstream", "llama-*=http://c/v1"], {});
+  assert.deepEqual(config.routes, [{ model: "llama-*", urls: ["http://a/v1", "http://c/v1"] }, { urls: ["http://b/v1"] }]);
+  const target = targetFor(config);
+  assert.equal(target.accepts?.("mistral"), true, "the default route takes every other model");
+  assert.equal(readServeConfig([], { BATCHSPOOL_UPSTREAM: "m=mock  mock" }).routes.length, 2);
+  assert.throws(
+    () => readServeConfig([], {}),
+    (error: unknown) => error instanceof ConfigError && /no upstream: pass --upstream/.test(error.message),
+  );
+  assert.throws(
+    () => readServeConfig(["--upstream", "m=ftp://x"], {}),
+    (error: unknown) => error instanceof ConfigError && /--upstream must be an http\(s\) URL or "mock"/.test(error.message),
+  );
+  assert.throws(
+    () => readServeConfig(["--upstream", "mock", "--routes-file", "/nonexistent.yaml"], {}),
+    (error: unknown) => error instanceof ConfigError && /either with --upstream or in --routes-file/.test(error.message),
+  );
+  assert.throws(
+    () => readServeConfig(["--routes-file", "/nonexistent.yaml"], {}),
+    (error: unknown) => error instanceof ConfigError && /--routes-file "\/nonexistent.yaml" cannot be read/.test(error.message),
+  );
+});

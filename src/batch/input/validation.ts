@@ -52,8 +52,34 @@ const invalidUrl = (endpoint: string, line: number): BatchErrorEntry => ({
   line,
 });
 
-/** Distinct urls a scan tracks; a file naming more is validated again at batch creation. */
+const modelNotFound = (model: string, line: number): BatchErrorEntry => ({
+  code: "model_not_found",
+  message: `The model ${JSON.stringify(model)} does not exist: no upstream is configured for it.`,
+  param: "body.model",
+  line,
+});
+
+/** Distinct urls (and models) a scan tracks; a file naming more is validated again at batch creation. */
 const MAX_TRACKED_URLS = 16;
+
+/** Which lines name which value, for up to {@link MAX_TRACKED_URLS} values. */
+type Tally = Map<string, { count: number; lines: number[] }>;
+
+/** Notes that `line` names `value`; false when the tally is full. */
+function tally(into: Tally, value: string, line: number, maxLines: number): boolean {
+  let entry = into.get(value);
+  if (!entry) {
+    if (into.size >= MAX_TRACKED_URLS) return false;
+    entry = { count: 0, lines: [] };
+    into.set(value, entry);
+  }
+  entry.count++;
+  if (entry.lines.length < maxLines) entry.lines.push(line);
+  return true;
+}
+
+/** Where a model has somewhere to go (absent: every model has). */
+export type ModelCheck = ((model: string) => boolean) | undefined;
 
 /** Checks one parsed line, except its `url` against the endpoint. Returns its problems. */
 export function checkRequestLine(value: unknown, line: number): BatchErrorEntry[] {
@@ -107,6 +133,7 @@ export function checkRequestLine(value: unknown, line: number): BatchErrorEntry[
 export class InputScanner {
   readonly limits: ValidationLimits;
   readonly endpoint: string | undefined;
+  readonly #accepts: ModelCheck;
   #splitter: LineSplitter;
   #errors: BatchErrorEntry[] = [];
   #unlistedErrors = 0;
@@ -114,12 +141,16 @@ export class InputScanner {
   #requests = 0;
   #lines = 0;
   #model: string | null = null;
-  #urls = new Map<string, { count: number; lines: number[] }>();
+  #urls: Tally = new Map();
   #urlsComplete = true;
+  #models: Tally = new Map();
+  #modelsComplete = true;
 
-  constructor(limits: ValidationLimits = DEFAULT_VALIDATION_LIMITS, endpoint?: string) {
+  /** With `endpoint` (and `accepts`), lines are checked against them; without, noted for {@link resolveScan}. */
+  constructor(limits: ValidationLimits = DEFAULT_VALIDATION_LIMITS, endpoint?: string, accepts?: ModelCheck) {
     this.limits = limits;
     this.endpoint = endpoint;
+    this.#accepts = accepts;
     // Lines are read from their bytes where they can be: only the fields checked here are built.
     this.#splitter = new LineSplitter(limits.maxLineBytes, requestLineReader);
   }
@@ -144,6 +175,8 @@ export class InputScanner {
       unlistedErrors: this.#unlistedErrors,
       urls: Object.fromEntries(this.#urls),
       urlsComplete: this.#urlsComplete,
+      models: Object.fromEntries(this.#models),
+      modelsComplete: this.#modelsComplete,
     };
   }
 
@@ -193,8 +226,13 @@ export class InputScanner {
       }
       const request = value as Partial<RequestLine>;
       if (typeof request.url === "string") {
-        if (this.endpoint === undefined) this.#noteUrl(request.url, line);
+        if (this.endpoint === undefined) this.#urlsComplete &&= tally(this.#urls, request.url, line, limits.maxErrors);
         else if (request.url !== this.endpoint) problems.push(invalidUrl(this.endpoint, line));
+      }
+      const model = isObject(request.body) && typeof request.body.model === "string" ? request.body.model : undefined;
+      if (model !== undefined) {
+        if (this.endpoint === undefined) this.#modelsComplete &&= tally(this.#models, model, line, limits.maxErrors);
+        else if (this.#accepts && !this.#accepts(model)) problems.push(modelNotFound(model, line));
       }
       for (const entry of problems) this.#report(entry);
       // Past the request limit the file has failed: its ids are no longer kept (nor their cost paid).
@@ -213,41 +251,37 @@ export class InputScanner {
     }
   }
 
-  #noteUrl(url: string, line: number) {
-    let entry = this.#urls.get(url);
-    if (!entry) {
-      if (this.#urls.size >= MAX_TRACKED_URLS) {
-        this.#urlsComplete = false;
-        return;
-      }
-      entry = { count: 0, lines: [] };
-      this.#urls.set(url, entry);
-    }
-    entry.count++;
-    if (entry.lines.length < this.limits.maxErrors) entry.lines.push(line);
-  }
 }
 
 /**
  * Completes a scan for a batch's endpoint: every line whose `url` differs is an
- * `invalid_url` error, merged with the scan's errors in line order and capped.
- * Null when the scan cannot answer (too many distinct urls, other limits).
+ * `invalid_url` error, and with `accepts`, every line naming a model nowhere
+ * to go a `model_not_found` one, merged with the scan's errors in line order
+ * and capped. Null when the scan cannot answer (too many distinct urls or
+ * models, other limits).
  */
 export function resolveScan(
   scan: InputScan,
   endpoint: string,
   limits: ValidationLimits,
+  accepts?: ModelCheck,
 ): Omit<ValidationResult, "sha256"> | null {
   if (!scan.urlsComplete || JSON.stringify(scan.limits) !== JSON.stringify(limits)) return null;
-  const urlErrors: BatchErrorEntry[] = [];
+  if (accepts && (!scan.models || !scan.modelsComplete)) return null;
+  const found: BatchErrorEntry[] = [];
   let unlisted = scan.unlistedErrors;
   for (const [url, { count, lines }] of Object.entries(scan.urls)) {
     if (url === endpoint) continue;
-    for (const line of lines) urlErrors.push(invalidUrl(endpoint, line));
+    for (const line of lines) found.push(invalidUrl(endpoint, line));
+    unlisted += count - lines.length;
+  }
+  for (const [model, { count, lines }] of accepts ? Object.entries(scan.models!) : []) {
+    if (accepts!(model)) continue;
+    for (const line of lines) found.push(modelNotFound(model, line));
     unlisted += count - lines.length;
   }
   const order = (entry: BatchErrorEntry) => entry.line ?? Number.MAX_SAFE_INTEGER;
-  const merged = [...scan.errors, ...urlErrors].sort((a, b) => order(a) - order(b));
+  const merged = [...scan.errors, ...found].sort((a, b) => order(a) - order(b));
   unlisted += Math.max(0, merged.length - limits.maxErrors);
   return {
     requests: scan.requests,
@@ -271,9 +305,10 @@ export async function validateInput(
   input: ReadableStream<Uint8Array>,
   endpoint: string,
   limits: ValidationLimits = DEFAULT_VALIDATION_LIMITS,
+  accepts?: ModelCheck,
 ): Promise<ValidationResult> {
   const hash = createSha256();
-  const scanner = new InputScanner(limits, endpoint);
+  const scanner = new InputScanner(limits, endpoint, accepts);
   for await (const chunk of input) {
     hash.update(chunk);
     scanner.push(chunk);

@@ -37,4 +37,8 @@ export interface InputScan {
   urls: Record<string, { count: number; lines: number[] }>;
   /** False when more distinct urls were named than are tracked: validate the file again. */
   urlsComplete: boolean;
+  /** For each body `model` named, as for urls (absent in scans made before models were noted). */
+  models?: Record<string, { count: number; lines: number[] }>;
+  /** False when more distinct models were named than are tracked. */
+  modelsComplete?: boolean;
 }

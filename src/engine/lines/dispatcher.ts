@@ -1,17 +1,18 @@
 /**
  * Admission control toward the target: one global limit on requests in flight,
  * optional requests-per-minute and tokens-per-minute budgets (global, and by
- * model in `model_budgets.ts`), a target-wide
- * slow-down when the target answers 429, and the order of grants between the
- * batches waiting (see {@link Dispatcher}).
+ * model in `model_budgets.ts`), each upstream's own adaptive limit, budgets and
+ * pauses (`upstream_lanes.ts`), and the order of grants between the batches
+ * waiting (see {@link Dispatcher}).
  *
  * @module
  */
 import { type Clock, type ClockTimer, systemClock } from "../../shared/clock.ts";
 import { type ModelBudget, ModelBudgets } from "./model_budgets.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import { type Lane, type LaneOf, Lanes, type LaneState, type UpstreamAnswer } from "./upstream_lanes.ts";
 
-export type { ModelBudget };
+export type { LaneOf, LaneState, ModelBudget, UpstreamAnswer };
 
 /** Options for {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -25,6 +26,8 @@ export interface DispatcherOptions {
   modelBudgets?: readonly ModelBudget[];
   /** Each owner's share of the grants within a priority, relative to the others' (1 when absent). */
   weightOf?: (owner: string) => number;
+  /** The upstream of each model's requests, with its own limits (absent: one upstream, limited by `concurrency`). */
+  lanes?: LaneOf;
   /** Time for budgets and pauses (injectable for tests). */
   clock?: Clock;
 }
@@ -41,13 +44,17 @@ export interface QueueSpec {
 
 /** Permission to send one request; release it when the request is over. */
 export interface Lease {
-  /** Frees the slot; `actualTokens` corrects the token budget by what the response reported. */
-  release(actualTokens?: number): void;
+  /**
+   * Frees the slot; `actualTokens` corrects the token budgets by what the
+   * response reported, and `answer` (absent when none came) adapts its upstream's limit.
+   */
+  release(actualTokens?: number, answer?: UpstreamAnswer): void;
 }
 
 interface Waiter {
   tokens: number;
   model: string | undefined;
+  lane: Lane;
   signal: AbortSignal | undefined;
   grant(lease: Lease): void;
   fail(reason: unknown): void;
@@ -75,7 +82,8 @@ interface Owner {
  * owner's virtual time by 1 / weight, the owner furthest behind goes next, and
  * an owner that had nothing waiting starts at the others' time rather than
  * with credit saved up); within an owner, its batches in rotation. A queue at
- * its own limit waits, and the others go on.
+ * its own limit waits, and the others go on; so does one whose next request's
+ * upstream is full, paused or out of budget.
  *
  * @example
  * ```ts
@@ -86,9 +94,7 @@ interface Owner {
  */
 export class Dispatcher {
   readonly concurrency: number;
-  #limit: number;
   #inFlight = 0;
-  #pausedUntil = 0;
   #queues = new Map<string, Queue>();
   #owners = new Map<string, Owner>();
   /** Queues with waiters. */
@@ -101,6 +107,7 @@ export class Dispatcher {
   #requests: TokenBucket | undefined;
   #tokens: TokenBucket | undefined;
   #models: ModelBudgets;
+  #lanes: Lanes;
   #budgets: { requestsPerMinute?: number; tokensPerMinute?: number };
   #weightOf: (owner: string) => number;
   #clock: Clock;
@@ -112,8 +119,8 @@ export class Dispatcher {
       throw new RangeError(`concurrency must be a positive integer, got ${options.concurrency}`);
     }
     this.concurrency = options.concurrency;
-    this.#limit = options.concurrency;
     this.#clock = options.clock ?? systemClock;
+    this.#lanes = new Lanes(options.lanes, options.concurrency, this.#clock);
     this.#weightOf = options.weightOf ?? (() => 1);
     this.#budgets = { requestsPerMinute: options.requestsPerMinute, tokensPerMinute: options.tokensPerMinute };
     if (options.requestsPerMinute) this.#requests = new TokenBucket(options.requestsPerMinute, this.#clock);
@@ -126,9 +133,9 @@ export class Dispatcher {
     return this.#inFlight;
   }
 
-  /** The current limit on requests in flight (lowered after 429s, raised back on successes). */
-  get limit(): number {
-    return Math.max(1, Math.floor(this.#limit));
+  /** Each upstream's requests in flight and current limit. */
+  upstreams(): LaneState[] {
+    return this.#lanes.states();
   }
 
   /**
@@ -140,22 +147,20 @@ export class Dispatcher {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const spec = typeof queue === "string" ? { id: queue, owner: "", priority: 0, maxInFlight: null } : queue;
     const found = this.#queueOf(spec);
+    const lane = this.#lanes.of(model);
     // Fast path: nobody waits and every limit and budget allows it — no waiter, no abort listener.
-    if (
-      this.#waiting === 0 && this.#inFlight < this.limit && this.#underOwnLimit(found) &&
-      this.#clock.monotonic() >= this.#pausedUntil
-    ) {
+    if (this.#waiting === 0 && this.#inFlight < this.concurrency && this.#underOwnLimit(found) && !lane.full) {
       if (
         (this.#requests?.waitFor(1) ?? 0) === 0 && (this.#tokens?.waitFor(estimatedTokens) ?? 0) === 0 &&
-        this.#models.waitFor(model, estimatedTokens) === 0
+        this.#models.waitFor(model, estimatedTokens) === 0 && lane.waitFor(estimatedTokens) === 0
       ) {
-        return Promise.resolve(this.#grant(found, estimatedTokens, model));
+        return Promise.resolve(this.#grant(found, { tokens: estimatedTokens, model, lane }));
       }
     }
     return new Promise<Lease>((resolve, reject) => {
       if (signal) this.#watch(signal);
       if (found.waiters.length === 0) this.#startWaiting(found);
-      found.waiters.push({ tokens: estimatedTokens, model, signal, grant: resolve, fail: reject });
+      found.waiters.push({ tokens: estimatedTokens, model, lane, signal, grant: resolve, fail: reject });
       this.#pump();
     });
   }
@@ -170,19 +175,7 @@ export class Dispatcher {
     if (requestsPerMinute) this.#requests!.setRate(requestsPerMinute * share);
     if (tokensPerMinute) this.#tokens!.setRate(tokensPerMinute * share);
     this.#models.share(share);
-    this.#pump();
-  }
-
-  /** The target said 429: pause every grant for `delayMs` and halve the concurrency. */
-  backOff(delayMs: number): void {
-    this.#limit = Math.max(1, this.#limit / 2);
-    this.#pausedUntil = Math.max(this.#pausedUntil, this.#clock.monotonic() + delayMs);
-    this.#schedule(this.#pausedUntil);
-  }
-
-  /** A request succeeded: creep the concurrency back up (additive increase). */
-  noteSuccess(): void {
-    if (this.#limit < this.concurrency) this.#limit = Math.min(this.concurrency, this.#limit + 1 / this.#limit);
+    this.#lanes.share(share);
     this.#pump();
   }
 
@@ -260,13 +253,14 @@ export class Dispatcher {
 
   /**
    * The queue whose head waiter goes next (see the class's comment), or null
-   * when every waiting queue is at its limit or its head's model is out of
-   * budget (then `modelWait` is how long until the first of those fits).
+   * when every waiting queue is at its limit or its head's model or upstream
+   * cannot take it yet (then `wait` is how long until the first of those can;
+   * Infinity when only a release can help).
    */
-  #next(): { queue: Queue | null; modelWait: number } {
+  #next(): { queue: Queue | null; wait: number } {
     let best: Queue | null = null;
     let bestPass = 0;
-    let modelWait = Infinity;
+    let wait = Infinity;
     for (const queue of this.#queues.values()) {
       if (queue.waiters.length === 0 || !this.#underOwnLimit(queue)) continue;
       const pass = this.#owners.get(queue.spec.owner)!.pass;
@@ -276,41 +270,42 @@ export class Dispatcher {
         (queue.spec.priority === best.spec.priority &&
           (pass < bestPass || (pass === bestPass && queue.servedAt < best.servedAt)))
       ) {
-        // A model out of budget waits; other models go on.
-        if (this.#models.any) {
-          const wait = this.#models.waitFor(queue.waiters[0].model, queue.waiters[0].tokens);
-          if (wait > 0) {
-            modelWait = Math.min(modelWait, wait);
-            continue;
-          }
+        // A model out of budget or an upstream full, paused or out of budget waits; the others go on.
+        const head = queue.waiters[0];
+        if (head.lane.full) continue;
+        const headWait = Math.max(this.#models.any ? this.#models.waitFor(head.model, head.tokens) : 0, head.lane.waitFor(head.tokens));
+        if (headWait > 0) {
+          wait = Math.min(wait, headWait);
+          continue;
         }
         best = queue;
         bestPass = pass;
       }
     }
-    return { queue: best, modelWait };
+    return { queue: best, wait };
   }
 
   #pump() {
-    while (this.#waiting && this.#inFlight < this.limit) {
+    while (this.#waiting && this.#inFlight < this.concurrency) {
       const now = this.#clock.monotonic();
-      if (now < this.#pausedUntil) return this.#schedule(this.#pausedUntil);
-      const { queue, modelWait } = this.#next();
-      if (!queue) return modelWait < Infinity ? this.#schedule(now + modelWait) : undefined;
+      const next = this.#next();
+      const queue = next.queue;
+      if (!queue) return next.wait < Infinity ? this.#schedule(now + next.wait) : undefined;
       const waiter = queue.waiters[0];
       const wait = Math.max(this.#requests?.waitFor(1) ?? 0, this.#tokens?.waitFor(waiter.tokens) ?? 0);
       if (wait > 0) return this.#schedule(now + wait);
       queue.waiters.shift();
-      const lease = this.#grant(queue, waiter.tokens, waiter.model);
+      const lease = this.#grant(queue, waiter);
       if (queue.waiters.length === 0) this.#stopWaiting(queue);
       waiter.grant(lease);
     }
   }
 
-  #grant(queue: Queue, estimated: number, model: string | undefined): Lease {
+  #grant(queue: Queue, { tokens: estimated, model, lane }: Pick<Waiter, "tokens" | "model" | "lane">): Lease {
     this.#requests?.spend(1);
     this.#tokens?.spend(estimated);
     this.#models.spend(model, estimated);
+    const ticket = lane.spend(estimated);
     this.#inFlight++;
     queue.inFlight++;
     queue.servedAt = ++this.#grants;
@@ -321,11 +316,12 @@ export class Dispatcher {
     }
     let released = false;
     return {
-      release: (actualTokens) => {
+      release: (actualTokens, answer) => {
         if (released) return;
         released = true;
         this.#inFlight--;
         queue.inFlight--;
+        lane.release(ticket, estimated, actualTokens, answer);
         this.#forgetIfIdle(queue);
         if (actualTokens !== undefined && actualTokens > 0) {
           const difference = actualTokens - estimated;
@@ -360,6 +356,7 @@ export function dispatcherFor(
     ownerWeights?: ReadonlyMap<string, number>;
   },
   clock: Clock,
+  lanes?: LaneOf,
 ): Dispatcher {
   const weights = options.ownerWeights;
   return new Dispatcher({
@@ -368,6 +365,7 @@ export function dispatcherFor(
     requestsPerMinute: options.requestsPerMinute,
     tokensPerMinute: options.tokensPerMinute,
     modelBudgets: options.modelBudgets,
+    lanes,
     clock,
   });
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { setMaxListeners } from "node:events";
-import type { Dispatcher, Lease, QueueSpec } from "./dispatcher.ts";
+import type { Dispatcher, Lease, QueueSpec, UpstreamAnswer } from "./dispatcher.ts";
 import { createEventLoopShare } from "./event_loop_share.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type Clock, sleep } from "../../shared/clock.ts";
@@ -189,18 +189,17 @@ async function runLine(
   for (let attempt = 0;; attempt++) {
     const sentAt = ctx.clock.monotonic();
     try {
-      const response = await ctx.target.send({
-        url: request.url,
-        bodyText,
-        signal: requestSignal,
-      });
+      const response = await ctx.target.send({ url: request.url, bodyText, signal: requestSignal, model: modelOf(request) });
       outcome = { kind: "response", response };
-      lease.release(totalTokensOf(response.body.usage));
+      lease.release(totalTokensOf(response.body.usage), upstreamAnswer(outcome, ctx.clock.monotonic() - sentAt));
     } catch (error) {
-      lease.release();
       // A target that cannot send anything as configured fails the batch (once), not each line.
-      if (!(error instanceof TargetError) || error.code === "misconfigured") throw error;
+      if (!(error instanceof TargetError) || error.code === "misconfigured") {
+        lease.release();
+        throw error;
+      }
       outcome = { kind: "no_response", error };
+      lease.release(undefined, upstreamAnswer(outcome, ctx.clock.monotonic() - sentAt));
     }
     lease = null;
     if (outcome.kind === "no_response" && outcome.error.code === "aborted") return;
@@ -210,15 +209,12 @@ async function runLine(
     const retryable = outcome.kind === "no_response"
       ? outcome.error.code === "timeout" || outcome.error.code === "connection_error"
       : RETRYABLE_STATUSES.has(status);
-    if (outcome.kind === "response" && status < 300) ctx.dispatcher.noteSuccess();
     if (!retryable || attempt >= ctx.maxRetries) break;
     // Stopping: a line waiting for a retry is left undone rather than recorded as failed.
     if (stopSignal.aborted) return;
     ctx.observer.retried?.(answer);
     const asked = outcome.kind === "response" ? outcome.response.retryAfterMs : null;
-    const delay = asked ?? backoffDelay(attempt, ctx.backoff);
-    if (status === 429) ctx.dispatcher.backOff(delay);
-    if (!(await sleep(ctx.clock, delay, stopSignal))) return;
+    if (!(await sleep(ctx.clock, asked ?? backoffDelay(attempt, ctx.backoff), stopSignal))) return;
     try {
       lease = await ctx.dispatcher.acquire(active.queue, estimateRequestTokens(bodyText, request.body), stopSignal, modelOf(request));
     } catch (error) {
@@ -229,7 +225,21 @@ async function runLine(
   recordOutcome(active, line, request.custom_id, outcome);
 }
 
-/** The model a line's body names (for budgets by model). */
+/**
+ * What an outcome tells its upstream's adaptive limit: 429 and 503 (and a
+ * timeout) say it has too much to do; an abort says nothing.
+ */
+function upstreamAnswer(outcome: Outcome, latencyMs: number): UpstreamAnswer | undefined {
+  if (outcome.kind === "no_response") {
+    if (outcome.error.code === "aborted") return undefined;
+    return { kind: outcome.error.code === "timeout" ? "overloaded" : "other", latencyMs };
+  }
+  const { status, retryAfterMs } = outcome.response;
+  if (status === 429 || status === 503) return { kind: "overloaded", latencyMs, retryAfterMs };
+  return { kind: status < 300 ? "success" : "other", latencyMs };
+}
+
+/** The model a line's body names (for budgets and routes by model). */
 function modelOf(request: RequestLine): string | undefined {
   const model = (request.body as { model?: unknown }).model;
   return typeof model === "string" ? model : undefined;

@@ -8,6 +8,7 @@
  */
 import type { Clock } from "../../shared/clock.ts";
 import { TokenBucket } from "./token_bucket.ts";
+import { globMatches } from "../../shared/glob.ts";
 
 /** A budget for the models matching `pattern` (`*` stands for any characters). */
 export interface ModelBudget {
@@ -22,11 +23,6 @@ interface Buckets {
   rule: ModelBudget;
 }
 
-/** Whether `model` matches a rule's pattern. */
-export function modelMatches(pattern: string, model: string): boolean {
-  const source = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*");
-  return new RegExp(`^${source}$`).test(model);
-}
 
 /** The budgets of every model seen so far. */
 export class ModelBudgets {
@@ -50,7 +46,7 @@ export class ModelBudgets {
     if (model === undefined || !this.#rules.length) return null;
     let found = this.#models.get(model);
     if (found === undefined) {
-      const rule = this.#rules.find((candidate) => modelMatches(candidate.pattern, model));
+      const rule = this.#rules.find((candidate) => globMatches(candidate.pattern, model));
       found = rule
         ? {
           rule,
