@@ -191,7 +191,6 @@ async function runLine(
     try {
       const response = await ctx.target.send({ url: request.url, bodyText, signal: requestSignal, model: modelOf(request) });
       outcome = { kind: "response", response };
-      lease.release(totalTokensOf(response.body.usage), upstreamAnswer(outcome, ctx.clock.monotonic() - sentAt));
     } catch (error) {
       // A target that cannot send anything as configured fails the batch (once), not each line.
       if (!(error instanceof TargetError) || error.code === "misconfigured") {
@@ -199,13 +198,14 @@ async function runLine(
         throw error;
       }
       outcome = { kind: "no_response", error };
-      lease.release(undefined, upstreamAnswer(outcome, ctx.clock.monotonic() - sentAt));
     }
+    const latencyMs = ctx.clock.monotonic() - sentAt;
+    lease.release(outcome.kind === "response" ? totalTokensOf(outcome.response.body.usage) : undefined, upstreamAnswer(outcome, latencyMs));
     lease = null;
     if (outcome.kind === "no_response" && outcome.error.code === "aborted") return;
     const status = outcome.kind === "response" ? outcome.response.status : 0;
     const answer = outcome.kind === "response" ? String(status) : outcome.error.code;
-    ctx.observer.targetAnswered?.(answer, (ctx.clock.monotonic() - sentAt) / 1000);
+    ctx.observer.targetAnswered?.(answer, latencyMs / 1000);
     const retryable = outcome.kind === "no_response"
       ? outcome.error.code === "timeout" || outcome.error.code === "connection_error"
       : RETRYABLE_STATUSES.has(status);

@@ -57,8 +57,15 @@ export class Lane {
 
   /** Milliseconds until a request of `tokens` may go (0: now), paused or out of budget. */
   waitFor(tokens: number): number {
-    const paused = this.#pausedUntil - this.#clock.monotonic();
-    return Math.max(paused, this.#requests?.waitFor(1) ?? 0, this.#tokens?.waitFor(tokens) ?? 0, 0);
+    let wait = 0;
+    // Read the clock only while a pause was asked for: this runs for every line.
+    if (this.#pausedUntil !== 0) {
+      wait = this.#pausedUntil - this.#clock.monotonic();
+      if (wait <= 0) wait = this.#pausedUntil = 0;
+    }
+    if (this.#requests) wait = Math.max(wait, this.#requests.waitFor(1));
+    if (this.#tokens) wait = Math.max(wait, this.#tokens.waitFor(tokens));
+    return wait;
   }
 
   /** A request goes: its ticket for {@link answered}. */
