@@ -73,10 +73,15 @@ export function report(name: string, result: Record<string, unknown>): void {
  * Starts bench/_upstream_server.mjs in its own Node process (refusing with 429
  * above `capacity` in flight when given); resolves with its base URL and a stop function.
  */
-export async function startBenchUpstream(latencyMs: number, capacity?: number): Promise<{ baseUrl: string; stop(): Promise<void> }> {
+export function startBenchUpstream(latencyMs: number, capacity?: number): Promise<{ baseUrl: string; stop(): Promise<void> }> {
+  return startUpstreamScript("./_upstream_server.mjs", [String(latencyMs), ...(capacity ? [String(capacity)] : [])]);
+}
+
+/** Starts a bench upstream script of this folder with `args` in its own Node process. */
+export async function startUpstreamScript(script: string, args: string[]): Promise<{ baseUrl: string; stop(): Promise<void> }> {
   const { spawn } = await import("node:child_process");
   const { fileURLToPath } = await import("node:url");
-  const child = spawn("node", [fileURLToPath(new URL("./_upstream_server.mjs", import.meta.url)), String(latencyMs), ...(capacity ? [String(capacity)] : [])], {
+  const child = spawn("node", [fileURLToPath(new URL(script, import.meta.url)), ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const port = await new Promise<number>((resolve, reject) => {

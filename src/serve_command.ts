@@ -84,6 +84,7 @@ export function engineFor(
     requestsPerMinute: config.requestsPerMinute,
     ownerWeights: config.ownerWeights,
     modelBudgets: config.modelBudgets,
+    prefixGrouping: config.prefixGrouping,
     endpoints: [...DEFAULT_ENDPOINTS, ...config.endpoints],
     tokensPerMinute: config.tokensPerMinute,
     maxRetries: config.maxRetries,

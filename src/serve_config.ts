@@ -51,6 +51,8 @@ export interface ServeConfig {
   tokensPerMinute: number | undefined;
   /** Endpoints a batch may target besides the built-in ones (`--endpoint`), forwarded as they are. */
   endpoints: string[];
+  /** Send lines sharing leading messages together (off with `--no-prefix-grouping`). */
+  prefixGrouping: boolean;
   /** Budgets by model (`--model-budget`), in the order given. */
   modelBudgets: ModelBudget[];
   maxRetries: number;
@@ -143,6 +145,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
         "lock-stale-after": { type: "string" },
         "idle-timeout": { type: "string" },
         "scan-worker": { type: "boolean" },
+        "no-prefix-grouping": { type: "boolean" },
         "no-scan-worker": { type: "boolean" },
         "webhook-url": { type: "string" },
         "webhook-secret": { type: "string" },
@@ -206,6 +209,7 @@ export function readServeConfig(args: string[], env: Record<string, string | und
     requestsPerMinute: integer(values.rpm ?? env.BATCHSPOOL_RPM, "--rpm", 1),
     tokensPerMinute: integer(values.tpm ?? env.BATCHSPOOL_TPM, "--tpm", 1),
     endpoints: endpointsOf([...(values.endpoint ?? []), ...(env.BATCHSPOOL_ENDPOINTS ?? "").split(",")]),
+    prefixGrouping: !(values["no-prefix-grouping"] ?? ENV_NO.includes(env.BATCHSPOOL_PREFIX_GROUPING ?? "")),
     modelBudgets: [...(values["model-budget"] ?? []), ...(env.BATCHSPOOL_MODEL_BUDGETS ?? "").split(";")]
       .map((rule) => rule.trim()).filter(Boolean).map(modelBudgetOf),
     maxRetries: integer(values["max-retries"] ?? env.BATCHSPOOL_MAX_RETRIES, "--max-retries", 0) ?? 5,

@@ -50,6 +50,8 @@ Options (each also read from the environment variable shown):
   --allowed-hosts <names>  BATCHSPOOL_ALLOWED_HOSTS  without API keys: host names clients use besides
                                                      localhost and the bound address, comma-separated
                                                      ("*": any; others are refused, against DNS rebinding)
+  --no-prefix-grouping     BATCHSPOOL_PREFIX_GROUPING=0  send lines in input order, not grouped by their
+                                                     shared leading messages (system prompt, first turns)
   --concurrency <n>        BATCHSPOOL_CONCURRENCY    requests in flight upstream (default 32)
   --rpm <n>                BATCHSPOOL_RPM            requests-per-minute budget upstream
   --tpm <n>                BATCHSPOOL_TPM            tokens-per-minute budget upstream

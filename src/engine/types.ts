@@ -62,6 +62,11 @@ export interface BatchEngineOptions {
   cancelGraceMs?: number;
   /** How long requests in flight may finish on shutdown before they are aborted (default 5 s). */
   shutdownGraceMs?: number;
+  /**
+   * Send lines that share leading messages (system prompt, first turns) together, within
+   * windows of 1,024 lines, so that a prefix-caching server reuses its cache (default true).
+   */
+  prefixGrouping?: boolean;
   /** Endpoints a batch may target (default: the five OpenAI text endpoints). */
   endpoints?: readonly string[];
   /** Upload size limits (default 512 MB a file, 200 MB a batch input). */

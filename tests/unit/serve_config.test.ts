@@ -132,3 +132,9 @@ test("serve config: --upstream routes by model, replicas by repeating a pattern;
     (error: unknown) => error instanceof ConfigError && /--routes-file "\/nonexistent.yaml" cannot be read/.test(error.message),
   );
 });
+
+test("serve config: prefix grouping is on unless --no-prefix-grouping or BATCHSPOOL_PREFIX_GROUPING=0", () => {
+  assert.equal(readServeConfig(base, {}).prefixGrouping, true);
+  assert.equal(readServeConfig([...base, "--no-prefix-grouping"], {}).prefixGrouping, false);
+  assert.equal(readServeConfig(base, { BATCHSPOOL_PREFIX_GROUPING: "0" }).prefixGrouping, false);
+});

@@ -8,6 +8,7 @@
 import { setMaxListeners } from "node:events";
 import type { Dispatcher, Lease, QueueSpec, UpstreamAnswer } from "./dispatcher.ts";
 import { createEventLoopShare } from "./event_loop_share.ts";
+import { groupByPrefix } from "./prefix_groups.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { type Clock, sleep } from "../../shared/clock.ts";
 import { type EngineObserver, NO_OBSERVER } from "./engine_observer.ts";
@@ -34,14 +35,22 @@ export interface RunContext {
   clock: Clock;
   /** Told of answers and retries. */
   observer: EngineObserver;
+  /** Send lines that share leading messages together (`prefix_groups.ts`). */
+  prefixGrouping: boolean;
 }
 
 /** An engine's run context: its parts, with the retry policy and observer its options name (or the defaults). */
 export function runContextOf(
-  options: { maxRetries?: number; backoff?: BackoffPolicy; observer?: EngineObserver },
-  parts: Omit<RunContext, "maxRetries" | "backoff" | "observer">,
+  options: { maxRetries?: number; backoff?: BackoffPolicy; observer?: EngineObserver; prefixGrouping?: boolean },
+  parts: Omit<RunContext, "maxRetries" | "backoff" | "observer" | "prefixGrouping">,
 ): RunContext {
-  return { ...parts, maxRetries: options.maxRetries ?? 5, backoff: options.backoff ?? DEFAULT_BACKOFF, observer: options.observer ?? NO_OBSERVER };
+  return {
+    ...parts,
+    maxRetries: options.maxRetries ?? 5,
+    backoff: options.backoff ?? DEFAULT_BACKOFF,
+    observer: options.observer ?? NO_OBSERVER,
+    prefixGrouping: options.prefixGrouping ?? true,
+  };
 }
 
 /** A slice being run: where its results go, and the signals that stop it. */
@@ -124,7 +133,8 @@ export async function dispatchLines(
   const eventLoop = createEventLoopShare(SLICE_MS);
   let sinceCheck = 0;
   try {
-    dispatch: for await (const group of lines) {
+    const ordered = ctx.prefixGrouping ? groupByPrefix(lines, 2 * ctx.dispatcher.concurrency) : lines;
+    dispatch: for await (const group of ordered) {
       for (const { line, text, request } of group) {
         if (++sinceCheck === LINES_PER_CLOCK_CHECK) {
           sinceCheck = 0;
