@@ -301,7 +301,12 @@ export function createBatchEngine(options: BatchEngineOptions): BatchEngine {
 
     stats() {
       const { batches, linesWaiting } = node.stats;
-      return { batches, linesWaiting: Math.max(0, linesWaiting - dispatcher.inFlight), requestsInFlight: dispatcher.inFlight };
+      return {
+        batches,
+        linesWaiting: Math.max(0, linesWaiting - dispatcher.inFlight),
+        requestsInFlight: dispatcher.inFlight,
+        upstreams: upstreamViews(dispatcher, target),
+      };
     },
 
     async freshStats() {

@@ -126,6 +126,8 @@ export interface EngineStats {
   linesWaiting: number;
   /** Requests toward the target that have not been answered. */
   requestsInFlight: number;
+  /** Each upstream's adaptive limit, requests in flight and replicas, as this node sees them. */
+  upstreams: UpstreamView[];
 }
 
 /** A batch, and for one of Anthropic's Message Batches API what it keeps besides. */

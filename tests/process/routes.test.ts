@@ -103,6 +103,10 @@ test("routes: a replica that refuses connections and one that answers 500 are ta
       const breakers = cluster.upstreams[0].replicas.map((r: { breaker: string }) => r.breaker);
       assert.equal(breakers[2], "closed");
       assert.notEqual(breakers[1], "closed", "the broken replica is out");
+      const metrics = await (await fetch(new URL("/metrics", server.baseURL))).text();
+      assert.match(metrics, new RegExp(`batchspool_upstream_replica_out\\{upstream="m",replica="${broken.baseUrl}"\\} 1`));
+      assert.match(metrics, new RegExp(`batchspool_upstream_replica_out\\{upstream="m",replica="${live.baseUrl}"\\} 0`));
+      assert.match(metrics, /batchspool_upstream_limit\{upstream="m"\} [1-4]\n/);
     } finally {
       await server.stop();
       await Promise.all([live.close(), broken.close()]);

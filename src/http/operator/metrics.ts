@@ -103,6 +103,35 @@ export function createPrometheusMetrics(): PrometheusMetrics {
       this.set(engine?.stats().requestsInFlight ?? 0);
     },
   });
+  new Gauge({
+    name: "batchspool_upstream_limit",
+    help: "Requests each upstream may have in flight now: its adaptive limit, lowered on 429/503 and rising latency.",
+    labelNames: ["upstream"],
+    registers,
+    collect() {
+      for (const view of engine?.stats().upstreams ?? []) this.set({ upstream: view.upstream }, view.limit);
+    },
+  });
+  new Gauge({
+    name: "batchspool_upstream_requests_in_flight",
+    help: "Requests in flight to each upstream.",
+    labelNames: ["upstream"],
+    registers,
+    collect() {
+      for (const view of engine?.stats().upstreams ?? []) this.set({ upstream: view.upstream }, view.in_flight);
+    },
+  });
+  new Gauge({
+    name: "batchspool_upstream_replica_out",
+    help: "1 while a replica is taken out by its circuit breaker (open or waiting for its probe), else 0.",
+    labelNames: ["upstream", "replica"],
+    registers,
+    collect() {
+      for (const view of engine?.stats().upstreams ?? []) {
+        for (const replica of view.replicas) this.set({ upstream: view.upstream, replica: replica.url }, replica.breaker === "closed" ? 0 : 1);
+      }
+    },
+  });
   const uploads = new Counter({
     name: "batchspool_uploads_total",
     help: "File uploads, by outcome: stored, or refused (invalid, too large, cut short).",
