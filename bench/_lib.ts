@@ -131,6 +131,32 @@ export async function pollBatch(
   }
 }
 
+type Engine = import("../src/engine/types.ts").BatchEngine;
+
+/** Uploads `content` to a started engine as the default owner's batch input; resolves with its file id. */
+export async function uploadToEngine(engine: Engine, content: Uint8Array): Promise<string> {
+  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
+  return (await engine.files.commit(received, { purpose: "batch" })).id;
+}
+
+/**
+ * Creates a chat completions batch of `fileId` on `engine` and waits for it to
+ * complete with no failed line; resolves with its lines per second from the create.
+ */
+export async function runToCompletion(engine: Engine, fileId: string): Promise<number> {
+  const started = performance.now();
+  const batch = await engine.createBatch("default", { input_file_id: fileId, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  for (;;) {
+    const done = await engine.getBatch("default", batch.id);
+    if (done.status === "completed") {
+      if (done.request_counts.failed) throw new Error(`${done.request_counts.failed} requests failed`);
+      return done.request_counts.total / ((performance.now() - started) / 1000);
+    }
+    if (done.status === "failed") throw new Error(JSON.stringify(done.errors));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /**
  * Runs one batch through an in-process engine on a fresh fs store and returns
  * its lines per second, from batch creation to `completed`.
@@ -151,23 +177,7 @@ export async function timeBatchInProcess(
   const storage = openStorage ? await openStorage() : await createFsStorage({ dir });
   const engine = createBatchEngine({ storage, target, logger: silentLogger, concurrency });
   await engine.start();
-  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
-  const file = await engine.files.commit(received, { purpose: "batch" });
-  const started = performance.now();
-  const batch = await engine.createBatch("default", {
-    input_file_id: file.id,
-    endpoint: "/v1/chat/completions",
-    completion_window: "24h",
-  });
-  let done;
-  for (;;) {
-    done = await engine.getBatch("default", batch.id);
-    if (done.status === "completed") break;
-    if (done.status === "failed") throw new Error(JSON.stringify(done.errors));
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  const rate = done.request_counts.total / ((performance.now() - started) / 1000);
-  if (done.request_counts.failed) throw new Error(`${done.request_counts.failed} requests failed`);
+  const rate = await runToCompletion(engine, await uploadToEngine(engine, content));
   await engine.close();
   await storage.close();
   await (storage as { dispose?(): Promise<void> }).dispose?.();

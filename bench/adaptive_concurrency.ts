@@ -12,7 +12,7 @@ import { silentLogger } from "../src/shared/logger.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import { createHttpTarget } from "../src/targets/http_target.ts";
 import type { Target } from "../src/targets/types.ts";
-import { median, pairedRatio, report, runsArg, startBenchUpstream } from "./_lib.ts";
+import { median, pairedRatio, report, runToCompletion, runsArg, startBenchUpstream, uploadToEngine } from "./_lib.ts";
 
 const CAPACITY = 16;
 const LATENCY_MS = 20;
@@ -39,21 +39,9 @@ async function run(baseUrl: string, lines: number, mode: Mode): Promise<{ perSec
   const engine = createBatchEngine({ storage, target, logger: silentLogger, concurrency, maxRetries: 20 });
   await engine.start();
   const content = new TextEncoder().encode(Array.from({ length: lines }, (_, i) => lineOf(i)).join("\n"));
-  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
-  const file = await engine.files.commit(received, { purpose: "batch" });
+  const fileId = await uploadToEngine(engine, content);
   const before = await upstreamStats(baseUrl);
-  const started = performance.now();
-  const batch = await engine.createBatch("default", { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-  for (;;) {
-    const done = await engine.getBatch("default", batch.id);
-    if (done.status === "completed") {
-      if (done.request_counts.failed) throw new Error(`${done.request_counts.failed} requests failed`);
-      break;
-    }
-    if (done.status === "failed") throw new Error(JSON.stringify(done.errors));
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  const perSecond = lines / ((performance.now() - started) / 1000);
+  const perSecond = await runToCompletion(engine, fileId);
   const after = await upstreamStats(baseUrl);
   await engine.close();
   await storage.close();

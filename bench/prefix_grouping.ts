@@ -11,7 +11,7 @@ import { createBatchEngine } from "../src/engine/engine.ts";
 import { silentLogger } from "../src/shared/logger.ts";
 import { createMemoryStorage } from "../src/storage/memory.ts";
 import { createHttpTarget } from "../src/targets/http_target.ts";
-import { median, pairedRatio, report, runsArg, startUpstreamScript } from "./_lib.ts";
+import { median, pairedRatio, report, runToCompletion, runsArg, startUpstreamScript, uploadToEngine } from "./_lib.ts";
 
 const LINES = 4_000;
 const PREFIXES = 200;
@@ -49,18 +49,9 @@ async function run(baseUrl: string, content: Uint8Array, prefixGrouping: boolean
   const storage = createMemoryStorage();
   const engine = createBatchEngine({ storage, target: createHttpTarget({ baseUrl }), logger: silentLogger, concurrency: CONCURRENCY, prefixGrouping });
   await engine.start();
-  const received = await engine.files.receive({ owner: "default", filename: "in.jsonl", purpose: "batch", content });
-  const file = await engine.files.commit(received, { purpose: "batch" });
+  const fileId = await uploadToEngine(engine, content);
   const before = await cacheStats(baseUrl);
-  const started = performance.now();
-  const batch = await engine.createBatch("default", { input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-  for (;;) {
-    const done = await engine.getBatch("default", batch.id);
-    if (done.status === "completed") break;
-    if (done.status === "failed") throw new Error(JSON.stringify(done.errors));
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  const perSecond = LINES / ((performance.now() - started) / 1000);
+  const perSecond = await runToCompletion(engine, fileId);
   const after = await cacheStats(baseUrl);
   await engine.close();
   await storage.close();
