@@ -77,11 +77,16 @@ export function startBenchUpstream(latencyMs: number, capacity?: number): Promis
   return startUpstreamScript("./_upstream_server.mjs", [String(latencyMs), ...(capacity ? [String(capacity)] : [])]);
 }
 
-/** Starts a bench upstream script of this folder with `args` in its own Node process. */
-export async function startUpstreamScript(script: string, args: string[]): Promise<{ baseUrl: string; stop(): Promise<void> }> {
+/** Starts a bench upstream script of this folder with `args` in its own process (Node's, or Bun's). */
+export async function startUpstreamScript(
+  script: string,
+  args: string[],
+  runtime: "node" | "bun" = "node",
+): Promise<{ baseUrl: string; stop(): Promise<void> }> {
   const { spawn } = await import("node:child_process");
   const { fileURLToPath } = await import("node:url");
-  const child = spawn("node", [fileURLToPath(new URL(script, import.meta.url)), ...args], {
+  const command = runtime === "node" ? "node" : fileURLToPath(new URL("../node_modules/.bin/bun", import.meta.url));
+  const child = spawn(command, [fileURLToPath(new URL(script, import.meta.url)), ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const port = await new Promise<number>((resolve, reject) => {

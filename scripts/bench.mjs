@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { startDatabase } from "./embedded_postgres.mjs";
 
-const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history", "postgres", "cluster", "hash_flooding", "scheduling", "adaptive_concurrency", "prefix_grouping"];
+const ALL = ["engine_overhead", "http_upstream", "upload_ingest", "memory", "recovery", "status_latency", "history", "postgres", "cluster", "hash_flooding", "scheduling", "adaptive_concurrency", "prefix_grouping", "transports"];
 const args = process.argv.slice(2);
 const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const runtimes = (option("--runtimes") ?? "node,bun,deno").split(",");

@@ -32,6 +32,11 @@ export interface HttpTargetOptions {
   maxResponseBytes?: number;
   /** Where request deadlines are timed (injectable for tests). */
   clock?: Clock;
+  /**
+   * `fetch` sends through the runtime's `fetch` even where the HTTP/1.1 client
+   * would be used (an `http:` URL without a proxy); for measuring the two.
+   */
+  transport?: "http1" | "fetch";
 }
 
 /** The upstream URL of each line URL (`/v1/chat/completions` → `<baseUrl>/chat/completions`), remembered: there are a handful. */
@@ -78,7 +83,7 @@ export function createHttpTarget(options: HttpTargetOptions): Target {
   const headersOf = (lineUrl: string) => (lineUrl === "/v1/messages" ? messagesHeaders : headers);
   const deadlines = new RequestDeadlines(timeoutMs, options.clock ?? systemClock);
   const urlOf = upstreamUrls(options.baseUrl);
-  const post = choosePost(options.baseUrl, { maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES });
+  const post = choosePost(options.baseUrl, { maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES }, options.transport);
   return {
     // Said in logs and in tenants' error records: without user info or query.
     description: redactUrl(options.baseUrl),

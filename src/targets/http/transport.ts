@@ -100,14 +100,16 @@ function httpProxyConfigured(): boolean {
 /**
  * The POST function for requests to `baseUrl`: the HTTP/1.1 client
  * (`http1_post.ts`) for an `http:` URL when no proxy is configured, `fetch`
- * otherwise.
+ * otherwise; `transport: "fetch"` asks for `fetch` whatever the URL (for
+ * measuring one against the other).
  *
  * @example
  * ```ts
  * const post = choosePost("http://127.0.0.1:8000/v1"); // the HTTP/1.1 client
  * ```
  */
-export function choosePost(baseUrl: string, limits: TransportLimits = {}): PostFunction {
+export function choosePost(baseUrl: string, limits: TransportLimits = {}, transport?: "http1" | "fetch"): PostFunction {
+  if (transport === "fetch") return fetchPost(limits);
   const plainHttp = new URL(baseUrl).protocol === "http:";
   return plainHttp && !httpProxyConfigured() ? http1Post(limits) : fetchPost(limits);
 }
