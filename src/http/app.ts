@@ -7,6 +7,7 @@
  */
 import { type Context, Hono } from "hono";
 import type { BatchEngine } from "../engine/engine.ts";
+import type { UpstreamView } from "../engine/types.ts";
 import { DEFAULT_FILE_LIMITS } from "../batch/files/file_service.ts";
 import { consoleLogger, type Logger } from "../shared/logger.ts";
 import { type Clock, systemClock } from "../shared/clock.ts";
@@ -110,7 +111,9 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
 
   const node = { node_id: engine.nodeId };
   app.get("/health", (c) =>
-    engine.ready ? c.json({ status: "ok", ...node }) : c.json({ status: "starting", ...node }, 503));
+    engine.ready
+      ? c.json({ status: "ok", ...node, upstreams: upstreamHealth(engine.stats().upstreams) })
+      : c.json({ status: "starting", ...node }, 503));
   if (options.operatorRoutes !== false) addOperatorRoutes(app, { metrics: options.metrics, cluster: options.cluster });
 
   const { metrics } = options;
@@ -146,4 +149,19 @@ export function createApp(options: AppOptions): Hono<{ Variables: OwnerVariables
     }),
   );
   return app;
+}
+
+/**
+ * Each upstream's state for `/health`: its limit now and, with routes, how many
+ * of its replicas are out. No URL: `/health` is public on the API port.
+ */
+function upstreamHealth(views: UpstreamView[]) {
+  return views.map((view) => ({
+    upstream: view.upstream,
+    limit: view.limit,
+    in_flight: view.in_flight,
+    ...(view.replicas.length
+      ? { replicas: view.replicas.length, replicas_out: view.replicas.filter((replica) => replica.breaker !== "closed").length }
+      : {}),
+  }));
 }

@@ -65,7 +65,26 @@ export const OPENAPI_DOCUMENT = {
         responses: {
           "200": ok("Ready.", {
             type: "object",
-            properties: { status: { const: "ok" }, node_id: { type: "string", description: "The node that answered." } },
+            properties: {
+              status: { const: "ok" },
+              node_id: { type: "string", description: "The node that answered." },
+              upstreams: {
+                type: "array",
+                "x-batchspool-extension": true,
+                description: "Each upstream as the answering node sees it (no URL: this route is public).",
+                items: {
+                  type: "object",
+                  properties: {
+                    upstream: { type: "string", description: "The route's model pattern (`*`: the default route), or `default` for a single upstream." },
+                    limit: { type: "integer", description: "Requests it may have in flight now (adapted to its answers)." },
+                    in_flight: { type: "integer" },
+                    replicas: { type: "integer", description: "With routes: its replicas." },
+                    replicas_out: { type: "integer", description: "With routes: replicas taken out by their circuit breakers." },
+                  },
+                  required: ["upstream", "limit", "in_flight"],
+                },
+              },
+            },
             required: ["status", "node_id"],
           }),
           "503": ok("Starting or stopping.", { type: "object", properties: { status: { const: "starting" }, node_id: { type: "string" } } }),

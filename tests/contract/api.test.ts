@@ -408,7 +408,9 @@ for (const adapter of ADAPTERS) {
       await expectError(await t.app.request("/v1/files"), 503);
       await t.engine.start();
       assert.equal((await t.app.request("/health")).status, 200);
-      assert.deepEqual(await (await t.app.request("/health")).json(), { status: "ok", node_id: t.engine.nodeId });
+      const health = await (await t.app.request("/health")).json();
+      assert.deepEqual({ status: health.status, node_id: health.node_id }, { status: "ok", node_id: t.engine.nodeId });
+      assert.deepEqual(health.upstreams.map((u: { upstream: string; in_flight: number }) => [u.upstream, u.in_flight]), [["default", 0]]);
     } finally {
       await t.close();
     }

@@ -112,3 +112,74 @@ test("routes: a replica that refuses connections and one that answers 500 are ta
       await Promise.all([live.close(), broken.close()]);
     }
   }));
+
+test("routes: a replica killed mid-batch loses no line; every line is answered once", () =>
+  FS.withPlace(async (place) => {
+    const [a, b] = await Promise.all([startUpstream(), startUpstream()]);
+    const server = await startServer([...place.serveArgs, "--concurrency", "8", "--upstream", `slow:*=${a.baseUrl}`, "--upstream", `slow:*=${b.baseUrl}`]);
+    try {
+      await server.waitFor(/ready/);
+      const client = new OpenAI({ baseURL: server.baseURL, apiKey: "unused", maxRetries: 0 });
+      const lines = Array.from({ length: 150 }, (_, i) => line(`k${i}`, "slow:20"));
+      const file = await client.files.create({ file: await toFile(new TextEncoder().encode(lines.join("\n")), "in.jsonl"), purpose: "batch" });
+      const batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+      await eventually(async () => b.requests.length >= 10);
+      await b.close(); // requests in flight there are cut off; nothing listens any more
+      const done = await eventually(async () => {
+        const found = await client.batches.retrieve(batch.id);
+        return found.status === "completed" && found;
+      }, 90_000);
+      assert.deepEqual(done.request_counts, { total: 150, completed: 150, failed: 0 });
+      const ids = (await (await client.files.content(done.output_file_id!)).text()).trim().split("\n").map((text) => JSON.parse(text).custom_id);
+      assert.deepEqual([...ids].sort(), lines.map((text) => JSON.parse(text).custom_id).sort(), "every line once");
+    } finally {
+      await server.stop();
+      await Promise.all([a.close(), b.close()]);
+    }
+  }));
+
+test("routes: a flapping replica is taken out while it fails and put back once a probe succeeds", () =>
+  FS.withPlace(async (place) => {
+    const steady = await startUpstream();
+    const flapping = await startUpstream({ failWith: 502 });
+    const server = await startServer([...place.serveArgs, "--concurrency", "4", "--upstream", `m=${steady.baseUrl}`, "--upstream", `m=${flapping.baseUrl}`]);
+    const breaker = async () => (await (await fetch(new URL("/cluster", server.baseURL))).json()).upstreams[0].replicas[1].breaker as string;
+    try {
+      await server.waitFor(/ready/);
+      const client = new OpenAI({ baseURL: server.baseURL, apiKey: "unused", maxRetries: 0 });
+      const first = await runBatch(client, Array.from({ length: 100 }, (_, i) => line(`f${i}`, "m")));
+      assert.deepEqual(first.request_counts, { total: 100, completed: 100, failed: 0 });
+      assert.notEqual(await breaker(), "closed", "out while it fails");
+      flapping.setFailWith(null);
+      // Its cooldown passes: the next request to the route is its probe.
+      await eventually(async () => (await breaker()) === "half-open");
+      const servedBefore = flapping.requests.length;
+      const second = await runBatch(client, Array.from({ length: 100 }, (_, i) => line(`s${i}`, "m")));
+      assert.deepEqual(second.request_counts, { total: 100, completed: 100, failed: 0 });
+      assert.equal(await breaker(), "closed", "back after a successful probe");
+      assert.ok(flapping.requests.length - servedBefore > 10, `it takes a share again (${flapping.requests.length - servedBefore} of 100)`);
+    } finally {
+      await server.stop();
+      await Promise.all([steady.close(), flapping.close()]);
+    }
+  }));
+
+test("routes: against an upstream with a hidden limit of 4 in flight, the limit comes down from 16 and few requests are refused", () =>
+  FS.withPlace(async (place) => {
+    const upstream = await startUpstream({ capacity: 4 });
+    const server = await startServer([...place.serveArgs, "--concurrency", "16", "--max-retries", "20", "--upstream", upstream.baseUrl]);
+    try {
+      await server.waitFor(/ready/);
+      const client = new OpenAI({ baseURL: server.baseURL, apiKey: "unused", maxRetries: 0 });
+      const done = await runBatch(client, Array.from({ length: 300 }, (_, i) => line(`h${i}`, "slow:20")));
+      assert.deepEqual(done.request_counts, { total: 300, completed: 300, failed: 0 });
+      const health = await (await fetch(new URL("/health", server.baseURL))).json();
+      const [lane] = health.upstreams;
+      assert.ok(lane.limit >= 1 && lane.limit <= 6, `the limit came down near 4: ${lane.limit}`);
+      const share = upstream.refused / upstream.requests.length;
+      assert.ok(share < 0.15, `${upstream.refused} of ${upstream.requests.length} requests refused`);
+    } finally {
+      await server.stop();
+      await upstream.close();
+    }
+  }));

@@ -5,8 +5,10 @@
  * `flaky` and `ratelimit` fail the first <n> attempts of each distinct prompt.
  * It serves any path as chat completions, except `/v1/messages`: answered as
  * Anthropic's Messages API when started with `{ messages: true }`, else 404
- * (as a server without that route). Started with `{ failWith: status }`, it
- * answers every request with that status (a replica gone bad).
+ * (as a server without that route). Started with `{ failWith: status }` (or
+ * after `setFailWith(status)`), it answers every request with that status (a
+ * replica gone bad); with `{ capacity: n }`, a request that finds n in flight
+ * is answered 429 at once, without Retry-After (a server's hidden limit).
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 
@@ -28,6 +30,10 @@ export interface UpstreamRequest {
 export interface Upstream {
   baseUrl: string;
   requests: UpstreamRequest[];
+  /** Requests answered 429 for finding the capacity full. */
+  refused: number;
+  /** Answers every request with `status` from now on (null: as usual again). */
+  setFailWith(status: number | null): void;
   close(): Promise<void>;
 }
 
@@ -37,8 +43,11 @@ async function readBody(request: IncomingMessage): Promise<string> {
   return text;
 }
 
-export async function startUpstream(options: { messages?: boolean; failWith?: number } = {}): Promise<Upstream> {
+export async function startUpstream(options: { messages?: boolean; failWith?: number; capacity?: number } = {}): Promise<Upstream> {
   const requests: UpstreamRequest[] = [];
+  let failWith = options.failWith ?? null;
+  let inFlight = 0;
+  const upstream = { requests, refused: 0 } as unknown as Upstream;
   const attempts = new Map<string, number>();
   const server: Server = createServer(async (request, response) => {
     // A client killed mid-request (the crash tests do that) is normal here: its request's
@@ -65,7 +74,15 @@ export async function startUpstream(options: { messages?: boolean; failWith?: nu
     if (messagesApi && typeof body.model !== "string") {
       return send(400, { type: "error", error: { type: "invalid_request_error", message: "model: Field required" } });
     }
-    if (options.failWith) return send(options.failWith, { error: { message: "replica broken", type: "server_error", param: null, code: null } });
+    if (failWith) return send(failWith, { error: { message: "replica broken", type: "server_error", param: null, code: null } });
+    if (options.capacity !== undefined) {
+      if (inFlight >= options.capacity) {
+        upstream.refused++;
+        return send(429, { error: { message: "too many requests in flight", type: "rate_limit_error", param: null, code: null } });
+      }
+      inFlight++;
+      response.on("close", () => inFlight--);
+    }
     const attempt = (attempts.get(prompt) ?? 0) + 1;
     attempts.set(prompt, attempt);
     const [kind, a, b] = model.split(":");
@@ -118,13 +135,16 @@ export async function startUpstream(options: { messages?: boolean; failWith?: nu
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as { port: number }).port;
-  return {
+  Object.assign(upstream, {
     baseUrl: `http://127.0.0.1:${port}/v1`,
-    requests,
+    setFailWith: (status: number | null) => {
+      failWith = status;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections?.();
         server.close(() => resolve());
       }),
-  };
+  });
+  return upstream;
 }
