@@ -18,20 +18,32 @@ import type { HeldItem, SliceSpec, WorkItem } from "./ledger/ledger.ts";
 import { slicesOf } from "./slicing.ts";
 import { setStatus } from "./status.ts";
 import { recordEndEvent } from "./webhook_outbox.ts";
+import { letEventLoopRun } from "../runtime/event_loop_turn.ts";
 
 /** A batch in the ledger this long without its document was left by a node that died creating it. */
 const ORPHAN_AFTER_SECONDS = 60;
+/**
+ * Reads of a young batch's document before its validation is put off: its
+ * creator adds the ledger entry first and writes the document right after, so
+ * a node that claims the entry in between finds it a few reads later. Turns of
+ * the event loop apart rather than a clock's delay: the wait is for that write.
+ */
+const READS_OF_A_NEW_DOCUMENT = 200;
 
 /** Runs a claimed validation item. */
 export async function runValidation(context: EngineContext, item: WorkItem): Promise<void> {
   const { ledger, storage } = context;
   const held: HeldItem = { batchId: item.batchId, item: item.item, token: item.token };
-  const record = await readRecord(storage, item.owner, item.batchId);
+  let record = await readRecord(storage, item.owner, item.batchId);
   if (!record) {
     const age = await ledger.addedSecondsAgo(item.batchId);
     if (age === null || age > ORPHAN_AFTER_SECONDS) return await ledger.removeBatch(item.batchId);
-    // Its creator writes the document right after adding the batch.
-    throw new EngineError("not_ready", `batch ${item.batchId} has no document yet`);
+    for (let read = 0; !record && read < READS_OF_A_NEW_DOCUMENT; read++) {
+      await letEventLoopRun();
+      record = await readRecord(storage, item.owner, item.batchId);
+    }
+    // Still none: its creator is slow or gone; the step is tried again after a backoff.
+    if (!record) throw new EngineError("not_ready", `batch ${item.batchId} has no document yet`);
   }
   const batch = record.batch;
   if (FINAL_STATUSES.has(batch.status)) {

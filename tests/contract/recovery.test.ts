@@ -365,3 +365,59 @@ for (const adapter of [FS]) {
       }
   }));
 }
+
+test("recovery: a validation claimed between a batch's ledger entry and its document waits for the document, not for a clock", async () => {
+  const storage = createMemoryStorage();
+  // The first batch's document is held back until a node has looked for it and found nothing.
+  let held: string | null = null;
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const documents = storage.documents;
+  const gated: Storage = {
+    ...storage,
+    documents: {
+      ...documents,
+      async put(key, value, condition) {
+        if (held === null && key.startsWith(batchDocKey(OWNER, "batch_").slice(0, -"batch_".length)) && condition?.ifVersion === 0) {
+          held = key;
+          await released;
+        }
+        return await documents.put(key, value, condition);
+      },
+      async get<T>(key: string) {
+        const found = await documents.get<T>(key);
+        if (key === held && found === null) release();
+        return found;
+      },
+    },
+  };
+  // A clock that never moves: a validation put off by a backoff would never run.
+  const frozen = { now: () => Date.now(), monotonic: () => 0, setTimeout: () => ({}), clearTimeout: () => {} };
+  const engine = createBatchEngine({ storage: gated, target: createMockTarget(), logger: recordingLogger(), clock: frozen, checkpoints: false });
+  await engine.start();
+  try {
+    const upload = async (id: string) => {
+      const received = await engine.files.receive({
+        owner: OWNER,
+        filename: "in.jsonl",
+        purpose: "batch",
+        content: new TextEncoder().encode(JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions", body: { model: "m", messages: [] } })),
+      });
+      return (await engine.files.commit(received, { purpose: "batch" })).id;
+    };
+    const create = (fileId: string) => engine.createBatch(OWNER, { input_file_id: fileId, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    const [first, second] = [await upload("a"), await upload("b")];
+    const creating = create(first); // its document waits at the gate
+    // Another batch's creation tells the node there is work: it claims both validations.
+    const other = await create(second);
+    const firstBatch = await creating;
+    for (const id of [firstBatch.id, other.id]) {
+      const done = await waitUntil(engine, id, ended, 20_000);
+      assert.equal(done.status, "completed", id);
+    }
+    assert.notEqual(held, null, "the first document was held back");
+  } finally {
+    await engine.close();
+    await storage.close();
+  }
+});
