@@ -4,8 +4,8 @@
  * llm-d's batch gateway does the same): each success adds 1 / limit, so a
  * limit's worth of successes adds one request; an overload takes a tenth off.
  * A tenth rather than TCP's half: against a server that refuses above N in
- * flight, the sawtooth between 0.9 N and N keeps about 95 % of the best fixed
- * limit, where halving would keep 75 % (BENCHMARKS.md, benchmark 13).
+ * flight, a shallow sawtooth stays close to N where halving would spend much
+ * of its time far below it (BENCHMARKS.md, benchmark 13).
  *
  * @module
  */
